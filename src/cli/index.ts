@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { createLogger } from '../logger.js';
+import { configOrExit, openStorage, runUntilSignal } from '../main.js';
+import { CliError, OperatorClient, resolveClientOptions } from './client.js';
+import { registerAgentCommands } from './commands/agents.js';
+
+const print = (text: string) => process.stdout.write(`${text}\n`);
+
+export function buildProgram(): Command {
+  const program = new Command('agent-otp')
+    .description('Agent OTP: one-time, scoped permissions for AI agents, approved by policy or by a human')
+    .version('0.1.0')
+    .showHelpAfterError();
+
+  program
+    .command('start')
+    .description('Run the service (API, workers and chat bots in one process)')
+    .action(async () => {
+      await runUntilSignal();
+    });
+
+  program
+    .command('migrate')
+    .description('Apply pending database migrations and exit')
+    .action(async () => {
+      const config = configOrExit();
+      const logger = createLogger(config.LOG_LEVEL);
+      const db = await openStorage(config, logger);
+      await db.close();
+      print('Database is up to date.');
+    });
+
+  let client: OperatorClient | undefined;
+  const getClient = () => {
+    client ??= new OperatorClient(resolveClientOptions());
+    return client;
+  };
+  registerAgentCommands(program, getClient, print);
+  return program;
+}
+
+buildProgram()
+  .exitOverride()
+  .parseAsync(process.argv)
+  .catch((err: unknown) => {
+    if (err instanceof CommanderError) process.exit(err.exitCode);
+    const message = err instanceof CliError || err instanceof Error ? err.message : String(err);
+    process.stderr.write(`agent-otp: ${message}\n`);
+    process.exit(1);
+  });

@@ -1,0 +1,135 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The one schema for the whole environment. Parsed once at start and frozen; a bad value stops
+ * the start with a message naming the variable. Secrets are never defaulted and each can be
+ * given as NAME or as NAME_FILE (a path whose contents are the value: Docker/Kubernetes secrets).
+ */
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+
+const url = (protocols: string[]) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be a URL (${protocols.join(' or ')})` },
+  );
+
+/** Variables holding secrets: each also accepts NAME_FILE, and none is ever logged. */
+export const SECRET_VARIABLES = [
+  'DATABASE_URL',
+  'REDIS_URL',
+  'ADMIN_TOKEN',
+  'TOKEN_ENCRYPTION_KEY',
+  'METRICS_TOKEN',
+  'SLACK_BOT_TOKEN',
+  'SLACK_SIGNING_SECRET',
+  'SLACK_APP_TOKEN',
+  'DISCORD_BOT_TOKEN',
+] as const;
+
+export const configSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  // HTTP
+  PORT: int(0, 65535).default(3000),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  PUBLIC_URL: url(['http:', 'https:']).optional(),
+  TRUST_PROXY: bool.default(false),
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
+
+  // Storage
+  DATABASE_URL: url(['postgres:', 'postgresql:']).optional(),
+  DATABASE_POOL_SIZE: int(1, 500).default(20),
+  AGENT_OTP_DATA_DIR: z.string().min(1).default('./.agent-otp'),
+  REDIS_URL: url(['redis:', 'rediss:']).optional(),
+  REDIS_KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:_-]{1,64}$/, 'letters, digits, ":", "_" or "-" only')
+    .default('aotp'),
+
+  // Operators
+  ADMIN_TOKEN: z
+    .string()
+    .regex(/^uk_[A-Za-z0-9_-]+$/, 'must be a uk_ operator key')
+    .min(32, 'must be at least 32 characters')
+    .optional(),
+
+  // Abuse limits
+  AUTH_FAILURES_PER_MIN: int(1).default(30),
+});
+
+type Parsed = z.infer<typeof configSchema>;
+
+export interface Config extends Parsed {
+  /** Absolute path of AGENT_OTP_DATA_DIR. */
+  readonly dataDir: string;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Every variable the schema knows, including NAME_FILE variants: used by the manifest checks. */
+export const KNOWN_VARIABLES: readonly string[] = [
+  ...Object.keys(configSchema.shape),
+  ...SECRET_VARIABLES.map((name) => `${name}_FILE`),
+];
+
+function resolveSecretFiles(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const raw = env[key];
+    out[key] = raw === '' ? undefined : raw;
+  }
+  for (const name of SECRET_VARIABLES) {
+    const file = env[`${name}_FILE`];
+    if (!file) continue;
+    if (out[name] !== undefined) {
+      throw new ConfigError(`Both ${name} and ${name}_FILE are set; set only one.`);
+    }
+    try {
+      out[name] = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new ConfigError(`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code})`);
+    }
+  }
+  return out;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const result = configSchema.safeParse(resolveSecretFiles(env));
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? 'environment');
+      const secret = (SECRET_VARIABLES as readonly string[]).includes(name);
+      // Never echo a secret's value back, even a malformed one.
+      const message = secret ? issue.message.replace(/received .*/i, 'invalid value') : issue.message;
+      return `  ${name}: ${message}`;
+    });
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const parsed = result.data;
+  if (Boolean(parsed.TLS_CERT_FILE) !== Boolean(parsed.TLS_KEY_FILE)) {
+    throw new ConfigError(
+      'Invalid configuration:\n  TLS_CERT_FILE: TLS_CERT_FILE and TLS_KEY_FILE must be set together',
+    );
+  }
+  return Object.freeze({ ...parsed, dataDir: path.resolve(parsed.AGENT_OTP_DATA_DIR) });
+}

@@ -1,0 +1,85 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The audit event and its hash chain (DESIGN §10). The chain hashes `details_hash`, not the
+ * details themselves, so erasing personal data from `details` (GDPR) keeps the chain verifiable.
+ */
+export type ActorType = 'agent' | 'approver' | 'policy' | 'system' | 'operator';
+
+export interface Actor {
+  type: ActorType;
+  id?: string;
+  name?: string;
+  platform?: 'slack' | 'discord' | 'api' | 'cli';
+  teamId?: string;
+  guildId?: string;
+  userId?: string;
+  userName?: string;
+}
+
+export interface AuditEventInput {
+  type: string;
+  actor: Actor;
+  agentId?: string | null;
+  permissionId?: string | null;
+  details?: Record<string, unknown>;
+  ip?: string | null;
+  userAgent?: string | null;
+}
+
+export interface AuditEvent extends Required<Omit<AuditEventInput, 'details'>> {
+  id: string;
+  occurredAt: Date;
+  details: Record<string, unknown>;
+  detailsHash: string;
+}
+
+export interface SealedFields {
+  chainIndex: number;
+  prevHash: string;
+  hash: string;
+}
+
+/** Hash of the empty chain: the first sealed event links to it. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** JSON with sorted keys, so the same value always hashes the same however it was built. */
+export function canonicalJson(value: unknown): string {
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (value instanceof Date) return JSON.stringify(value.toISOString());
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  const entries = Object.entries(value as Record<string, unknown>)
+    .filter(([, v]) => v !== undefined)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+}
+
+const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+
+export function hashDetails(details: Record<string, unknown>): string {
+  return sha256(canonicalJson(details));
+}
+
+/** Everything that identifies the event except the details, which enter through their hash. */
+export function chainHash(
+  prevHash: string,
+  chainIndex: number,
+  event: Pick<
+    AuditEvent,
+    'id' | 'occurredAt' | 'type' | 'actor' | 'agentId' | 'permissionId' | 'detailsHash'
+  >,
+): string {
+  return sha256(
+    canonicalJson([
+      prevHash,
+      chainIndex,
+      event.id,
+      event.occurredAt.toISOString(),
+      event.type,
+      event.actor,
+      event.agentId ?? null,
+      event.permissionId ?? null,
+      event.detailsHash,
+    ]),
+  );
+}

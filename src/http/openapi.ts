@@ -1,0 +1,94 @@
+import { z } from 'zod';
+import type { RouteRegistry } from './route.js';
+
+const toSchema = (schema: z.ZodType, io: 'input' | 'output') =>
+  z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' });
+
+/** The OpenAPI document, generated from the same zod schemas that validate requests. */
+export function buildOpenApi(registry: RouteRegistry, version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const def of registry) {
+    const url = def.url.replace(/:([A-Za-z_]+)/g, '{$1}');
+    const parameters: unknown[] = [];
+    for (const [where, schema] of [
+      ['path', def.params],
+      ['query', def.query],
+    ] as const) {
+      if (!schema) continue;
+      const json = toSchema(schema, 'input') as { properties?: Record<string, unknown>; required?: string[] };
+      for (const [name, s] of Object.entries(json.properties ?? {})) {
+        parameters.push({
+          name,
+          in: where,
+          required: where === 'path' || json.required?.includes(name),
+          schema: s,
+        });
+      }
+    }
+    const status = String(def.successStatus ?? 200);
+    paths[url] ??= {};
+    paths[url][def.method.toLowerCase()] = {
+      summary: def.summary,
+      tags: [def.tag],
+      security: def.auth === 'none' ? [] : [{ bearer: [] }, { apiKey: [] }],
+      parameters,
+      ...(def.body
+        ? {
+            requestBody: {
+              required: true,
+              content: { 'application/json': { schema: toSchema(def.body, 'input') } },
+            },
+          }
+        : {}),
+      responses: {
+        [status]: {
+          description: 'Success',
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                properties: {
+                  success: { type: 'boolean', enum: [true] },
+                  data: def.response ? toSchema(def.response, 'output') : {},
+                },
+              },
+            },
+          },
+        },
+        default: {
+          description: 'Error',
+          content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+        },
+      },
+    };
+  }
+  return {
+    openapi: '3.0.3',
+    info: { title: 'Agent OTP', version },
+    paths,
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer' },
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+      },
+      schemas: {
+        Error: {
+          type: 'object',
+          properties: {
+            success: { type: 'boolean', enum: [false] },
+            error: {
+              type: 'object',
+              required: ['code', 'message', 'requestId'],
+              properties: {
+                code: { type: 'string' },
+                message: { type: 'string' },
+                details: {},
+                requestId: { type: 'string' },
+              },
+            },
+          },
+        },
+      },
+    },
+  };
+}

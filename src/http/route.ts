@@ -1,0 +1,121 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
+import type { Actor } from '../core/audit/index.js';
+import { AppError } from '../core/errors.js';
+import type { RequestOrigin } from '../services/agents.js';
+import type { AuthService, Principal } from '../services/auth.js';
+import type { Agent } from '../store/agentRepository.js';
+import { zodToAppError } from './errors.js';
+
+export type AuthMode = 'agent' | 'operator' | 'any' | 'none';
+
+type Schema = z.ZodType;
+type Out<S> = S extends Schema ? z.output<S> : undefined;
+
+export interface RouteContext<B, Q, P> {
+  body: B;
+  query: Q;
+  params: P;
+  principal: Principal | null;
+  request: FastifyRequest;
+  reply: FastifyReply;
+  origin: RequestOrigin;
+}
+
+export interface RouteResult {
+  status?: number;
+  data: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface RouteDefinition<
+  B extends Schema | undefined,
+  Q extends Schema | undefined,
+  P extends Schema | undefined,
+> {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: string;
+  auth: AuthMode;
+  summary: string;
+  tag: string;
+  body?: B;
+  query?: Q;
+  params?: P;
+  /** For the OpenAPI document: the shape of `data` in the success envelope. */
+  response?: Schema;
+  successStatus?: number;
+  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<RouteResult>;
+}
+
+/** Collected as routes are registered; /openapi.json is generated from it. */
+export type RouteRegistry = RouteDefinition<Schema | undefined, Schema | undefined, Schema | undefined>[];
+
+function parse<S extends Schema | undefined>(schema: S | undefined, value: unknown): Out<S> {
+  if (!schema) return undefined as Out<S>;
+  const result = schema.safeParse(value ?? {});
+  if (!result.success) throw zodToAppError(result.error);
+  return result.data as Out<S>;
+}
+
+export function presentedKey(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match?.[1] ?? header;
+  }
+  const apiKey = request.headers['x-api-key'];
+  return typeof apiKey === 'string' && apiKey.length > 0 ? apiKey : undefined;
+}
+
+export function actorFor(principal: Principal | null): Actor {
+  if (!principal) return { type: 'system' };
+  if (principal.kind === 'agent')
+    return { type: 'agent', id: principal.agent.id, name: principal.agent.name };
+  return { type: 'operator', id: principal.operatorKeyId, name: principal.name, platform: 'api' };
+}
+
+export function requireAgent(principal: Principal | null): Agent {
+  if (principal?.kind !== 'agent') throw new AppError('FORBIDDEN', 'This endpoint needs an agent API key');
+  return principal.agent;
+}
+
+export function makeRouter(app: FastifyInstance, auth: AuthService, registry: RouteRegistry) {
+  return function route<
+    B extends Schema | undefined,
+    Q extends Schema | undefined,
+    P extends Schema | undefined,
+  >(def: RouteDefinition<B, Q, P>): void {
+    registry.push(def as unknown as RouteRegistry[number]);
+    app.route({
+      method: def.method,
+      url: def.url,
+      handler: async (request, reply) => {
+        let principal: Principal | null = null;
+        if (def.auth !== 'none') {
+          principal = await auth.authenticate(presentedKey(request), request.ip);
+          if (def.auth === 'operator' && principal.kind !== 'operator') {
+            throw new AppError('FORBIDDEN', 'This endpoint needs an operator (uk_) key');
+          }
+          if (def.auth === 'agent' && principal.kind !== 'agent') {
+            throw new AppError('FORBIDDEN', 'This endpoint needs an agent API key');
+          }
+        }
+        const params = parse<P>(def.params, request.params);
+        const query = parse<Q>(def.query, request.query);
+        const body = parse<B>(def.body, request.body);
+        const origin: RequestOrigin = {
+          actor: actorFor(principal),
+          ip: request.ip,
+          userAgent: request.headers['user-agent'] ?? null,
+        };
+        const result = await def.handler({ body, query, params, principal, request, reply, origin });
+        if (result.headers) reply.headers(result.headers);
+        return reply
+          .status(result.status ?? def.successStatus ?? 200)
+          .send({ success: true, data: result.data });
+      },
+    });
+  };
+}
+
+export type Router = ReturnType<typeof makeRouter>;

@@ -1,0 +1,239 @@
+import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
+import type { AgentService } from '../../services/agents.js';
+import type { Agent } from '../../store/agentRepository.js';
+import type { Router } from '../route.js';
+
+const agentId = z.object({ id: z.string().max(64) }).strict();
+const metadata = z.record(z.string(), z.unknown()).refine((m) => JSON.stringify(m).length <= 16_384, {
+  message: 'must be at most 16 KiB as JSON',
+});
+
+const createBody = z
+  .object({
+    name: z.string().trim().min(1).max(200),
+    description: z.string().max(2000).optional(),
+    metadata: metadata.optional(),
+    environment: z.enum(['live', 'test']).optional(),
+  })
+  .strict();
+
+const updateBody = z
+  .object({
+    name: z.string().trim().min(1).max(200).optional(),
+    description: z.string().max(2000).nullable().optional(),
+    metadata: metadata.optional(),
+    rateLimitPerMin: z.number().int().min(1).max(1_000_000).nullable().optional(),
+    rateLimitPerHour: z.number().int().min(1).max(100_000_000).nullable().optional(),
+    webhookUrl: z
+      .url({ protocol: /^https?$/ })
+      .max(2048)
+      .nullable()
+      .optional(),
+  })
+  .strict();
+
+const rotateBody = z
+  .object({
+    gracePeriod: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86400)
+      .default(86400),
+    revokeImmediately: z.boolean().default(false),
+  })
+  .strict();
+
+const listQuery = z
+  .object({
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z.string().max(200).optional(),
+  })
+  .strict();
+
+const agentResponse = z.object({
+  id: z.string(),
+  name: z.string(),
+  description: z.string().nullable(),
+  metadata: z.record(z.string(), z.unknown()),
+  environment: z.enum(['live', 'test']),
+  status: z.enum(['active', 'revoked', 'deleted']),
+  rateLimitPerMin: z.number().nullable(),
+  rateLimitPerHour: z.number().nullable(),
+  webhookUrl: z.string().nullable(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  revokedAt: z.string().nullable(),
+});
+
+export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
+  return {
+    id: agent.id,
+    name: agent.name,
+    description: agent.description,
+    metadata: agent.metadata,
+    environment: agent.environment,
+    status: agent.status,
+    rateLimitPerMin: agent.rateLimitPerMin,
+    rateLimitPerHour: agent.rateLimitPerHour,
+    webhookUrl: agent.webhookUrl,
+    createdAt: agent.createdAt.toISOString(),
+    updatedAt: agent.updatedAt.toISOString(),
+    revokedAt: agent.revokedAt?.toISOString() ?? null,
+  };
+}
+
+/** Opaque keyset cursor over (createdAt, id). */
+function encodeCursor(agent: Agent): string {
+  return Buffer.from(JSON.stringify([agent.createdAt.toISOString(), agent.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const date = new Date(createdAt);
+    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
+    return { createdAt: date, id };
+  } catch {
+    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
+  }
+}
+
+export function registerAgentRoutes(route: Router, agents: AgentService): void {
+  route({
+    method: 'POST',
+    url: '/api/v1/agents',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'Create an agent; its API key is returned once',
+    body: createBody,
+    successStatus: 201,
+    response: agentResponse.extend({ apiKey: z.string(), apiKeyPrefix: z.string() }),
+    async handler({ body, origin }) {
+      const created = await agents.create(body, origin);
+      return {
+        data: { ...agentDto(created.agent), apiKey: created.apiKey, apiKeyPrefix: created.apiKeyPrefix },
+      };
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/agents',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'List agents',
+    query: listQuery,
+    response: z.object({ agents: z.array(agentResponse), nextCursor: z.string().nullable() }),
+    async handler({ query }) {
+      const page = await agents.list({
+        limit: query.limit,
+        after: query.cursor ? decodeCursor(query.cursor) : undefined,
+      });
+      const last = page[page.length - 1];
+      return {
+        data: {
+          agents: page.map(agentDto),
+          nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/agents/:id',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'Get an agent and its keys (prefixes only)',
+    params: agentId,
+    response: agentResponse,
+    async handler({ params }) {
+      const agent = await agents.get(params.id);
+      return {
+        data: {
+          ...agentDto(agent),
+          keys: agent.keys.map((k) => ({
+            prefix: k.prefix,
+            createdAt: k.createdAt.toISOString(),
+            expiresAt: k.expiresAt?.toISOString() ?? null,
+            revokedAt: k.revokedAt?.toISOString() ?? null,
+            lastUsedAt: k.lastUsedAt?.toISOString() ?? null,
+          })),
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'PATCH',
+    url: '/api/v1/agents/:id',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'Update an agent',
+    params: agentId,
+    body: updateBody,
+    response: agentResponse,
+    async handler({ params, body, origin }) {
+      return { data: agentDto(await agents.update(params.id, body, origin)) };
+    },
+  });
+
+  route({
+    method: 'DELETE',
+    url: '/api/v1/agents/:id',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'Delete an agent (its keys stop working; its history stays in the audit trail)',
+    params: agentId,
+    response: agentResponse,
+    async handler({ params, origin }) {
+      return { data: agentDto(await agents.delete(params.id, origin)) };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/agents/:id/rotate-key',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'Issue a new key; the old one works until the grace period ends',
+    params: agentId,
+    body: rotateBody,
+    response: z.object({
+      id: z.string(),
+      apiKey: z.string(),
+      apiKeyPrefix: z.string(),
+      previousKeysExpireAt: z.string(),
+    }),
+    async handler({ params, body, origin }) {
+      const rotated = await agents.rotateKey(
+        params.id,
+        { gracePeriodSeconds: body.gracePeriod, revokeImmediately: body.revokeImmediately },
+        origin,
+      );
+      return {
+        data: {
+          id: rotated.agent.id,
+          apiKey: rotated.apiKey,
+          apiKeyPrefix: rotated.apiKeyPrefix,
+          previousKeysExpireAt: rotated.previousKeysExpireAt.toISOString(),
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/agents/:id/revoke',
+    auth: 'operator',
+    tag: 'agents',
+    summary: 'Revoke an agent: every key it has is refused from now on',
+    params: agentId,
+    response: agentResponse,
+    async handler({ params, origin }) {
+      return { data: agentDto(await agents.revoke(params.id, origin)) };
+    },
+  });
+}

@@ -1,0 +1,147 @@
+import type { Clock } from '../core/clock.js';
+import { type AgentEnvironment, classifyKey, constantTimeEqualHex, sha256Hex } from '../core/credentials.js';
+import { AppError } from '../core/errors.js';
+import type { Agent } from '../store/agentRepository.js';
+import { findKeyByHash, touchApiKey } from '../store/agentRepository.js';
+import type { Counters } from '../store/counters.js';
+import type { Db } from '../store/db.js';
+import { findOperatorKeyByHash } from '../store/operatorKeyRepository.js';
+
+export type Principal =
+  | { kind: 'agent'; agent: Agent; keyId: string; environment: AgentEnvironment }
+  | { kind: 'operator'; operatorKeyId: string; name: string };
+
+interface CachedKey {
+  principal: Principal;
+  keyHash: string;
+  expiresAt: Date | null;
+  revoked: boolean;
+  cachedUntil: number;
+}
+
+const CACHE_TTL_MS = 5000;
+const CACHE_MAX = 10_000;
+/** lastUsedAt is informational: writing it once a minute per key keeps writes off the hot path. */
+const TOUCH_EVERY_MS = 60_000;
+const AUTH_FAILURE_WINDOW_MS = 60_000;
+
+/**
+ * Turns a presented key into a principal. Keys are looked up by their SHA-256 (only hashes are
+ * stored) and compared in constant time; lookups are cached for a few seconds and dropped at
+ * once when an agent changes (revoke, rotate), on this instance and, through pub/sub, on others.
+ */
+export class AuthService {
+  private readonly cache = new Map<string, CachedKey>();
+  private readonly lastTouched = new Map<string, number>();
+  private readonly blockedUntil = new Map<string, number>();
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly counters: Counters,
+    private readonly failuresPerMinute: number,
+  ) {}
+
+  /** Throws 429 when this client address has failed to authenticate too often this minute. */
+  assertNotThrottled(ip: string): void {
+    const until = this.blockedUntil.get(ip);
+    if (until === undefined) return;
+    const now = this.clock.now().getTime();
+    if (until <= now) {
+      this.blockedUntil.delete(ip);
+      return;
+    }
+    throw new AppError('RATE_LIMITED', 'Too many failed authentications from this address', {
+      retryAfter: Math.ceil((until - now) / 1000),
+    });
+  }
+
+  async authenticate(presented: string | undefined, ip: string): Promise<Principal> {
+    this.assertNotThrottled(ip);
+    if (!presented)
+      throw new AppError(
+        'MISSING_API_KEY',
+        'An API key is required (Authorization: Bearer <key> or X-API-Key)',
+      );
+    try {
+      return await this.resolve(presented);
+    } catch (err) {
+      if (err instanceof AppError) await this.recordFailure(ip, err);
+      throw err;
+    }
+  }
+
+  invalidateAgent(agentId: string): void {
+    for (const [hash, entry] of this.cache) {
+      if (entry.principal.kind === 'agent' && entry.principal.agent.id === agentId) this.cache.delete(hash);
+    }
+  }
+
+  private async resolve(presented: string): Promise<Principal> {
+    const shape = classifyKey(presented);
+    if (!shape) throw invalidKey();
+    const hash = sha256Hex(presented);
+    const now = this.clock.now();
+    let entry = this.cache.get(hash);
+    if (!entry || entry.cachedUntil <= now.getTime()) {
+      entry = shape.kind === 'agent' ? await this.loadAgentKey(hash) : await this.loadOperatorKey(hash);
+      this.remember(hash, entry);
+    }
+    if (!constantTimeEqualHex(entry.keyHash, hash)) throw invalidKey();
+    if (entry.revoked || (entry.expiresAt && entry.expiresAt <= now)) {
+      throw new AppError('EXPIRED_API_KEY', 'This API key has been revoked or has expired');
+    }
+    if (entry.principal.kind === 'agent') this.touch(entry.principal.keyId, now);
+    return entry.principal;
+  }
+
+  private async loadAgentKey(hash: string): Promise<CachedKey> {
+    const found = await findKeyByHash(this.db, hash);
+    if (!found) throw invalidKey();
+    const { key, agent } = found;
+    return {
+      principal: { kind: 'agent', agent, keyId: key.id, environment: key.environment },
+      keyHash: key.keyHash,
+      expiresAt: key.expiresAt,
+      revoked: key.revokedAt !== null || agent.status !== 'active',
+      cachedUntil: this.clock.now().getTime() + CACHE_TTL_MS,
+    };
+  }
+
+  private async loadOperatorKey(hash: string): Promise<CachedKey> {
+    const found = await findOperatorKeyByHash(this.db, hash);
+    if (!found) throw invalidKey();
+    return {
+      principal: { kind: 'operator', operatorKeyId: found.id, name: found.name },
+      keyHash: found.keyHash,
+      expiresAt: null,
+      revoked: found.revokedAt !== null,
+      cachedUntil: this.clock.now().getTime() + CACHE_TTL_MS,
+    };
+  }
+
+  private remember(hash: string, entry: CachedKey): void {
+    if (this.cache.size >= CACHE_MAX) this.cache.clear();
+    this.cache.set(hash, entry);
+  }
+
+  private touch(keyId: string, now: Date): void {
+    const last = this.lastTouched.get(keyId) ?? 0;
+    if (now.getTime() - last < TOUCH_EVERY_MS) return;
+    this.lastTouched.set(keyId, now.getTime());
+    // Best effort and off the request's critical path.
+    touchApiKey(this.db, keyId, now).catch(() => undefined);
+  }
+
+  private async recordFailure(ip: string, err: AppError): Promise<void> {
+    if (err.code === 'RATE_LIMITED') return;
+    const now = this.clock.now().getTime();
+    const [byIp] = await Promise.all([
+      this.counters.hit(`authfail:ip:${ip}`, AUTH_FAILURE_WINDOW_MS, now),
+      this.counters.hit('authfail:all', AUTH_FAILURE_WINDOW_MS, now),
+    ]).catch(() => [null]);
+    if (byIp && byIp.count >= this.failuresPerMinute) this.blockedUntil.set(ip, byIp.resetAt);
+  }
+}
+
+const invalidKey = () => new AppError('INVALID_API_KEY', 'Invalid API key');

@@ -1,0 +1,184 @@
+import type { Actor, AuditEvent } from '../core/audit/index.js';
+import { type Queryable, toNumber } from './db.js';
+
+interface AuditRow {
+  seq: unknown;
+  id: string;
+  occurred_at: Date;
+  type: string;
+  permission_id: string | null;
+  agent_id: string | null;
+  actor_type: string;
+  actor: Actor;
+  details: Record<string, unknown>;
+  ip: string | null;
+  user_agent: string | null;
+  details_hash: string;
+  chain_index: unknown;
+  prev_hash: string | null;
+  hash: string | null;
+  redacted_at: Date | null;
+}
+
+export interface StoredAuditEvent extends AuditEvent {
+  seq: number;
+  chainIndex: number | null;
+  prevHash: string | null;
+  hash: string | null;
+  redactedAt: Date | null;
+}
+
+const COLUMNS = `seq, id, occurred_at, type, permission_id, agent_id, actor_type, actor, details, ip,
+  user_agent, details_hash, chain_index, prev_hash, hash, redacted_at`;
+
+function fromRow(r: AuditRow): StoredAuditEvent {
+  return {
+    seq: toNumber(r.seq),
+    id: r.id,
+    occurredAt: r.occurred_at,
+    type: r.type,
+    permissionId: r.permission_id,
+    agentId: r.agent_id,
+    actor: r.actor,
+    details: r.details,
+    ip: r.ip,
+    userAgent: r.user_agent,
+    detailsHash: r.details_hash,
+    chainIndex: r.chain_index === null ? null : toNumber(r.chain_index),
+    prevHash: r.prev_hash,
+    hash: r.hash,
+    redactedAt: r.redacted_at,
+  };
+}
+
+export async function insertAuditEvents(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const params: unknown[] = [];
+  const tuples = events.map((e) => {
+    const base = params.length;
+    params.push(
+      e.id,
+      e.occurredAt,
+      e.type,
+      e.permissionId,
+      e.agentId,
+      e.actor.type,
+      JSON.stringify(e.actor),
+      JSON.stringify(e.details),
+      e.ip,
+      e.userAgent,
+      e.detailsHash,
+    );
+    const p = (i: number) => `$${base + i}`;
+    return `(${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}::jsonb, ${p(8)}::jsonb, ${p(9)}, ${p(10)}, ${p(11)})`;
+  });
+  await tx.query(
+    `INSERT INTO audit_events (id, occurred_at, type, permission_id, agent_id, actor_type, actor, details, ip,
+       user_agent, details_hash) VALUES ${tuples.join(', ')}`,
+    params,
+  );
+}
+
+/** The newest sealed link, or the retention checkpoint when the sealed rows were purged. */
+export async function chainHead(tx: Queryable): Promise<{ chainIndex: number; hash: string } | null> {
+  const { rows } = await tx.query<{ chain_index: unknown; hash: string }>(
+    `SELECT chain_index, hash FROM (
+       (SELECT chain_index, hash FROM audit_events WHERE chain_index IS NOT NULL
+         ORDER BY chain_index DESC LIMIT 1)
+       UNION ALL
+       (SELECT chain_index, hash FROM audit_checkpoints ORDER BY chain_index DESC LIMIT 1)
+     ) heads ORDER BY chain_index DESC LIMIT 1`,
+  );
+  const row = rows[0];
+  return row ? { chainIndex: toNumber(row.chain_index), hash: row.hash } : null;
+}
+
+export async function unsealedEvents(tx: Queryable, limit: number): Promise<StoredAuditEvent[]> {
+  const { rows } = await tx.query<AuditRow>(
+    `SELECT ${COLUMNS} FROM audit_events WHERE chain_index IS NULL ORDER BY seq LIMIT $1`,
+    [limit],
+  );
+  return rows.map(fromRow);
+}
+
+export async function sealEvents(
+  tx: Queryable,
+  links: readonly { seq: number; chainIndex: number; prevHash: string; hash: string }[],
+): Promise<void> {
+  if (links.length === 0) return;
+  await tx.query(
+    `UPDATE audit_events AS a SET chain_index = l.chain_index, prev_hash = l.prev_hash, hash = l.hash
+       FROM (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[])
+             AS t(seq, chain_index, prev_hash, hash)) AS l
+      WHERE a.seq = l.seq`,
+    [
+      links.map((l) => l.seq),
+      links.map((l) => l.chainIndex),
+      links.map((l) => l.prevHash),
+      links.map((l) => l.hash),
+    ],
+  );
+}
+
+export async function countUnsealed(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: unknown }>(
+    'SELECT count(*) AS n FROM audit_events WHERE chain_index IS NULL',
+  );
+  return toNumber(rows[0]?.n ?? 0);
+}
+
+export async function earliestCheckpoint(
+  db: Queryable,
+): Promise<{ chainIndex: number; hash: string } | null> {
+  const { rows } = await db.query<{ chain_index: unknown; hash: string }>(
+    'SELECT chain_index, hash FROM audit_checkpoints ORDER BY chain_index DESC LIMIT 1',
+  );
+  const row = rows[0];
+  return row ? { chainIndex: toNumber(row.chain_index), hash: row.hash } : null;
+}
+
+/** Sealed events in chain order after `afterIndex`, a page at a time (verify walks with it). */
+export async function sealedEventsAfter(
+  db: Queryable,
+  afterIndex: number,
+  limit: number,
+): Promise<StoredAuditEvent[]> {
+  const { rows } = await db.query<AuditRow>(
+    `SELECT ${COLUMNS} FROM audit_events WHERE chain_index > $1 ORDER BY chain_index LIMIT $2`,
+    [afterIndex, limit],
+  );
+  return rows.map(fromRow);
+}
+
+export interface AuditQuery {
+  agentId?: string;
+  permissionId?: string;
+  eventType?: string;
+  startDate?: Date;
+  endDate?: Date;
+  /** Keyset cursor: the seq of the last row of the previous page. */
+  beforeSeq?: number;
+  limit: number;
+}
+
+export async function queryAuditEvents(db: Queryable, q: AuditQuery): Promise<StoredAuditEvent[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: string, value: unknown) => {
+    params.push(value);
+    where.push(clause.replace('?', `$${params.length}`));
+  };
+  if (q.agentId) add('agent_id = ?', q.agentId);
+  if (q.permissionId) add('permission_id = ?', q.permissionId);
+  if (q.eventType) add('type = ?', q.eventType);
+  if (q.startDate) add('occurred_at >= ?', q.startDate);
+  if (q.endDate) add('occurred_at <= ?', q.endDate);
+  if (q.beforeSeq !== undefined) add('seq < ?', q.beforeSeq);
+  params.push(q.limit);
+  const { rows } = await db.query<AuditRow>(
+    `SELECT ${COLUMNS} FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY seq DESC LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map(fromRow);
+}

@@ -1,0 +1,30 @@
+/**
+ * The one database interface the repositories use. Two implementations speak the same SQL:
+ * Postgres through `pg` (production) and PGlite in-process (the embedded default, `npm start`).
+ */
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: T[] }>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs fn in one transaction: committed if it resolves, rolled back if it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Like transaction(), holding a transaction-scoped advisory lock (waits until granted). */
+  lockedTransaction<T>(key: number, fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Advisory lock keys, one per purpose, so holders never collide. */
+export const LOCKS = {
+  migrations: 7_201_001,
+  auditSealer: 7_201_002,
+} as const;
+
+/** pg returns int8 as string, PGlite as number: repositories normalise through this. */
+export function toNumber(value: unknown): number {
+  return typeof value === 'number' ? value : Number(value);
+}
