@@ -1,0 +1,18 @@
+/** The policy engine: parse (validate + normalise), compile once per version, evaluate per request. */
+export { type CompiledPolicy, type CompiledPolicySet, compilePolicies } from './compile.js';
+export { evaluate } from './evaluate.js';
+export { compileGlob, isGlob } from './glob.js';
+export type { PolicyIssue } from './invalid.js';
+export { formatPath, parsePolicyDocument, parsePolicySet } from './parse.js';
+export { type PolicyDefinitionInput, policyDefinitionSchema } from './schema.js';
+export {
+  type ApprovalSettings,
+  type ConditionOperators,
+  type OperatorName,
+  POLICY_ACTIONS,
+  type PolicyAction,
+  type PolicyDecision,
+  type PolicyDefinition,
+  type PolicyRequest,
+  type Scalar,
+} from './types.js';

@@ -1,0 +1,135 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
+import { createSchema, dropSchema, uniqueSchema } from './databases.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const CLI = path.join(ROOT, 'dist/cli/index.js');
+
+export interface ServerProcess {
+  url: string;
+  dataDir: string;
+  env: NodeJS.ProcessEnv;
+  /** Every line the server wrote to stdout and stderr so far. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  env?: NodeJS.ProcessEnv;
+  /** 'pglite' (default) runs on the embedded database in a temp data dir. */
+  database?: 'pglite' | 'postgres';
+  /** Reuse a data dir (and with it the PGlite database and admin token). */
+  dataDir?: string;
+  /** Reuse a Postgres schema (several instances on one database). */
+  schema?: string;
+}
+
+/** Starts the built server (`dist/`) as a child process and waits for its "listening" line. */
+export async function startServer(opts: StartOptions = {}): Promise<ServerProcess> {
+  if (!existsSync(CLI)) throw new Error('dist/ is missing: run `npm run build` (npm test does it)');
+  const dataDir = opts.dataDir ?? mkdtempSync(path.join(tmpdir(), 'aotp-e2e-'));
+  let schema: string | undefined;
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    AGENT_OTP_DATA_DIR: dataDir,
+    REDIS_URL: inject('redisUrl'),
+    REDIS_KEY_PREFIX: `t${Math.random().toString(36).slice(2, 10)}`,
+    ...opts.env,
+  };
+  if (opts.database === 'postgres') {
+    const url = process.env.TEST_DATABASE_URL;
+    if (!url) throw new Error('TEST_DATABASE_URL is not set');
+    schema = opts.schema ?? uniqueSchema();
+    if (!opts.schema) await createSchema(url, schema);
+    const sep = url.includes('?') ? '&' : '?';
+    env.DATABASE_URL = `${url}${sep}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+  }
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'start'], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${output}`)), 30_000);
+    const onData = () => {
+      const match = /"url":"(https?:\/\/[^"]+)","msg":"listening"/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening:\n${output}`));
+    });
+  });
+
+  let stopped: Promise<void> | null = null;
+  return {
+    url,
+    dataDir,
+    env,
+    output: () => output,
+    stop() {
+      stopped ??= (async () => {
+        if (child.exitCode === null) {
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+            child.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            child.kill('SIGTERM');
+          });
+        }
+        if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
+        if (schema && !opts.schema && process.env.TEST_DATABASE_URL) {
+          await dropSchema(process.env.TEST_DATABASE_URL, schema);
+        }
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Runs the CLI against a server and returns its exit code and output. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
+  });
+}
+
+export function cleanupDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
