@@ -70,6 +70,15 @@ export const configSchema = z.object({
 
   // Abuse limits
   AUTH_FAILURES_PER_MIN: int(1).default(30),
+  RATE_LIMIT_PER_MIN: int(1).default(60),
+  RATE_LIMIT_PER_HOUR: int(1).default(1000),
+
+  // Permissions and policies
+  POLICIES_FILE: z.string().min(1).optional(),
+  DEFAULT_POLICY_ACTION: z.enum(['auto_approve', 'require_approval', 'deny']).default('require_approval'),
+  /** How long a request may wait for a human before it expires unanswered. */
+  APPROVAL_TIMEOUT_SECONDS: int(30, 7 * 86400).default(900),
+  REQUIRE_ACTION_DETAILS: bool.default(false),
 });
 
 type Parsed = z.infer<typeof configSchema>;

@@ -1,12 +1,18 @@
 import type { FastifyInstance } from 'fastify';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
+import { registerAuditRoutes } from './http/routes/audit.js';
+import { registerPermissionRoutes } from './http/routes/permissions.js';
+import { registerPolicyRoutes } from './http/routes/policies.js';
 import { buildServer } from './http/server.js';
 import { createLogger, type Logger } from './logger.js';
 import { AgentService } from './services/agents.js';
 import { AuditService } from './services/audit.js';
 import { AuthService } from './services/auth.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
+import { PermissionService } from './services/permissions.js';
+import { PolicyService } from './services/policies.js';
+import { RateLimiter } from './services/rateLimits.js';
 import { Counters } from './store/counters.js';
 import type { Db } from './store/db.js';
 import { type EmbeddedRedis, ensureLocalRedis } from './store/embeddedRedis.js';
@@ -27,6 +33,8 @@ export interface Running {
 }
 
 const AUDIT_SEAL_INTERVAL_MS = 500;
+/** Expired tokens are marked within this delay; `use` checks expires_at itself meanwhile. */
+const EXPIRY_SWEEP_INTERVAL_MS = 5000;
 
 export async function openStorage(config: Config, logger: Logger): Promise<Db> {
   const db = await openDatabase(config, logger);
@@ -66,6 +74,19 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const audit = new AuditService(db, clock);
   const auth = new AuthService(db, clock, counters, config.AUTH_FAILURES_PER_MIN);
   const agents = new AgentService(db, audit, clock);
+  const policies = new PolicyService(db, audit, clock, config.DEFAULT_POLICY_ACTION);
+  await policies.load();
+  if (config.POLICIES_FILE) await policies.loadFile(config.POLICIES_FILE);
+  const permissions = new PermissionService(db, audit, policies, clock, {
+    approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
+    requireActionDetails: config.REQUIRE_ACTION_DETAILS,
+  });
+  const rateLimiter = new RateLimiter(
+    counters,
+    clock,
+    { perMinute: config.RATE_LIMIT_PER_MIN, perHour: config.RATE_LIMIT_PER_HOUR },
+    logger,
+  );
 
   // A changed agent (revoked, rotated) drops cached keys on every instance at once.
   await bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
@@ -74,10 +95,22 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     bus.publish('agent-changed', agentId).catch((err) => logger.warn({ err: err.message }, 'publish failed'));
   });
 
+  // Every instance uses a changed policy set at once: the changer publishes, all reload.
+  await bus.subscribe('policies-changed', () => {
+    policies.load().catch((err) => logger.error({ err }, 'policy reload failed; keeping the previous set'));
+  });
+  policies.onChange(() => {
+    bus.publish('policies-changed', '1').catch((err) => logger.warn({ err: err.message }, 'publish failed'));
+  });
+
   const sealer = setInterval(() => {
     audit.sealPending().catch((err) => logger.error({ err }, 'audit sealing failed'));
   }, AUDIT_SEAL_INTERVAL_MS);
   sealer.unref();
+  const expirer = setInterval(() => {
+    permissions.expireDue().catch((err) => logger.error({ err }, 'expiry sweep failed'));
+  }, EXPIRY_SWEEP_INTERVAL_MS);
+  expirer.unref();
 
   const app = buildServer({
     config,
@@ -88,6 +121,11 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       { name: 'database', check: () => db.ping() },
       { name: 'redis', check: async () => void (await redis.ping()) },
     ],
+    extraRoutes: [
+      (route) => registerPermissionRoutes(route, permissions, rateLimiter),
+      (route) => registerPolicyRoutes(route, policies),
+      (route) => registerAuditRoutes(route, audit),
+    ],
   });
   const address = await app.listen({ port: config.PORT, host: config.HOST });
   logger.info({ url: address }, 'listening');
@@ -96,6 +134,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(sealer);
+      clearInterval(expirer);
       await app.close();
       await audit.sealPending().catch(() => undefined);
       redis.disconnect();

@@ -4,6 +4,9 @@ import { createLogger } from '../logger.js';
 import { configOrExit, openStorage, runUntilSignal } from '../main.js';
 import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
+import { registerAuditCommands } from './commands/audit.js';
+import { registerPermissionCommands } from './commands/permissions.js';
+import { registerPolicyCommands } from './commands/policies.js';
 
 const print = (text: string) => process.stdout.write(`${text}\n`);
 
@@ -37,6 +40,9 @@ export function buildProgram(): Command {
     return client;
   };
   registerAgentCommands(program, getClient, print);
+  registerPolicyCommands(program, getClient, print);
+  registerPermissionCommands(program, getClient, print);
+  registerAuditCommands(program, getClient, print);
   return program;
 }
 

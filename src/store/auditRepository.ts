@@ -51,11 +51,22 @@ function fromRow(r: AuditRow): StoredAuditEvent {
   };
 }
 
-export async function insertAuditEvents(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
-  if (events.length === 0) return;
+const INSERT_COLUMNS = `id, occurred_at, type, permission_id, agent_id, actor_type, actor, details, ip, user_agent,
+  details_hash`;
+
+/**
+ * `INSERT INTO audit_events … SELECT … FROM (VALUES …)` for the given events, with parameters
+ * numbered from `firstParam`. Callers may append a WHERE clause, e.g. `WHERE EXISTS (SELECT 1
+ * FROM changed)`, so the audit row is written by the same statement as the change and only if
+ * the change happened: one round trip, one atomic unit.
+ */
+export function auditInsertSql(
+  events: readonly AuditEvent[],
+  firstParam: number,
+): { sql: string; params: unknown[] } {
   const params: unknown[] = [];
   const tuples = events.map((e) => {
-    const base = params.length;
+    const base = firstParam + params.length;
     params.push(
       e.id,
       e.occurredAt,
@@ -70,13 +81,20 @@ export async function insertAuditEvents(tx: Queryable, events: readonly AuditEve
       e.detailsHash,
     );
     const p = (i: number) => `$${base + i}`;
-    return `(${p(1)}, ${p(2)}, ${p(3)}, ${p(4)}, ${p(5)}, ${p(6)}, ${p(7)}::jsonb, ${p(8)}::jsonb, ${p(9)}, ${p(10)}, ${p(11)})`;
+    return `(${p(0)}::text, ${p(1)}::timestamptz, ${p(2)}::text, ${p(3)}::text, ${p(4)}::text, ${p(5)}::text,
+      ${p(6)}::jsonb, ${p(7)}::jsonb, ${p(8)}::text, ${p(9)}::text, ${p(10)}::text)`;
   });
-  await tx.query(
-    `INSERT INTO audit_events (id, occurred_at, type, permission_id, agent_id, actor_type, actor, details, ip,
-       user_agent, details_hash) VALUES ${tuples.join(', ')}`,
+  return {
+    sql: `INSERT INTO audit_events (${INSERT_COLUMNS})
+      SELECT * FROM (VALUES ${tuples.join(', ')}) AS v(${INSERT_COLUMNS})`,
     params,
-  );
+  };
+}
+
+export async function insertAuditEvents(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const { sql, params } = auditInsertSql(events, 1);
+  await tx.query(sql, params);
 }
 
 /** The newest sealed link, or the retention checkpoint when the sealed rows were purged. */
@@ -154,6 +172,8 @@ export interface AuditQuery {
   agentId?: string;
   permissionId?: string;
   eventType?: string;
+  /** The permission's action, for events that belong to a permission. */
+  action?: string;
   startDate?: Date;
   endDate?: Date;
   /** Keyset cursor: the seq of the last row of the previous page. */
@@ -171,6 +191,7 @@ export async function queryAuditEvents(db: Queryable, q: AuditQuery): Promise<St
   if (q.agentId) add('agent_id = ?', q.agentId);
   if (q.permissionId) add('permission_id = ?', q.permissionId);
   if (q.eventType) add('type = ?', q.eventType);
+  if (q.action) add('permission_id IN (SELECT id FROM permissions WHERE action = ?)', q.action);
   if (q.startDate) add('occurred_at >= ?', q.startDate);
   if (q.endDate) add('occurred_at <= ?', q.endDate);
   if (q.beforeSeq !== undefined) add('seq < ?', q.beforeSeq);

@@ -21,10 +21,43 @@ export class Counters {
     private readonly prefix: string,
   ) {}
 
+  /** Counts one hit in each window (e.g. a minute and an hour) in a single round trip. */
+  hitWindows(name: string, windowsMs: readonly number[], now: number): Promise<WindowCount[]> {
+    return hitWindows(this.redis, this.prefix, name, windowsMs, now);
+  }
+
   async hit(name: string, windowMs: number, now: number, by = 1): Promise<WindowCount> {
     const windowStart = Math.floor(now / windowMs) * windowMs;
     const key = `${this.prefix}:c:${name}:${windowStart}`;
     const count = Number(await this.redis.eval(HIT_SCRIPT, 1, key, String(windowMs + 1000), String(by)));
     return { count, resetAt: windowStart + windowMs };
   }
+}
+
+/** Several windows in one round trip (a per-minute and a per-hour limit, say). */
+const HIT_MANY_SCRIPT = `
+local out = {}
+for i, key in ipairs(KEYS) do
+  local n = redis.call('INCR', key)
+  if n == 1 then redis.call('PEXPIRE', key, ARGV[i]) end
+  out[i] = n
+end
+return out`;
+
+export async function hitWindows(
+  redis: Redis,
+  prefix: string,
+  name: string,
+  windowsMs: readonly number[],
+  now: number,
+): Promise<WindowCount[]> {
+  const starts = windowsMs.map((w) => Math.floor(now / w) * w);
+  const keys = windowsMs.map((w, i) => `${prefix}:c:${name}:${w}:${starts[i]}`);
+  const counts = (await redis.eval(
+    HIT_MANY_SCRIPT,
+    keys.length,
+    ...keys,
+    ...windowsMs.map((w) => String(w + 1000)),
+  )) as number[];
+  return windowsMs.map((w, i) => ({ count: Number(counts[i]), resetAt: (starts[i] ?? 0) + w }));
 }

@@ -13,6 +13,8 @@ export interface ServerProcess {
   url: string;
   dataDir: string;
   env: NodeJS.ProcessEnv;
+  /** The Postgres schema this server uses (postgres only). */
+  schema?: string;
   /** Every line the server wrote to stdout and stderr so far. */
   output(): string;
   stop(): Promise<void>;
@@ -85,6 +87,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     url,
     dataDir,
     env,
+    schema,
     output: () => output,
     stop() {
       stopped ??= (async () => {

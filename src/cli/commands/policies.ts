@@ -1,0 +1,139 @@
+import { readFile } from 'node:fs/promises';
+import type { Command } from 'commander';
+import { AppError } from '../../core/errors.js';
+import { parsePolicyDocument } from '../../core/policy/index.js';
+import { CliError, type OperatorClient } from '../client.js';
+import { display, keyValues, table } from '../format.js';
+
+interface PolicyDto {
+  id: string;
+  name: string;
+  priority: number;
+  action: string;
+  agent?: string;
+  enabled: boolean;
+  [k: string]: unknown;
+}
+
+interface TestResultDto {
+  decision: string;
+  policy: { id?: string; name: string } | null;
+  reason: string;
+  scope: Record<string, unknown> | null;
+  ttl: number | null;
+  agent: { id: string | null; name: string | null };
+  approval?: Record<string, unknown>;
+}
+
+/** A JSON object option (--scope, --context): anything else is a clear error before any request. */
+export function parseJsonObjectOption(flag: string, text: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new CliError(
+      `${flag} is not valid JSON (${(err as Error).message}); e.g. ${flag} '{"amount": 50}'`,
+    );
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new CliError(`${flag} must be a JSON object, e.g. ${flag} '{"amount": 50}'`);
+  }
+  return value as Record<string, unknown>;
+}
+
+export function registerPolicyCommands(
+  program: Command,
+  client: () => OperatorClient,
+  print: (text: string) => void,
+): void {
+  program
+    .command('policy:apply')
+    .description('Replace the whole policy set with the one in a YAML or JSON file')
+    .requiredOption('-f, --file <file>', 'policy file (YAML or JSON: a list, or { policies: [...] })')
+    .option('--json', 'print JSON')
+    .action(async (opts: { file: string; json?: boolean }) => {
+      let text: string;
+      try {
+        text = await readFile(opts.file, 'utf8');
+      } catch (err) {
+        throw new CliError(`Cannot read ${opts.file}: ${(err as Error).message}`);
+      }
+      // Checked here first so a typo is reported with its line or field path, before any request;
+      // the server validates the set again.
+      let policies: unknown[];
+      try {
+        policies = parsePolicyDocument(text);
+      } catch (err) {
+        if (err instanceof AppError) throw new CliError(`${opts.file}: ${err.message}`, err.code);
+        throw err;
+      }
+      const result = await client().call<{ count: number; policies: PolicyDto[] }>(
+        'PUT',
+        '/api/v1/policies',
+        { policies },
+      );
+      if (opts.json) return print(JSON.stringify(result, null, 2));
+      print(`Applied ${result.count} ${result.count === 1 ? 'policy' : 'policies'} from ${opts.file}.`);
+    });
+
+  program
+    .command('policy:list')
+    .description('List the policy set')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      const { policies } = await client().call<{ policies: PolicyDto[] }>('GET', '/api/v1/policies');
+      if (opts.json) return print(JSON.stringify(policies, null, 2));
+      print(table(policies, ['id', 'name', 'priority', 'action', 'agent', 'enabled']));
+    });
+
+  program
+    .command('policy:test')
+    .description('Dry run: which policy decides a request, and the scope and TTL it would get')
+    .requiredOption('--action <action>', 'the action, e.g. email.send')
+    .option('--agent <idOrName>', 'the agent, by id (agent_…) or name')
+    .option('--resource <resource>', 'the resource')
+    .option('--scope <json>', 'requested scope as a JSON object')
+    .option('--context <json>', 'request context as a JSON object')
+    .option('--ttl <seconds>', 'requested TTL in seconds')
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: {
+        action: string;
+        agent?: string;
+        resource?: string;
+        scope?: string;
+        context?: string;
+        ttl?: string;
+        json?: boolean;
+      }) => {
+        const body: Record<string, unknown> = { action: opts.action };
+        if (opts.agent !== undefined) {
+          body[/^agent_[A-Za-z0-9]+$/.test(opts.agent) ? 'agentId' : 'agentName'] = opts.agent;
+        }
+        if (opts.resource !== undefined) body.resource = opts.resource;
+        if (opts.scope !== undefined) body.scope = parseJsonObjectOption('--scope', opts.scope);
+        if (opts.context !== undefined) body.context = parseJsonObjectOption('--context', opts.context);
+        if (opts.ttl !== undefined) {
+          const ttl = Number(opts.ttl);
+          if (!Number.isInteger(ttl) || ttl <= 0)
+            throw new CliError('--ttl must be a whole number of seconds');
+          body.ttl = ttl;
+        }
+        const result = await client().call<TestResultDto>('POST', '/api/v1/policies/test', body);
+        if (opts.json) return print(JSON.stringify(result, null, 2));
+        const policy = result.policy
+          ? `${result.policy.name}${result.policy.id ? ` (${result.policy.id})` : ''}`
+          : '(none: default action)';
+        print(
+          keyValues({
+            decision: result.decision,
+            policy,
+            reason: result.reason,
+            scope: result.scope === null ? '-' : display(result.scope),
+            ttl: result.ttl === null ? '-' : `${result.ttl}s`,
+            ...(result.approval !== undefined && { approval: result.approval }),
+          }),
+        );
+      },
+    );
+}

@@ -1,0 +1,95 @@
+import type { Actor } from './audit/index.js';
+import { AppError } from './errors.js';
+
+/**
+ * The permission state machine. Every transition is applied as a compare-and-swap on the stored
+ * status, so two deciders, two users of a token or a decider and the expiry job cannot both win.
+ *
+ *   pending ──approve──▶ approved ──use (last)──▶ used
+ *      │  └──deny──▶ denied        ├──revoke──▶ revoked
+ *      ├──cancel──▶ cancelled      └──ttl──▶ expired
+ *      └──timeout──▶ expired
+ */
+export const PERMISSION_STATUSES = [
+  'pending',
+  'approved',
+  'denied',
+  'expired',
+  'used',
+  'revoked',
+  'cancelled',
+] as const;
+export type PermissionStatus = (typeof PERMISSION_STATUSES)[number];
+
+export const TTL_DEFAULT_SECONDS = 300;
+export const TTL_MIN_SECONDS = 30;
+export const TTL_MAX_SECONDS = 3600;
+/** The same idempotencyKey from the same agent returns the same permission for this long. */
+export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+
+export interface ApprovalRecord {
+  /** Stable identity of the approver, e.g. `slack:T1:U1` or `operator:opk_…`; quorum counts these. */
+  key: string;
+  actor: Actor;
+  at: string;
+}
+
+export interface Permission {
+  id: string;
+  agentId: string;
+  action: string;
+  resource: string | null;
+  requestedScope: Record<string, unknown>;
+  scope: Record<string, unknown>;
+  context: Record<string, unknown>;
+  status: PermissionStatus;
+  ttlSeconds: number;
+  policyId: string | null;
+  policyName: string | null;
+  decisionReason: string | null;
+  decidedBy: Actor | null;
+  decidedAt: Date | null;
+  expiresAt: Date;
+  tokenHash: string | null;
+  clientToken: boolean;
+  maxUses: number;
+  usesRemaining: number;
+  totals: Record<string, number>;
+  approval: Record<string, unknown> | null;
+  approvals: ApprovalRecord[];
+  webhookUrl: string | null;
+  idempotencyKey: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  lastUsedAt: Date | null;
+}
+
+/** Why an approved token cannot be spent right now, as the error the agent gets. */
+export function tokenStateError(p: Permission, now: Date): AppError | null {
+  switch (p.status) {
+    case 'approved':
+      if (p.expiresAt <= now) return new AppError('TOKEN_EXPIRED', 'The token has expired');
+      if (p.usesRemaining <= 0) return new AppError('TOKEN_USED', 'The token has no uses left');
+      return null;
+    case 'used':
+      return new AppError('TOKEN_USED', 'The token has already been used');
+    case 'expired':
+      return new AppError('TOKEN_EXPIRED', 'The token has expired');
+    case 'revoked':
+      return new AppError('TOKEN_REVOKED', 'The token has been revoked');
+    case 'pending':
+      return new AppError('FORBIDDEN', 'The permission is still waiting for approval');
+    case 'denied':
+      return new AppError('FORBIDDEN', 'The permission was denied');
+    case 'cancelled':
+      return new AppError('FORBIDDEN', 'The permission was cancelled');
+  }
+}
+
+/** The identity quorum counts: one person is one vote whichever button or API they used. */
+export function approverKey(actor: Actor): string {
+  if (actor.platform === 'slack' || actor.platform === 'discord') {
+    return `${actor.platform}:${actor.teamId ?? actor.guildId ?? ''}:${actor.userId ?? actor.id ?? ''}`;
+  }
+  return `${actor.type}:${actor.id ?? actor.userId ?? ''}`;
+}

@@ -1,0 +1,92 @@
+import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
+import type { AuditService } from '../../services/audit.js';
+import type { StoredAuditEvent } from '../../store/auditRepository.js';
+import type { Router } from '../route.js';
+
+const date = z
+  .string()
+  .max(40)
+  .transform((v, ctx) => {
+    const d = new Date(v);
+    if (Number.isNaN(d.getTime())) {
+      ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 date' });
+      return z.NEVER;
+    }
+    return d;
+  });
+
+const listQuery = z
+  .object({
+    agent_id: z.string().max(100).optional(),
+    permission_id: z.string().max(100).optional(),
+    event_type: z.string().max(100).optional(),
+    action: z.string().max(200).optional(),
+    start_date: date.optional(),
+    end_date: date.optional(),
+    limit: z.coerce.number().int().min(1).max(1000).default(100),
+    cursor: z.string().regex(/^\d+$/).max(20).optional(),
+  })
+  .strict();
+
+export function auditDto(e: StoredAuditEvent) {
+  return {
+    id: e.id,
+    occurredAt: e.occurredAt.toISOString(),
+    type: e.type,
+    actor: e.actor,
+    agentId: e.agentId,
+    permissionId: e.permissionId,
+    details: e.details,
+    ip: e.ip,
+    userAgent: e.userAgent,
+    sealed: e.chainIndex !== null,
+    chainIndex: e.chainIndex,
+    hash: e.hash,
+  };
+}
+
+export function registerAuditRoutes(route: Router, audit: AuditService): void {
+  route({
+    method: 'GET',
+    url: '/api/v1/audit',
+    auth: 'operator',
+    tag: 'audit',
+    summary: 'Query the audit trail, newest first',
+    query: listQuery,
+    async handler({ query }) {
+      if (query.start_date && query.end_date && query.start_date > query.end_date) {
+        throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
+      }
+      const page = await audit.list({
+        agentId: query.agent_id,
+        permissionId: query.permission_id,
+        eventType: query.event_type,
+        action: query.action,
+        startDate: query.start_date,
+        endDate: query.end_date,
+        beforeSeq: query.cursor ? Number(query.cursor) : undefined,
+        limit: query.limit,
+      });
+      const last = page[page.length - 1];
+      return {
+        data: {
+          events: page.map(auditDto),
+          nextCursor: page.length === query.limit && last ? String(last.seq) : null,
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/audit/verify',
+    auth: 'operator',
+    tag: 'audit',
+    summary: 'Walk the hash chain and name the first broken link',
+    async handler() {
+      await audit.sealPending();
+      return { data: await audit.verify() };
+    },
+  });
+}

@@ -1,0 +1,288 @@
+import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
+import {
+  PERMISSION_STATUSES,
+  type Permission,
+  TTL_MAX_SECONDS,
+  TTL_MIN_SECONDS,
+} from '../../core/permission.js';
+import { isTokenHash } from '../../core/token.js';
+import type { PermissionService } from '../../services/permissions.js';
+import type { RateLimiter } from '../../services/rateLimits.js';
+import { type Router, requireAgent } from '../route.js';
+
+const jsonObject = (maxBytes: number) =>
+  z.record(z.string(), z.unknown()).refine((v) => JSON.stringify(v).length <= maxBytes, {
+    message: `must be at most ${Math.round(maxBytes / 1024)} KiB as JSON`,
+  });
+
+const requestBody = z
+  .object({
+    action: z.string().trim().min(1).max(200),
+    resource: z.string().max(2000).optional(),
+    scope: jsonObject(32_768).optional(),
+    context: jsonObject(32_768).optional(),
+    ttl: z.number().int().min(TTL_MIN_SECONDS).max(TTL_MAX_SECONDS).optional(),
+    tokenHash: z
+      .string()
+      .refine(isTokenHash, { message: 'must be the lowercase hex SHA-256 of the token' })
+      .optional(),
+    webhookUrl: z
+      .url({ protocol: /^https?$/ })
+      .max(2048)
+      .optional(),
+    idempotencyKey: z.string().min(1).max(200).optional(),
+  })
+  .strict();
+
+const tokenBody = z
+  .object({
+    token: z.string().min(1).max(200),
+    actionDetails: jsonObject(65_536).optional(),
+  })
+  .strict();
+
+const idParams = z.object({ id: z.string().max(100) }).strict();
+
+const listQuery = z
+  .object({
+    status: z.enum(PERMISSION_STATUSES).optional(),
+    agent_id: z.string().max(100).optional(),
+    action: z.string().max(200).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z.string().max(300).optional(),
+  })
+  .strict();
+
+const decideBody = z
+  .object({
+    approved: z.boolean(),
+    reason: z.string().max(2000).optional(),
+    scopeModifications: jsonObject(32_768).optional(),
+  })
+  .strict();
+
+const reasonBody = z.object({ reason: z.string().max(2000).optional() }).strict();
+
+const permissionResponse = z.object({
+  id: z.string(),
+  agentId: z.string(),
+  status: z.enum(PERMISSION_STATUSES),
+  action: z.string(),
+  resource: z.string().nullable(),
+  scope: z.record(z.string(), z.unknown()),
+  context: z.record(z.string(), z.unknown()),
+  reason: z.string().nullable(),
+  policy: z.object({ id: z.string().nullable(), name: z.string().nullable() }).nullable(),
+  decidedBy: z.record(z.string(), z.unknown()).nullable(),
+  decidedAt: z.string().nullable(),
+  expiresAt: z.string(),
+  createdAt: z.string(),
+  usesRemaining: z.number(),
+  maxUses: z.number(),
+  token: z.string().optional(),
+});
+
+/** Where a human can look at a pending request: only a link that exists (set by chat adapters). */
+export type ApprovalUrlLookup = (permission: Permission) => string | undefined;
+
+export function permissionDto(p: Permission, approvalUrl?: string) {
+  return {
+    id: p.id,
+    agentId: p.agentId,
+    status: p.status,
+    action: p.action,
+    resource: p.resource,
+    scope: p.scope,
+    context: p.context,
+    reason: p.decisionReason,
+    policy: p.policyName || p.policyId ? { id: p.policyId, name: p.policyName } : null,
+    decidedBy: p.decidedBy as Record<string, unknown> | null,
+    decidedAt: p.decidedAt?.toISOString() ?? null,
+    expiresAt: p.expiresAt.toISOString(),
+    createdAt: p.createdAt.toISOString(),
+    usesRemaining: p.usesRemaining,
+    maxUses: p.maxUses,
+    ...(approvalUrl && p.status === 'pending' ? { approvalUrl } : {}),
+  };
+}
+
+const STATUS_CODE: Partial<Record<Permission['status'], number>> = { approved: 201, pending: 202 };
+
+function encodeCursor(p: Permission): string {
+  return Buffer.from(JSON.stringify([p.createdAt.toISOString(), p.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const date = new Date(createdAt);
+    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
+    return { createdAt: date, id };
+  } catch {
+    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
+  }
+}
+
+export function registerPermissionRoutes(
+  route: Router,
+  permissions: PermissionService,
+  rateLimiter: RateLimiter,
+  approvalUrl: ApprovalUrlLookup = () => undefined,
+): void {
+  route({
+    method: 'POST',
+    url: '/api/v1/permissions/request',
+    auth: 'agent',
+    tag: 'permissions',
+    summary: 'Ask for a one-time permission: 201 approved, 202 pending, 200 denied',
+    body: requestBody,
+    response: permissionResponse,
+    async handler({ body, principal, origin }) {
+      const agent = requireAgent(principal);
+      const limit = await rateLimiter.consume(agent);
+      const headers: Record<string, string> = limit
+        ? {
+            'x-ratelimit-limit': String(limit.limit),
+            'x-ratelimit-remaining': String(limit.remaining),
+            'x-ratelimit-reset': String(limit.reset),
+          }
+        : {};
+      const { permission, token } = await permissions.request(agent, body, origin);
+      return {
+        status: STATUS_CODE[permission.status] ?? 200,
+        headers,
+        data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) },
+      };
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/permissions/:id',
+    auth: 'any',
+    tag: 'permissions',
+    summary:
+      "Read a permission (an agent sees only its own); after a human approval the agent's first read carries the token",
+    params: idParams,
+    response: permissionResponse,
+    async handler({ params, principal }) {
+      const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
+      const { permission, token } = await permissions.get(who, params.id);
+      return { data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) } };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/permissions/:id/verify',
+    auth: 'agent',
+    tag: 'permissions',
+    summary: 'Check a token (and actionDetails against the scope) without consuming it',
+    params: idParams,
+    body: tokenBody,
+    async handler({ params, body, principal, origin }) {
+      const agent = requireAgent(principal);
+      const result = await permissions.verify(agent, params.id, body.token, body.actionDetails, origin);
+      return {
+        data: {
+          valid: result.valid,
+          scope: result.permission.scope,
+          usesRemaining: result.permission.usesRemaining,
+          expiresAt: result.permission.expiresAt.toISOString(),
+          ...(result.reason ? { reason: result.reason } : {}),
+          ...(result.violations ? { violations: result.violations.map(({ actual: _a, ...v }) => v) } : {}),
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/permissions/:id/use',
+    auth: 'agent',
+    tag: 'permissions',
+    summary: 'Spend one use of the token; actionDetails are checked against the granted scope',
+    params: idParams,
+    body: tokenBody,
+    async handler({ params, body, principal, origin }) {
+      const agent = requireAgent(principal);
+      const spent = await permissions.use(agent, params.id, body.token, body.actionDetails, origin);
+      return { data: { success: true, usesRemaining: spent.usesRemaining, status: spent.status } };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/permissions/:id/revoke',
+    auth: 'any',
+    tag: 'permissions',
+    summary: 'Revoke a permission: its token stops working at once',
+    params: idParams,
+    body: reasonBody,
+    async handler({ params, body, principal, origin }) {
+      const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
+      const revoked = await permissions.revoke(who, params.id, origin, body.reason);
+      return { data: permissionDto(revoked) };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/permissions/:id/cancel',
+    auth: 'agent',
+    tag: 'permissions',
+    summary: 'Withdraw a request that is still pending',
+    params: idParams,
+    async handler({ params, principal, origin }) {
+      const agent = requireAgent(principal);
+      return { data: permissionDto(await permissions.cancel(agent, params.id, origin)) };
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/permissions',
+    auth: 'operator',
+    tag: 'permissions',
+    summary: 'List permissions, newest first',
+    query: listQuery,
+    async handler({ query }) {
+      const page = await permissions.list({
+        status: query.status,
+        agentId: query.agent_id,
+        action: query.action,
+        limit: query.limit,
+        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+      });
+      const last = page[page.length - 1];
+      return {
+        data: {
+          permissions: page.map((p) => permissionDto(p, approvalUrl(p))),
+          nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/permissions/:id/decide',
+    auth: 'operator',
+    tag: 'permissions',
+    summary: 'Approve (optionally narrowing the scope) or deny a pending request',
+    params: idParams,
+    body: decideBody,
+    async handler({ params, body, origin }) {
+      const result = await permissions.decide({
+        permissionId: params.id,
+        approved: body.approved,
+        reason: body.reason,
+        scopeModifications: body.scopeModifications,
+        approver: origin.actor,
+        origin,
+      });
+      return { data: { ...permissionDto(result.permission), approvals: result.approvals } };
+    },
+  });
+}

@@ -1,0 +1,699 @@
+import type { Actor, AuditEventInput } from '../core/audit/index.js';
+import type { Clock } from '../core/clock.js';
+import { constantTimeEqualHex } from '../core/credentials.js';
+import { AppError } from '../core/errors.js';
+import { isId, newId } from '../core/ids.js';
+import {
+  type ApprovalRecord,
+  approverKey,
+  IDEMPOTENCY_WINDOW_MS,
+  type Permission,
+  type PermissionStatus,
+  TTL_DEFAULT_SECONDS,
+  tokenStateError,
+} from '../core/permission.js';
+import type { PolicyDecision, PolicyRequest } from '../core/policy/index.js';
+import {
+  applyModifications,
+  checkActionDetails,
+  computeTotalIncrements,
+  DEFAULT_MAX_USES,
+  narrowScope,
+  type ScopeViolation,
+  validateScope,
+} from '../core/scope/index.js';
+import { hashToken, isTokenShape, newToken } from '../core/token.js';
+import type { Agent } from '../store/agentRepository.js';
+import type { Db } from '../store/db.js';
+import {
+  changeStatus,
+  claimMintedToken,
+  expireDue,
+  findByIdempotencyKey,
+  findPermission,
+  insertPermission,
+  listPermissions,
+  type PermissionFilter,
+  recordApprovals,
+  releaseIdempotencyKey,
+  spendToken,
+} from '../store/permissionRepository.js';
+import type { RequestOrigin } from './agents.js';
+import type { AuditService } from './audit.js';
+
+export interface PermissionRequestInput {
+  action: string;
+  resource?: string;
+  scope?: Record<string, unknown>;
+  context?: Record<string, unknown>;
+  ttl?: number;
+  tokenHash?: string;
+  webhookUrl?: string;
+  idempotencyKey?: string;
+}
+
+export interface RequestOutcome {
+  permission: Permission;
+  /** A server-minted token, present only in the response to an auto-approved request. */
+  token?: string;
+  /** True when an idempotencyKey matched an earlier request and nothing new was stored. */
+  replayed: boolean;
+}
+
+export interface VerifyOutcome {
+  valid: boolean;
+  permission: Permission;
+  reason?: string;
+  violations?: ScopeViolation[];
+}
+
+export interface DecideInput {
+  permissionId: string;
+  approved: boolean;
+  reason?: string;
+  scopeModifications?: Record<string, unknown>;
+  approver: Actor;
+  origin: RequestOrigin;
+}
+
+export interface DecideOutcome {
+  permission: Permission;
+  /** False when the same approver repeated a decision already recorded: nothing changed. */
+  changed: boolean;
+  /** With a quorum: approvals so far and how many are needed. */
+  approvals: { count: number; required: number };
+}
+
+export type PermissionEventType =
+  | 'requested'
+  | 'approved'
+  | 'denied'
+  | 'used'
+  | 'revoked'
+  | 'cancelled'
+  | 'expired'
+  | 'vote';
+
+export type PermissionListener = (event: { type: PermissionEventType; permission: Permission }) => void;
+
+export interface PolicyEvaluator {
+  evaluate(request: PolicyRequest): PolicyDecision;
+}
+
+export interface PermissionSettings {
+  approvalTimeoutSeconds: number;
+  requireActionDetails: boolean;
+}
+
+const EXPIRE_BATCH = 500;
+
+/**
+ * The permission lifecycle (DESIGN §4–§6): request → policy → (approval) → one-time token →
+ * verify/use within scope → used/expired/revoked. Every state change is a compare-and-swap with
+ * its audit row in the same statement or transaction; listeners (chat, webhooks, waiters) are
+ * told only after the change committed.
+ */
+export class PermissionService {
+  private readonly listeners: PermissionListener[] = [];
+
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditService,
+    private readonly policies: PolicyEvaluator,
+    private readonly clock: Clock,
+    private readonly settings: PermissionSettings,
+  ) {}
+
+  onChange(listener: PermissionListener): void {
+    this.listeners.push(listener);
+  }
+
+  private emit(type: PermissionEventType, permission: Permission): void {
+    for (const listener of this.listeners) listener({ type, permission });
+  }
+
+  async request(agent: Agent, input: PermissionRequestInput, origin: RequestOrigin): Promise<RequestOutcome> {
+    const requestedScope = input.scope ?? {};
+    validateScopeAt(requestedScope, 'scope');
+    const context = input.context ?? {};
+
+    if (input.idempotencyKey) {
+      const earlier = await this.findReplay(agent.id, input.idempotencyKey);
+      if (earlier) return { permission: earlier, replayed: true };
+    }
+
+    // ak_test_ keys exist for development: every request is approved and nobody is notified.
+    const decision: PolicyDecision =
+      agent.environment === 'test'
+        ? { decision: 'auto_approve', policy: null, reason: 'Test agent key: auto-approved' }
+        : this.policies.evaluate({
+            agentId: agent.id,
+            agentName: agent.name,
+            action: input.action,
+            resource: input.resource ?? null,
+            scope: requestedScope,
+            context,
+          });
+
+    const now = this.clock.now();
+    const scope = decision.scopeTemplate
+      ? narrowScope(requestedScope, { ...decision.scopeTemplate })
+      : requestedScope;
+    validateScopeAt(scope, 'scope');
+    const maxUses = typeof scope.max_uses === 'number' ? scope.max_uses : DEFAULT_MAX_USES;
+    const ttl = Math.min(input.ttl ?? TTL_DEFAULT_SECONDS, decision.ttlCap ?? Number.POSITIVE_INFINITY);
+
+    let token: string | undefined;
+    let tokenHash = input.tokenHash ?? null;
+    if (decision.decision === 'auto_approve' && !tokenHash) {
+      token = newToken();
+      tokenHash = hashToken(token);
+    }
+
+    const status: PermissionStatus =
+      decision.decision === 'auto_approve' ? 'approved' : decision.decision === 'deny' ? 'denied' : 'pending';
+    const policyActor: Actor = decision.policy
+      ? { type: 'policy', id: decision.policy.id, name: decision.policy.name }
+      : { type: 'policy', name: agent.environment === 'test' ? 'test-agent' : 'default' };
+    const expiresAt = new Date(
+      now.getTime() +
+        (status === 'pending' ? this.settings.approvalTimeoutSeconds : status === 'approved' ? ttl : 0) *
+          1000,
+    );
+
+    const permission: Permission = {
+      id: newId('permission'),
+      agentId: agent.id,
+      action: input.action,
+      resource: input.resource ?? null,
+      requestedScope,
+      scope,
+      context,
+      status,
+      ttlSeconds: ttl,
+      policyId: decision.policy?.id ?? null,
+      policyName: decision.policy?.name ?? null,
+      decisionReason: status === 'pending' ? null : decision.reason,
+      decidedBy: status === 'pending' ? null : policyActor,
+      decidedAt: status === 'pending' ? null : now,
+      expiresAt,
+      tokenHash,
+      clientToken: Boolean(input.tokenHash),
+      maxUses,
+      usesRemaining: status === 'approved' ? maxUses : 0,
+      totals: {},
+      approval: decision.approval ? { ...decision.approval } : null,
+      approvals: [],
+      webhookUrl: input.webhookUrl ?? null,
+      idempotencyKey: input.idempotencyKey ?? null,
+      createdAt: now,
+      updatedAt: now,
+      lastUsedAt: null,
+    };
+
+    const events: AuditEventInput[] = [
+      {
+        ...this.eventBase(permission, origin),
+        type: 'request',
+        details: {
+          action: permission.action,
+          resource: permission.resource,
+          requestedScope,
+          context,
+          ttl,
+          clientToken: permission.clientToken,
+        },
+      },
+    ];
+    if (status !== 'pending') {
+      events.push({
+        ...this.eventBase(permission, origin),
+        actor: policyActor,
+        type: status === 'approved' ? 'approve' : 'deny',
+        details: { reason: decision.reason, scope, expiresAt: expiresAt.toISOString(), maxUses },
+      });
+    }
+
+    const inserted = await insertPermission(
+      this.db,
+      permission,
+      events.map((e) => this.audit.build(e)),
+    );
+    if (!inserted) {
+      // Lost a race with the same idempotency key: answer with the winner.
+      const earlier = input.idempotencyKey ? await this.findReplay(agent.id, input.idempotencyKey) : null;
+      if (!earlier)
+        throw new AppError('CONFLICT', 'A request with this idempotencyKey is being processed; retry');
+      return { permission: earlier, replayed: true };
+    }
+    this.emit(status === 'pending' ? 'requested' : status, permission);
+    return { permission, token, replayed: false };
+  }
+
+  private async findReplay(agentId: string, key: string): Promise<Permission | null> {
+    const earlier = await findByIdempotencyKey(this.db, agentId, key);
+    if (!earlier) return null;
+    if (this.clock.now().getTime() - earlier.createdAt.getTime() < IDEMPOTENCY_WINDOW_MS) return earlier;
+    await releaseIdempotencyKey(this.db, earlier.id);
+    return null;
+  }
+
+  /**
+   * Reads a permission. For its own agent, after a human approval of a request that sent no
+   * token commitment, the first read mints the token and returns it — once. The token is never
+   * stored; only its hash, set by a compare-and-swap so two concurrent readers cannot both get one.
+   */
+  async get(
+    principal: { agent: Agent } | { operator: true },
+    id: string,
+  ): Promise<{ permission: Permission; token?: string }> {
+    const permission = await this.find(principal, id);
+    if ('agent' in principal && permission.status === 'approved' && permission.tokenHash === null) {
+      const token = newToken();
+      const hash = hashToken(token);
+      if (await claimMintedToken(this.db, permission.id, permission.agentId, hash, this.clock.now())) {
+        return { permission: { ...permission, tokenHash: hash }, token };
+      }
+    }
+    return { permission };
+  }
+
+  async list(filter: PermissionFilter): Promise<Permission[]> {
+    return listPermissions(this.db, filter);
+  }
+
+  /** Checks a token and actionDetails against the scope without consuming anything. */
+  async verify(
+    agent: Agent,
+    id: string,
+    token: string,
+    actionDetails: Record<string, unknown> | undefined,
+    origin: RequestOrigin,
+  ): Promise<VerifyOutcome> {
+    const permission = await this.find({ agent }, id);
+    const now = this.clock.now();
+    let outcome: VerifyOutcome;
+    const tokenProblem = this.tokenProblem(permission, token, now);
+    if (tokenProblem) {
+      outcome = { valid: false, permission, reason: tokenProblem.code };
+    } else {
+      const violations = this.violations(permission, actionDetails, now);
+      outcome = violations.length
+        ? { valid: false, permission, reason: 'SCOPE_VIOLATION', violations }
+        : { valid: true, permission };
+    }
+    // Verify changes no state, so its audit row need not share a transaction with anything.
+    await this.audit.append(this.db, {
+      ...this.eventBase(permission, origin),
+      type: 'verify',
+      details: {
+        valid: outcome.valid,
+        reason: outcome.reason ?? null,
+        violations: keysOf(outcome.violations),
+      },
+    });
+    return outcome;
+  }
+
+  /** Spends one use of the token, atomically, after checking actionDetails against the scope. */
+  async use(
+    agent: Agent,
+    id: string,
+    token: string,
+    actionDetails: Record<string, unknown> | undefined,
+    origin: RequestOrigin,
+  ): Promise<Permission> {
+    const permission = await this.find({ agent }, id);
+    const now = this.clock.now();
+    const problem = this.tokenProblem(permission, token, now);
+    if (problem) return this.rejectUse(permission, origin, problem);
+    if (actionDetails === undefined && this.settings.requireActionDetails) {
+      throw new AppError('VALIDATION_ERROR', 'actionDetails is required (REQUIRE_ACTION_DETAILS=true)');
+    }
+    const violation = scopeViolation(this.violations(permission, actionDetails, now));
+    if (violation) return this.rejectUse(permission, origin, violation);
+
+    const event = this.audit.build({
+      ...this.eventBase(permission, origin),
+      type: 'use',
+      details: actionDetails === undefined ? { checked: false } : { checked: true, actionDetails },
+    });
+    const spent = await spendToken(this.db, {
+      id: permission.id,
+      agentId: agent.id,
+      tokenHash: hashToken(token),
+      now,
+      increments: computeTotalIncrements(permission.scope, actionDetails),
+      event,
+    });
+    if (spent) {
+      if (spent.status === 'used') this.emit('used', spent);
+      return spent;
+    }
+    // Lost to a concurrent use, an expiry or a revoke, or a cumulative cap: say which.
+    const current = await this.find({ agent }, id);
+    const reason =
+      this.tokenProblem(current, token, this.clock.now()) ??
+      scopeViolation(this.violations(current, actionDetails, this.clock.now())) ??
+      new AppError('TOKEN_USED', 'The token has no uses left');
+    return this.rejectUse(current, origin, reason);
+  }
+
+  private async rejectUse(permission: Permission, origin: RequestOrigin, error: AppError): Promise<never> {
+    await this.audit.append(this.db, {
+      ...this.eventBase(permission, origin),
+      type: 'use_rejected',
+      details: {
+        code: error.code,
+        message: error.message,
+        violations: keysOf((error.details as { violations?: ScopeViolation[] })?.violations),
+      },
+    });
+    throw error;
+  }
+
+  /** Revokes an approved (or still pending) permission: its token stops working at once. */
+  async revoke(
+    principal: { agent: Agent } | { operator: true },
+    id: string,
+    origin: RequestOrigin,
+    reason?: string,
+  ): Promise<Permission> {
+    const permission = await this.find(principal, id);
+    if (permission.status === 'revoked') return permission;
+    const revoked = await this.db.transaction(async (tx) => {
+      const changed = await changeStatus(
+        tx,
+        permission.id,
+        ['approved', 'pending'],
+        { status: 'revoked', decisionReason: reason ?? permission.decisionReason },
+        this.clock.now(),
+      );
+      if (!changed) return null;
+      await this.audit.append(tx, {
+        ...this.eventBase(changed, origin),
+        type: 'revoke',
+        details: { reason: reason ?? null, previousStatus: permission.status },
+      });
+      return changed;
+    });
+    if (!revoked) {
+      const current = await this.find(principal, id);
+      if (current.status === 'revoked') return current;
+      throw new AppError(
+        'CONFLICT',
+        `The permission is ${current.status}; only approved or pending permissions can be revoked`,
+        {
+          status: current.status,
+        },
+      );
+    }
+    this.emit('revoked', revoked);
+    return revoked;
+  }
+
+  /** The agent withdraws a request that is still waiting for a human. */
+  async cancel(agent: Agent, id: string, origin: RequestOrigin): Promise<Permission> {
+    const permission = await this.find({ agent }, id);
+    const cancelled = await this.db.transaction(async (tx) => {
+      const changed = await changeStatus(
+        tx,
+        permission.id,
+        ['pending'],
+        { status: 'cancelled' },
+        this.clock.now(),
+      );
+      if (!changed) return null;
+      await this.audit.append(tx, { ...this.eventBase(changed, origin), type: 'cancel', details: {} });
+      return changed;
+    });
+    if (!cancelled) {
+      const current = await this.find({ agent }, id);
+      if (current.status === 'cancelled') return current;
+      throw alreadyDecided(current);
+    }
+    this.emit('cancelled', cancelled);
+    return cancelled;
+  }
+
+  /**
+   * A human (or operator) decision. The one entry point for the operator API, Slack and Discord:
+   * narrowing only, quorum of distinct approvers, a compare-and-swap on `pending`, the approver's
+   * identity in the audit row of the same transaction. The same approver repeating their own
+   * decision is a no-op; a conflicting late decision is ALREADY_DECIDED naming the earlier one.
+   */
+  async decide(input: DecideInput): Promise<DecideOutcome> {
+    const id = checkPermissionId(input.permissionId);
+    const now = this.clock.now();
+    const key = approverKey(input.approver);
+    const result = await this.db.transaction(async (tx) => {
+      const permission = await findPermission(tx, id, true);
+      if (!permission) throw notFound(id);
+      const required = quorumOf(permission);
+      if (permission.status !== 'pending') {
+        if (isSameDecision(permission, input, key)) {
+          return {
+            permission,
+            changed: false,
+            approvals: { count: permission.approvals.length, required },
+            event: null,
+          };
+        }
+        throw alreadyDecided(permission);
+      }
+      if (permission.expiresAt <= now)
+        throw new AppError('CONFLICT', 'The request expired before this decision', { status: 'expired' });
+
+      if (!input.approved) {
+        const denied = await changeStatus(
+          tx,
+          id,
+          ['pending'],
+          {
+            status: 'denied',
+            decisionReason: input.reason ?? 'Denied by approver',
+            decidedBy: input.approver,
+            decidedAt: now,
+          },
+          now,
+        );
+        if (!denied) throw alreadyDecided(permission);
+        await this.audit.append(tx, {
+          ...this.eventBase(denied, input.origin),
+          actor: input.approver,
+          type: 'deny',
+          details: { reason: input.reason ?? null },
+        });
+        return {
+          permission: denied,
+          changed: true,
+          approvals: { count: permission.approvals.length, required },
+          event: 'denied' as const,
+        };
+      }
+
+      // Narrowing only: applyModifications refuses (SCOPE_WIDENING) anything wider than granted.
+      const scope = input.scopeModifications
+        ? applyModifications(permission.scope, input.scopeModifications)
+        : permission.scope;
+      if (input.scopeModifications) validateScopeAt(scope, 'scopeModifications');
+      const approvals: ApprovalRecord[] = permission.approvals.some((a) => a.key === key)
+        ? permission.approvals
+        : [...permission.approvals, { key, actor: input.approver, at: now.toISOString() }];
+
+      if (approvals.length < required) {
+        if (approvals === permission.approvals) {
+          return {
+            permission,
+            changed: false,
+            approvals: { count: approvals.length, required },
+            event: null,
+          };
+        }
+        const voted = await recordApprovals(tx, id, approvals, now);
+        if (!voted) throw alreadyDecided(permission);
+        await this.audit.append(tx, {
+          ...this.eventBase(voted, input.origin),
+          actor: input.approver,
+          type: 'approval_vote',
+          details: { approvals: approvals.length, required, reason: input.reason ?? null },
+        });
+        return {
+          permission: voted,
+          changed: true,
+          approvals: { count: approvals.length, required },
+          event: 'vote' as const,
+        };
+      }
+
+      const maxUses = typeof scope.max_uses === 'number' ? scope.max_uses : DEFAULT_MAX_USES;
+      const expiresAt = new Date(now.getTime() + permission.ttlSeconds * 1000);
+      const approved = await changeStatus(
+        tx,
+        id,
+        ['pending'],
+        {
+          status: 'approved',
+          scope,
+          decisionReason: input.reason ?? 'Approved',
+          decidedBy: input.approver,
+          decidedAt: now,
+          expiresAt,
+          usesRemaining: maxUses,
+          approvals,
+        },
+        now,
+      );
+      if (!approved) throw alreadyDecided(permission);
+      await this.audit.append(tx, {
+        ...this.eventBase(approved, input.origin),
+        actor: input.approver,
+        type: 'approve',
+        details: {
+          reason: input.reason ?? null,
+          scope,
+          scopeModifications: input.scopeModifications ?? null,
+          expiresAt: expiresAt.toISOString(),
+          approvers: approvals.map((a) => a.key),
+        },
+      });
+      return {
+        permission: approved,
+        changed: true,
+        approvals: { count: approvals.length, required },
+        event: 'approved' as const,
+      };
+    });
+    if (result.event) this.emit(result.event, result.permission);
+    return { permission: result.permission, changed: result.changed, approvals: result.approvals };
+  }
+
+  /**
+   * Moves pending requests past their approval deadline and approved tokens past their TTL to
+   * `expired` (the latter feed the unused-token rate), with an audit row each. Safe to run on
+   * every instance at once: rows are claimed with SKIP LOCKED and changed by compare-and-swap.
+   */
+  async expireDue(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const expired = await this.db.transaction(async (tx) => {
+        const rows = await expireDue(tx, this.clock.now(), EXPIRE_BATCH);
+        if (rows.length) {
+          await this.audit.append(
+            tx,
+            ...rows.map((p) => ({
+              ...this.eventBase(p, { actor: { type: 'system' as const } }),
+              type: 'expire',
+              details: {
+                previousStatus: p.previousStatus,
+                unused: p.previousStatus === 'approved' && p.usesRemaining === p.maxUses,
+              },
+            })),
+          );
+        }
+        return rows;
+      });
+      for (const p of expired) this.emit('expired', p);
+      total += expired.length;
+      if (expired.length < EXPIRE_BATCH) return total;
+    }
+  }
+
+  /** An agent sees only its own permissions: another agent's id is indistinguishable from none. */
+  private async find(principal: { agent: Agent } | { operator: true }, id: string): Promise<Permission> {
+    const permission = await findPermission(this.db, checkPermissionId(id));
+    if (!permission) throw notFound(id);
+    if ('agent' in principal && permission.agentId !== principal.agent.id) throw notFound(id);
+    return permission;
+  }
+
+  private tokenProblem(permission: Permission, token: string, now: Date): AppError | null {
+    if (
+      !isTokenShape(token) ||
+      permission.tokenHash === null ||
+      !constantTimeEqualHex(hashToken(token), permission.tokenHash)
+    ) {
+      return new AppError('INVALID_TOKEN', 'The token does not match this permission');
+    }
+    return tokenStateError(permission, now);
+  }
+
+  private violations(
+    permission: Permission,
+    actionDetails: Record<string, unknown> | undefined,
+    now: Date,
+  ): ScopeViolation[] {
+    if (actionDetails === undefined)
+      return checkActionDetails(permission.scope, {}, { now, totals: permission.totals });
+    return checkActionDetails(permission.scope, actionDetails, { now, totals: permission.totals });
+  }
+
+  private eventBase(permission: Permission, origin: RequestOrigin) {
+    return {
+      actor: origin.actor,
+      agentId: permission.agentId,
+      permissionId: permission.id,
+      ip: origin.ip ?? null,
+      userAgent: origin.userAgent ?? null,
+    };
+  }
+}
+
+function quorumOf(permission: Permission): number {
+  const quorum = permission.approval?.quorum;
+  return typeof quorum === 'number' && quorum >= 1 ? quorum : 1;
+}
+
+function isSameDecision(permission: Permission, input: DecideInput, key: string): boolean {
+  const sameOutcome = input.approved ? permission.status === 'approved' : permission.status === 'denied';
+  const byThisApprover =
+    (permission.decidedBy !== null && approverKey(permission.decidedBy) === key) ||
+    permission.approvals.some((a) => a.key === key);
+  return sameOutcome && byThisApprover && !input.scopeModifications;
+}
+
+function alreadyDecided(permission: Permission): AppError {
+  const by = permission.decidedBy;
+  const who = by ? (by.userName ?? by.name ?? by.userId ?? by.id ?? by.type) : null;
+  return new AppError(
+    'ALREADY_DECIDED',
+    `The request is already ${permission.status}${who ? ` by ${who}` : ''}`,
+    {
+      status: permission.status,
+      decidedBy: permission.decidedBy,
+      decidedAt: permission.decidedAt?.toISOString() ?? null,
+    },
+  );
+}
+
+function scopeViolation(violations: ScopeViolation[]): AppError | null {
+  const first = violations[0];
+  if (!first) return null;
+  return new AppError('SCOPE_VIOLATION', `Scope violation on ${first.key}: ${first.message}`, {
+    key: first.key,
+    violations: violations.map(({ key, field, message, limit }) => ({ key, field, message, limit })),
+  });
+}
+
+function keysOf(violations: ScopeViolation[] | undefined): string[] | null {
+  return violations ? violations.map((v) => v.key) : null;
+}
+
+function validateScopeAt(scope: unknown, prefix: string): asserts scope is Record<string, unknown> {
+  try {
+    validateScope(scope);
+  } catch (err) {
+    if (err instanceof AppError) {
+      const path = (err.details as { path?: string } | undefined)?.path;
+      throw new AppError('VALIDATION_ERROR', err.message, { path: path ? `${prefix}.${path}` : prefix });
+    }
+    throw err;
+  }
+}
+
+function checkPermissionId(id: string): string {
+  if (!isId('permission', id)) throw notFound(id);
+  return id;
+}
+
+const notFound = (id: string) => new AppError('NOT_FOUND', `Permission ${id.slice(0, 64)} not found`);

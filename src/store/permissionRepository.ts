@@ -1,0 +1,348 @@
+import type { Actor, AuditEvent } from '../core/audit/index.js';
+import type { ApprovalRecord, Permission, PermissionStatus } from '../core/permission.js';
+import { auditInsertSql } from './auditRepository.js';
+import type { Queryable } from './db.js';
+
+interface PermissionRow {
+  id: string;
+  agent_id: string;
+  action: string;
+  resource: string | null;
+  requested_scope: Record<string, unknown>;
+  scope: Record<string, unknown>;
+  context: Record<string, unknown>;
+  status: PermissionStatus;
+  ttl_seconds: number;
+  policy_id: string | null;
+  policy_name: string | null;
+  decision_reason: string | null;
+  decided_by: Actor | null;
+  decided_at: Date | null;
+  expires_at: Date;
+  token_hash: string | null;
+  client_token: boolean;
+  max_uses: number;
+  uses_remaining: number;
+  totals: Record<string, number>;
+  approval: Record<string, unknown> | null;
+  approvals: ApprovalRecord[];
+  webhook_url: string | null;
+  idempotency_key: string | null;
+  created_at: Date;
+  updated_at: Date;
+  last_used_at: Date | null;
+}
+
+export function permissionFromRow(r: PermissionRow): Permission {
+  return {
+    id: r.id,
+    agentId: r.agent_id,
+    action: r.action,
+    resource: r.resource,
+    requestedScope: r.requested_scope,
+    scope: r.scope,
+    context: r.context,
+    status: r.status,
+    ttlSeconds: r.ttl_seconds,
+    policyId: r.policy_id,
+    policyName: r.policy_name,
+    decisionReason: r.decision_reason,
+    decidedBy: r.decided_by,
+    decidedAt: r.decided_at,
+    expiresAt: r.expires_at,
+    tokenHash: r.token_hash,
+    clientToken: r.client_token,
+    maxUses: r.max_uses,
+    usesRemaining: r.uses_remaining,
+    totals: r.totals,
+    approval: r.approval,
+    approvals: r.approvals,
+    webhookUrl: r.webhook_url,
+    idempotencyKey: r.idempotency_key,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    lastUsedAt: r.last_used_at,
+  };
+}
+
+const INSERT_COLUMNS = [
+  'id',
+  'agent_id',
+  'action',
+  'resource',
+  'requested_scope',
+  'scope',
+  'context',
+  'status',
+  'ttl_seconds',
+  'policy_id',
+  'policy_name',
+  'decision_reason',
+  'decided_by',
+  'decided_at',
+  'expires_at',
+  'token_hash',
+  'client_token',
+  'max_uses',
+  'uses_remaining',
+  'approval',
+  'webhook_url',
+  'idempotency_key',
+  'created_at',
+  'updated_at',
+] as const;
+
+const JSON_COLUMNS = new Set(['requested_scope', 'scope', 'context', 'decided_by', 'approval']);
+
+function insertValues(p: Permission): unknown[] {
+  const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
+  return [
+    p.id,
+    p.agentId,
+    p.action,
+    p.resource,
+    json(p.requestedScope),
+    json(p.scope),
+    json(p.context),
+    p.status,
+    p.ttlSeconds,
+    p.policyId,
+    p.policyName,
+    p.decisionReason,
+    json(p.decidedBy),
+    p.decidedAt,
+    p.expiresAt,
+    p.tokenHash,
+    p.clientToken,
+    p.maxUses,
+    p.usesRemaining,
+    json(p.approval),
+    p.webhookUrl,
+    p.idempotencyKey,
+    p.createdAt,
+    p.updatedAt,
+  ];
+}
+
+/**
+ * Inserts the permission and its audit events in ONE statement (the request hot path: one round
+ * trip, no transaction). With an idempotency key already used by this agent nothing is written
+ * and false is returned.
+ */
+export async function insertPermission(
+  db: Queryable,
+  p: Permission,
+  events: readonly AuditEvent[],
+): Promise<boolean> {
+  const values = insertValues(p);
+  const placeholders = INSERT_COLUMNS.map((c, i) => `$${i + 1}${JSON_COLUMNS.has(c) ? '::jsonb' : ''}`);
+  const audit = auditInsertSql(events, values.length + 1);
+  const { rows } = await db.query<{ id: string }>(
+    `WITH inserted AS (
+       INSERT INTO permissions (${INSERT_COLUMNS.join(', ')}) VALUES (${placeholders.join(', ')})
+       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING id
+     ), audited AS (
+       ${audit.sql} WHERE EXISTS (SELECT 1 FROM inserted)
+     )
+     SELECT id FROM inserted`,
+    [...values, ...audit.params],
+  );
+  return rows.length > 0;
+}
+
+export async function findPermission(
+  db: Queryable,
+  id: string,
+  forUpdate = false,
+): Promise<Permission | null> {
+  const { rows } = await db.query<PermissionRow>(
+    `SELECT * FROM permissions WHERE id = $1${forUpdate ? ' FOR UPDATE' : ''}`,
+    [id],
+  );
+  return rows[0] ? permissionFromRow(rows[0]) : null;
+}
+
+export async function findByIdempotencyKey(
+  db: Queryable,
+  agentId: string,
+  key: string,
+): Promise<Permission | null> {
+  const { rows } = await db.query<PermissionRow>(
+    'SELECT * FROM permissions WHERE agent_id = $1 AND idempotency_key = $2',
+    [agentId, key],
+  );
+  return rows[0] ? permissionFromRow(rows[0]) : null;
+}
+
+/** Frees an idempotency key whose 24 h window has passed, so the agent can reuse it. */
+export async function releaseIdempotencyKey(db: Queryable, id: string): Promise<void> {
+  await db.query('UPDATE permissions SET idempotency_key = NULL WHERE id = $1', [id]);
+}
+
+/**
+ * Spends one use of a token: one statement that checks everything (agent, hash, status, expiry,
+ * uses left, cumulative caps), decrements, adds to the totals and writes the audit row. Under
+ * any concurrency, on any number of instances, a token with N uses is spent at most N times,
+ * because the row update is a compare-and-swap serialised by the row lock.
+ */
+export async function spendToken(
+  db: Queryable,
+  args: {
+    id: string;
+    agentId: string;
+    tokenHash: string;
+    now: Date;
+    /** Per-field increments for max_total_<f> caps, e.g. {amount: 40}. */
+    increments: Record<string, number>;
+    event: AuditEvent;
+  },
+): Promise<Permission | null> {
+  const audit = auditInsertSql([args.event], 6);
+  const { rows } = await db.query<PermissionRow>(
+    `WITH spent AS (
+       UPDATE permissions p SET
+         uses_remaining = p.uses_remaining - 1,
+         status = CASE WHEN p.uses_remaining = 1 THEN 'used' ELSE p.status END,
+         totals = p.totals || COALESCE((
+           SELECT jsonb_object_agg(i.key, COALESCE((p.totals ->> i.key)::numeric, 0) + i.value::numeric)
+             FROM jsonb_each_text($5::jsonb) i), '{}'::jsonb),
+         last_used_at = $4,
+         updated_at = $4
+       WHERE p.id = $1 AND p.agent_id = $2 AND p.token_hash = $3
+         AND p.status = 'approved' AND p.expires_at > $4 AND p.uses_remaining > 0
+         AND NOT EXISTS (
+           SELECT 1 FROM jsonb_each_text($5::jsonb) i
+            WHERE COALESCE((p.totals ->> i.key)::numeric, 0) + i.value::numeric
+                  > (p.scope ->> ('max_total_' || i.key))::numeric)
+       RETURNING p.*
+     ), audited AS (
+       ${audit.sql} WHERE EXISTS (SELECT 1 FROM spent)
+     )
+     SELECT * FROM spent`,
+    [args.id, args.agentId, args.tokenHash, args.now, JSON.stringify(args.increments), ...audit.params],
+  );
+  return rows[0] ? permissionFromRow(rows[0]) : null;
+}
+
+/** Sets the hash of a token minted on the agent's first read after a human approval (once). */
+export async function claimMintedToken(
+  db: Queryable,
+  id: string,
+  agentId: string,
+  tokenHash: string,
+  now: Date,
+): Promise<boolean> {
+  const { rows } = await db.query(
+    `UPDATE permissions SET token_hash = $3, updated_at = $4
+      WHERE id = $1 AND agent_id = $2 AND token_hash IS NULL AND status = 'approved' AND expires_at > $4
+      RETURNING id`,
+    [id, agentId, tokenHash, now],
+  );
+  return rows.length > 0;
+}
+
+export interface StatusChange {
+  status: PermissionStatus;
+  scope?: Record<string, unknown>;
+  decisionReason?: string | null;
+  decidedBy?: Actor | null;
+  decidedAt?: Date | null;
+  expiresAt?: Date;
+  usesRemaining?: number;
+  approvals?: ApprovalRecord[];
+}
+
+/**
+ * Compare-and-swap of the status: applies only while the stored status is one of `from`, so of
+ * two concurrent deciders exactly one wins. Returns the updated row, or null if it lost.
+ */
+export async function changeStatus(
+  tx: Queryable,
+  id: string,
+  from: readonly PermissionStatus[],
+  change: StatusChange,
+  now: Date,
+): Promise<Permission | null> {
+  const sets = ['status = $3', 'updated_at = $4'];
+  const params: unknown[] = [id, [...from], change.status, now];
+  const set = (column: string, value: unknown, cast = '') => {
+    params.push(value);
+    sets.push(`${column} = $${params.length}${cast}`);
+  };
+  if (change.scope !== undefined) set('scope', JSON.stringify(change.scope), '::jsonb');
+  if (change.decisionReason !== undefined) set('decision_reason', change.decisionReason);
+  if (change.decidedBy !== undefined) set('decided_by', JSON.stringify(change.decidedBy), '::jsonb');
+  if (change.decidedAt !== undefined) set('decided_at', change.decidedAt);
+  if (change.expiresAt !== undefined) set('expires_at', change.expiresAt);
+  if (change.usesRemaining !== undefined) set('uses_remaining', change.usesRemaining);
+  if (change.approvals !== undefined) set('approvals', JSON.stringify(change.approvals), '::jsonb');
+  const { rows } = await tx.query<PermissionRow>(
+    `UPDATE permissions SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) RETURNING *`,
+    params,
+  );
+  return rows[0] ? permissionFromRow(rows[0]) : null;
+}
+
+/** Records a quorum vote without deciding: only while still pending. */
+export async function recordApprovals(
+  tx: Queryable,
+  id: string,
+  approvals: ApprovalRecord[],
+  now: Date,
+): Promise<Permission | null> {
+  const { rows } = await tx.query<PermissionRow>(
+    `UPDATE permissions SET approvals = $2::jsonb, updated_at = $3 WHERE id = $1 AND status = 'pending' RETURNING *`,
+    [id, JSON.stringify(approvals), now],
+  );
+  return rows[0] ? permissionFromRow(rows[0]) : null;
+}
+
+/** Moves every pending or approved permission past its expiry to `expired`, returning them. */
+export async function expireDue(
+  tx: Queryable,
+  now: Date,
+  limit: number,
+): Promise<(Permission & { previousStatus: PermissionStatus })[]> {
+  const { rows } = await tx.query<PermissionRow & { previous_status: PermissionStatus }>(
+    `WITH due AS (
+       SELECT id, status FROM permissions
+        WHERE status IN ('pending', 'approved') AND expires_at <= $1
+        ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED
+     )
+     UPDATE permissions p SET status = 'expired', updated_at = $1
+       FROM due WHERE p.id = due.id
+     RETURNING p.*, due.status AS previous_status`,
+    [now, limit],
+  );
+  return rows.map((r) => ({ ...permissionFromRow(r), previousStatus: r.previous_status }));
+}
+
+export interface PermissionFilter {
+  status?: PermissionStatus;
+  agentId?: string;
+  action?: string;
+  before?: { createdAt: Date; id: string };
+  limit: number;
+}
+
+export async function listPermissions(db: Queryable, f: PermissionFilter): Promise<Permission[]> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (sql: (n: number) => string, ...values: unknown[]) => {
+    const first = params.length + 1;
+    params.push(...values);
+    where.push(sql(first));
+  };
+  if (f.status) add((n) => `status = $${n}`, f.status);
+  if (f.agentId) add((n) => `agent_id = $${n}`, f.agentId);
+  if (f.action) add((n) => `action = $${n}`, f.action);
+  if (f.before) add((n) => `(created_at, id) < ($${n}, $${n + 1})`, f.before.createdAt, f.before.id);
+  params.push(f.limit);
+  const { rows } = await db.query<PermissionRow>(
+    `SELECT * FROM permissions ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map(permissionFromRow);
+}

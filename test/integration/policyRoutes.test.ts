@@ -1,0 +1,290 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import { systemClock } from '../../src/core/clock.js';
+import { newOperatorKey } from '../../src/core/credentials.js';
+import { registerPolicyRoutes } from '../../src/http/routes/policies.js';
+import { buildServer } from '../../src/http/server.js';
+import { createLogger } from '../../src/logger.js';
+import { AgentService } from '../../src/services/agents.js';
+import { AuditService } from '../../src/services/audit.js';
+import { AuthService } from '../../src/services/auth.js';
+import { ensureBootstrapOperatorKey } from '../../src/services/operators.js';
+import { PolicyService } from '../../src/services/policies.js';
+import { Counters } from '../../src/store/counters.js';
+import type { Db } from '../../src/store/db.js';
+import { createRedis, type Redis } from '../../src/store/redis.js';
+import { testDatabases } from '../helpers/databases.js';
+
+interface Envelope<T = Record<string, unknown>> {
+  success: boolean;
+  data: T;
+  error: { code: string; message: string; details?: { path?: string }; requestId: string };
+}
+
+describe.each(testDatabases())('policy routes on $name', (database) => {
+  let db: Db;
+  let redis: Redis;
+  let app: FastifyInstance;
+  let policies: PolicyService;
+  let audit: AuditService;
+  let dataDir: string;
+  const operatorKey = newOperatorKey();
+  let agentKey: string;
+  let agentId: string;
+
+  beforeAll(async () => {
+    db = await database.open();
+    dataDir = mkdtempSync(path.join(tmpdir(), 'aotp-policy-routes-'));
+    const prefix = `tpol${randomBytes(4).toString('hex')}`;
+    const config = loadConfig({
+      LOG_LEVEL: 'silent',
+      AGENT_OTP_DATA_DIR: dataDir,
+      REDIS_URL: inject('redisUrl'),
+      REDIS_KEY_PREFIX: prefix,
+      ADMIN_TOKEN: operatorKey,
+    });
+    const logger = createLogger('silent');
+    redis = createRedis(inject('redisUrl'));
+    await redis.connect();
+    await ensureBootstrapOperatorKey(db, { adminToken: operatorKey, dataDir }, systemClock, logger);
+    audit = new AuditService(db, systemClock);
+    const agents = new AgentService(db, audit, systemClock);
+    const auth = new AuthService(db, systemClock, new Counters(redis, prefix), 1000);
+    policies = new PolicyService(db, audit, systemClock, 'require_approval');
+    await policies.load();
+    const created = await agents.create({ name: 'billing-bot' }, { actor: { type: 'system' } });
+    agentKey = created.apiKey;
+    agentId = created.agent.id;
+    app = buildServer({
+      config,
+      logger,
+      auth,
+      agents,
+      readiness: [],
+      extraRoutes: [(route) => registerPolicyRoutes(route, policies)],
+    });
+    await app.ready();
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    redis?.disconnect();
+    await db?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  async function call<T = Record<string, unknown>>(
+    method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
+    url: string,
+    body?: unknown,
+    key: string | null = operatorKey,
+  ): Promise<{ status: number; body: Envelope<T> }> {
+    const res = await app.inject({
+      method,
+      url,
+      headers: key ? { authorization: `Bearer ${key}` } : {},
+      ...(body === undefined ? {} : { payload: body as object }),
+    });
+    return { status: res.statusCode, body: res.json() as Envelope<T> };
+  }
+
+  const smallPayments = {
+    name: 'small-payments',
+    priority: 10,
+    agent: 'billing-bot',
+    conditions: { action: 'payment.*', 'scope.amount': { less_than: 100 } },
+    action: 'auto_approve',
+    scope_template: { max_amount: 100 },
+    ttl: 120,
+  };
+
+  it('refuses callers without a key (401) and agents (403)', async () => {
+    const routes: [Parameters<typeof call>[0], string, unknown?][] = [
+      ['GET', '/api/v1/policies'],
+      ['POST', '/api/v1/policies', smallPayments],
+      ['PUT', '/api/v1/policies', { policies: [] }],
+      ['GET', '/api/v1/policies/pol_AAAAAAAAAAAAAAAAAAAAAA'],
+      ['PATCH', '/api/v1/policies/pol_AAAAAAAAAAAAAAAAAAAAAA', { priority: 1 }],
+      ['DELETE', '/api/v1/policies/pol_AAAAAAAAAAAAAAAAAAAAAA'],
+      ['POST', '/api/v1/policies/test', { action: 'x' }],
+    ];
+    for (const [method, url, body] of routes) {
+      const anonymous = await call(method, url, body, null);
+      expect(anonymous.status, `${method} ${url}`).toBe(401);
+      expect(anonymous.body.error.code).toBe('MISSING_API_KEY');
+      const agent = await call(method, url, body, agentKey);
+      expect(agent.status, `${method} ${url}`).toBe(403);
+      expect(agent.body.error.code).toBe('FORBIDDEN');
+    }
+    expect(await policies.list()).toEqual([]);
+  });
+
+  it('creates (201), reads, lists, patches and deletes a policy with camelCase DTOs', async () => {
+    const created = await call('POST', '/api/v1/policies', smallPayments);
+    expect(created.status).toBe(201);
+    const policy = created.body.data;
+    expect(policy).toMatchObject({
+      name: 'small-payments',
+      priority: 10,
+      agent: 'billing-bot',
+      enabled: true,
+      conditions: { action: { equals: 'payment.*' }, 'scope.amount': { lessThan: 100 } },
+      action: 'auto_approve',
+      scopeTemplate: { max_amount: 100 },
+      ttl: 120,
+      position: 0,
+    });
+    const id = policy.id as string;
+    expect(id).toMatch(/^pol_/);
+    expect(new Date(policy.createdAt as string).toISOString()).toBe(policy.createdAt);
+    expect(policy).not.toHaveProperty('scope_template');
+
+    const got = await call('GET', `/api/v1/policies/${id}`);
+    expect(got.status).toBe(200);
+    expect(got.body.data).toEqual(policy);
+
+    const listed = await call<{ policies: unknown[] }>('GET', '/api/v1/policies');
+    expect(listed.status).toBe(200);
+    expect(listed.body.data.policies).toEqual([policy]);
+
+    const patched = await call('PATCH', `/api/v1/policies/${id}`, { priority: 20, scope_template: null });
+    expect(patched.status).toBe(200);
+    expect(patched.body.data).toMatchObject({ id, priority: 20, createdAt: policy.createdAt });
+    expect(patched.body.data).not.toHaveProperty('scopeTemplate');
+
+    const deleted = await call('DELETE', `/api/v1/policies/${id}`);
+    expect(deleted.status).toBe(200);
+    expect(deleted.body.data).toMatchObject({ id, name: 'small-payments' });
+    expect((await call('GET', `/api/v1/policies/${id}`)).status).toBe(404);
+
+    const types = (await audit.list({ limit: 10 })).map((e) => [e.type, e.actor.type]);
+    expect(types.slice(0, 3)).toEqual([
+      ['policy.deleted', 'operator'],
+      ['policy.updated', 'operator'],
+      ['policy.created', 'operator'],
+    ]);
+  });
+
+  it('answers 404 NOT_FOUND for unknown ids', async () => {
+    for (const [method, body] of [['GET'], ['PATCH', { priority: 1 }], ['DELETE']] as const) {
+      const res = await call(method, '/api/v1/policies/pol_AAAAAAAAAAAAAAAAAAAAAA', body);
+      expect(res.status).toBe(404);
+      expect(res.body.error.code).toBe('NOT_FOUND');
+      expect(res.body.error.requestId).toBeTruthy();
+    }
+  });
+
+  it('answers 422 INVALID_POLICY naming the field path, and changes nothing', async () => {
+    const typo = { ...smallPayments, conditions: { 'scope.amount': { lessthan: 10 } } };
+    const created = await call('POST', '/api/v1/policies', typo);
+    expect(created.status).toBe(422);
+    expect(created.body.error.code).toBe('INVALID_POLICY');
+    expect(created.body.error.details?.path).toBe('conditions.scope.amount.lessthan');
+
+    const replaced = await call('PUT', '/api/v1/policies', { policies: [typo] });
+    expect(replaced.status).toBe(422);
+    expect(replaced.body.error.details?.path).toBe('policies[0].conditions.scope.amount.lessthan');
+
+    const list = await call('PUT', '/api/v1/policies', [{ ...smallPayments, action: 'allow' }]);
+    expect(list.status).toBe(422);
+    expect(list.body.error.details?.path).toBe('policies[0].action');
+
+    const extra = await call('PUT', '/api/v1/policies', { policies: [], dryRun: true });
+    expect(extra.status).toBe(422);
+    expect(extra.body.error.details?.path).toBe('dryRun');
+
+    const ok = await call('POST', '/api/v1/policies', smallPayments);
+    const patch = await call('PATCH', `/api/v1/policies/${ok.body.data.id as string}`, { action: 'allow' });
+    expect(patch.status).toBe(422);
+    expect(patch.body.error.details?.path).toBe('action');
+    expect((await policies.get(ok.body.data.id as string)).definition.action).toBe('auto_approve');
+    await call('DELETE', `/api/v1/policies/${ok.body.data.id as string}`);
+  });
+
+  it('replaces the whole set with PUT, as { policies } or as a list', async () => {
+    const asObject = await call<{ count: number; policies: { id: string; name: string }[] }>(
+      'PUT',
+      '/api/v1/policies',
+      {
+        policies: [
+          smallPayments,
+          { name: 'no-deletes', conditions: { action: 'db.delete*' }, action: 'deny' },
+        ],
+      },
+    );
+    expect(asObject.status).toBe(200);
+    expect(asObject.body.data.count).toBe(2);
+    const ids = asObject.body.data.policies.map((p) => p.id);
+
+    const asList = await call<{ count: number; policies: { id: string; name: string }[] }>(
+      'PUT',
+      '/api/v1/policies',
+      [smallPayments],
+    );
+    expect(asList.status).toBe(200);
+    expect(asList.body.data.count).toBe(1);
+    expect(asList.body.data.policies[0]?.id).toBe(ids[0]);
+    expect((await call<{ policies: unknown[] }>('GET', '/api/v1/policies')).body.data.policies).toHaveLength(
+      1,
+    );
+  });
+
+  it('dry-runs a request with POST /policies/test and stores nothing', async () => {
+    await call('PUT', '/api/v1/policies', [
+      smallPayments,
+      {
+        name: 'no-deletes',
+        priority: 50,
+        conditions: { action: 'db.delete*' },
+        action: 'deny',
+        reason: 'never',
+      },
+    ]);
+    const eventsBefore = (await audit.list({ limit: 1000 })).length;
+
+    const approved = await call('POST', '/api/v1/policies/test', {
+      agentId,
+      action: 'payment.create',
+      scope: { amount: 40, max_amount: 500 },
+      ttl: 600,
+    });
+    expect(approved.status).toBe(200);
+    expect(approved.body.data).toMatchObject({
+      decision: 'auto_approve',
+      policy: { name: 'small-payments' },
+      scope: { amount: 40, max_amount: 100 },
+      ttl: 120,
+      agent: { id: agentId, name: 'billing-bot' },
+    });
+
+    const denied = await call('POST', '/api/v1/policies/test', {
+      agentName: 'billing-bot',
+      action: 'db.delete',
+    });
+    expect(denied.body.data).toMatchObject({ decision: 'deny', reason: 'never', scope: null, ttl: null });
+
+    const fallback = await call('POST', '/api/v1/policies/test', { action: 'email.send' });
+    expect(fallback.body.data).toMatchObject({ decision: 'require_approval', policy: null, ttl: 300 });
+
+    const strict = await call('POST', '/api/v1/policies/test', { action: 'x', amount: 5 });
+    expect(strict.status).toBe(400);
+    expect(strict.body.error.code).toBe('VALIDATION_ERROR');
+    const missing = await call('POST', '/api/v1/policies/test', {});
+    expect(missing.status).toBe(400);
+
+    expect((await audit.list({ limit: 1000 })).length).toBe(eventsBefore);
+  });
+
+  it('documents the routes in /openapi.json', async () => {
+    const res = await app.inject({ method: 'GET', url: '/openapi.json' });
+    const paths = (res.json() as { paths: Record<string, Record<string, unknown>> }).paths;
+    expect(Object.keys(paths['/api/v1/policies'] ?? {}).sort()).toEqual(['get', 'post', 'put']);
+    expect(Object.keys(paths['/api/v1/policies/{id}'] ?? {}).sort()).toEqual(['delete', 'get', 'patch']);
+    expect(paths['/api/v1/policies/test']).toHaveProperty('post');
+  });
+});
