@@ -34,7 +34,7 @@ import {
   insertPermission,
   listPermissions,
   type PermissionFilter,
-  recordApprovals,
+  recordVote,
   releaseIdempotencyKey,
   spendToken,
 } from '../store/permissionRepository.js';
@@ -266,14 +266,23 @@ export class PermissionService {
   async get(
     principal: { agent: Agent } | { operator: true },
     id: string,
+    origin: RequestOrigin,
   ): Promise<{ permission: Permission; token?: string }> {
     const permission = await this.find(principal, id);
     if ('agent' in principal && permission.status === 'approved' && permission.tokenHash === null) {
       const token = newToken();
       const hash = hashToken(token);
-      if (await claimMintedToken(this.db, permission.id, permission.agentId, hash, this.clock.now())) {
-        return { permission: { ...permission, tokenHash: hash }, token };
-      }
+      const claimed = await this.db.transaction(async (tx) => {
+        if (!(await claimMintedToken(tx, permission.id, permission.agentId, hash, this.clock.now())))
+          return false;
+        await this.audit.append(tx, {
+          ...this.eventBase(permission, origin),
+          type: 'token_issued',
+          details: {},
+        });
+        return true;
+      });
+      if (claimed) return { permission: { ...permission, tokenHash: hash }, token };
     }
     return { permission };
   }
@@ -502,7 +511,7 @@ export class PermissionService {
         : [...permission.approvals, { key, actor: input.approver, at: now.toISOString() }];
 
       if (approvals.length < required) {
-        if (approvals === permission.approvals) {
+        if (approvals === permission.approvals && !input.scopeModifications) {
           return {
             permission,
             changed: false,
@@ -510,13 +519,18 @@ export class PermissionService {
             event: null,
           };
         }
-        const voted = await recordApprovals(tx, id, approvals, now);
+        const voted = await recordVote(tx, id, approvals, scope, now);
         if (!voted) throw alreadyDecided(permission);
         await this.audit.append(tx, {
           ...this.eventBase(voted, input.origin),
           actor: input.approver,
           type: 'approval_vote',
-          details: { approvals: approvals.length, required, reason: input.reason ?? null },
+          details: {
+            approvals: approvals.length,
+            required,
+            reason: input.reason ?? null,
+            scopeModifications: input.scopeModifications ?? null,
+          },
         });
         return {
           permission: voted,
@@ -539,6 +553,7 @@ export class PermissionService {
           decidedBy: input.approver,
           decidedAt: now,
           expiresAt,
+          maxUses,
           usesRemaining: maxUses,
           approvals,
         },

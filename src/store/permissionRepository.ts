@@ -211,10 +211,13 @@ export async function spendToken(
          updated_at = $4
        WHERE p.id = $1 AND p.agent_id = $2 AND p.token_hash = $3
          AND p.status = 'approved' AND p.expires_at > $4 AND p.uses_remaining > 0
-         AND NOT EXISTS (
-           SELECT 1 FROM jsonb_each_text($5::jsonb) i
-            WHERE COALESCE((p.totals ->> i.key)::numeric, 0) + i.value::numeric
-                  > (p.scope ->> ('max_total_' || i.key))::numeric)
+         -- A scalar subquery, not NOT EXISTS: Postgres plans NOT EXISTS as an anti-join that
+         -- is not re-evaluated against the newest row version when a concurrent use updated
+         -- the row first, which let concurrent uses overspend a max_total cap.
+         AND NOT COALESCE((
+           SELECT bool_or(COALESCE((p.totals ->> i.key)::numeric, 0) + i.value::numeric
+                          > (p.scope ->> ('max_total_' || i.key))::numeric)
+             FROM jsonb_each_text($5::jsonb) i), false)
        RETURNING p.*
      ), audited AS (
        ${audit.sql} WHERE EXISTS (SELECT 1 FROM spent)
@@ -249,6 +252,7 @@ export interface StatusChange {
   decidedBy?: Actor | null;
   decidedAt?: Date | null;
   expiresAt?: Date;
+  maxUses?: number;
   usesRemaining?: number;
   approvals?: ApprovalRecord[];
 }
@@ -275,6 +279,7 @@ export async function changeStatus(
   if (change.decidedBy !== undefined) set('decided_by', JSON.stringify(change.decidedBy), '::jsonb');
   if (change.decidedAt !== undefined) set('decided_at', change.decidedAt);
   if (change.expiresAt !== undefined) set('expires_at', change.expiresAt);
+  if (change.maxUses !== undefined) set('max_uses', change.maxUses);
   if (change.usesRemaining !== undefined) set('uses_remaining', change.usesRemaining);
   if (change.approvals !== undefined) set('approvals', JSON.stringify(change.approvals), '::jsonb');
   const { rows } = await tx.query<PermissionRow>(
@@ -284,16 +289,21 @@ export async function changeStatus(
   return rows[0] ? permissionFromRow(rows[0]) : null;
 }
 
-/** Records a quorum vote without deciding: only while still pending. */
-export async function recordApprovals(
+/**
+ * Records a quorum vote without deciding, only while still pending. The scope is stored too:
+ * a voter's narrowing binds the approvals after theirs.
+ */
+export async function recordVote(
   tx: Queryable,
   id: string,
   approvals: ApprovalRecord[],
+  scope: Record<string, unknown>,
   now: Date,
 ): Promise<Permission | null> {
   const { rows } = await tx.query<PermissionRow>(
-    `UPDATE permissions SET approvals = $2::jsonb, updated_at = $3 WHERE id = $1 AND status = 'pending' RETURNING *`,
-    [id, JSON.stringify(approvals), now],
+    `UPDATE permissions SET approvals = $2::jsonb, scope = $3::jsonb, updated_at = $4
+      WHERE id = $1 AND status = 'pending' RETURNING *`,
+    [id, JSON.stringify(approvals), JSON.stringify(scope), now],
   );
   return rows[0] ? permissionFromRow(rows[0]) : null;
 }

@@ -166,9 +166,9 @@ export function registerPermissionRoutes(
       "Read a permission (an agent sees only its own); after a human approval the agent's first read carries the token",
     params: idParams,
     response: permissionResponse,
-    async handler({ params, principal }) {
+    async handler({ params, principal, origin }) {
       const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
-      const { permission, token } = await permissions.get(who, params.id);
+      const { permission, token } = await permissions.get(who, params.id, origin);
       return { data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) } };
     },
   });
