@@ -3,34 +3,24 @@ import { type DestinationStream, type Logger, pino } from 'pino';
 export type { Logger } from 'pino';
 
 /**
- * Credentials must never reach a log line. Two layers:
- * 1. pino `redact` for the places we know hold them (headers, named fields);
- * 2. a scrubber over every logged value that masks anything shaped like one of our credentials
- *    (agent and operator keys, one-time tokens, webhook secrets, Slack/Discord tokens), so a key
- *    that ends up in an error message or an unexpected field is still masked.
+ * Credentials must never reach a log line. Three layers:
+ * 1. pino `redact` for the places we know hold them (request headers);
+ * 2. any field whose name says it holds a secret (token, apiKey, authorization, …) is replaced,
+ *    at any depth;
+ * 3. the finished line is scrubbed of anything shaped like one of our credentials (agent and
+ *    operator keys, one-time tokens, webhook secrets, Slack tokens), however it got there: an
+ *    error message, an interpolated object, a deeply nested payload.
  */
 const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'req.headers.cookie',
   'req.headers["x-slack-signature"]',
-  'headers.authorization',
-  'headers["x-api-key"]',
-  '*.authorization',
-  '*.apiKey',
-  '*.token',
-  '*.tokenHash',
-  '*.secret',
-  '*.password',
-  '*.adminToken',
-  '*.webhookSecret',
-  'apiKey',
-  'token',
-  'secret',
-  'password',
-  'adminToken',
-  'webhookSecret',
 ];
+
+const SECRET_FIELD =
+  /^(authorization|x-api-key|cookie|api_?key|admin_?token|token|token_?hash|password|.*secret)$/i;
+const MAX_DEPTH = 32;
 
 export const CREDENTIAL_PATTERN =
   /\b(?:ak_(?:live|test)_[A-Za-z0-9]{8,}|uk_[A-Za-z0-9_-]{8,}|otp_v1_[A-Za-z0-9_-]{8,}|whsec_[A-Za-z0-9+/=_-]{8,}|xox[abposr]-[A-Za-z0-9-]{8,}|xapp-[A-Za-z0-9-]{8,})/g;
@@ -39,22 +29,17 @@ export function scrubString(value: string): string {
   return value.replace(CREDENTIAL_PATTERN, (match) => `${match.slice(0, match.indexOf('_') + 1)}[REDACTED]`);
 }
 
-function scrub(value: unknown, depth: number): unknown {
-  if (typeof value === 'string') return scrubString(value);
-  if (depth > 6 || value === null || typeof value !== 'object') return value;
-  if (value instanceof Error) {
-    const copy: Record<string, unknown> = {
-      type: value.name,
-      message: scrubString(value.message),
-      stack: value.stack ? scrubString(value.stack) : undefined,
-    };
-    for (const [k, v] of Object.entries(value)) copy[k] = scrub(v, depth + 1);
-    return copy;
-  }
-  if (Array.isArray(value)) return value.map((v) => scrub(v, depth + 1));
-  if (value instanceof Date || Buffer.isBuffer(value)) return value;
+function redactSecretFields(value: unknown, depth: number): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > MAX_DEPTH) return '[too deep]';
+  // Errors go to pino's serializer untouched; their text is scrubbed with the finished line.
+  if (value instanceof Error || value instanceof Date || Buffer.isBuffer(value)) return value;
+  if (Array.isArray(value)) return value.map((v) => redactSecretFields(v, depth + 1));
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = scrub(v, depth + 1);
+  for (const [k, v] of Object.entries(value)) {
+    out[k] =
+      SECRET_FIELD.test(k) && v !== null && v !== undefined ? '[REDACTED]' : redactSecretFields(v, depth + 1);
+  }
   return out;
 }
 
@@ -66,16 +51,10 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       formatters: {
-        log: (object) => scrub(object, 0) as Record<string, unknown>,
+        log: (object) => redactSecretFields(object, 0) as Record<string, unknown>,
       },
       hooks: {
-        // Scrub interpolated message strings too (logger.info('x %s', value)).
-        logMethod(args, method) {
-          method.apply(
-            this,
-            args.map((a) => (typeof a === 'string' ? scrubString(a) : a)) as Parameters<typeof method>,
-          );
-        },
+        streamWrite: scrubString,
       },
     },
     destination,

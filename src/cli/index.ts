@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { existsSync, readFileSync } from 'node:fs';
+import { parseEnv } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { createLogger } from '../logger.js';
 import { configOrExit, openStorage, runUntilSignal } from '../main.js';
@@ -9,6 +11,14 @@ import { registerPermissionCommands } from './commands/permissions.js';
 import { registerPolicyCommands } from './commands/policies.js';
 
 const print = (text: string) => process.stdout.write(`${text}\n`);
+
+/** A `.env` in the working directory fills in variables the environment does not set. */
+function loadDotEnv(file = '.env'): void {
+  if (!existsSync(file)) return;
+  for (const [name, value] of Object.entries(parseEnv(readFileSync(file, 'utf8')))) {
+    if (process.env[name] === undefined) process.env[name] = value;
+  }
+}
 
 export function buildProgram(): Command {
   const program = new Command('agent-otp')
@@ -46,6 +56,7 @@ export function buildProgram(): Command {
   return program;
 }
 
+loadDotEnv();
 buildProgram()
   .exitOverride()
   .parseAsync(process.argv)

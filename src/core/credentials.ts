@@ -14,7 +14,11 @@ export function sha256Hex(value: string): string {
   return createHash('sha256').update(value, 'utf8').digest('hex');
 }
 
+const HEX = /^(?:[0-9a-f]{2})+$/i;
+
 export function constantTimeEqualHex(a: string, b: string): boolean {
+  // Buffer.from(…, 'hex') stops at the first non-hex character, so check the shape first.
+  if (!HEX.test(a) || !HEX.test(b)) return false;
   const left = Buffer.from(a, 'hex');
   const right = Buffer.from(b, 'hex');
   return left.length === right.length && left.length > 0 && timingSafeEqual(left, right);

@@ -128,6 +128,7 @@ export class AuditService {
   private checkLink(event: StoredAuditEvent, expectedIndex: number, prev: string): string | null {
     if (event.chainIndex !== expectedIndex) return `missing link before chain index ${event.chainIndex}`;
     if (event.prevHash !== prev) return 'prev_hash does not match the previous event';
+    if (event.actorType !== event.actor.type) return 'actor_type does not match the actor';
     if (!event.redactedAt && hashDetails(event.details) !== event.detailsHash) {
       return 'details do not match details_hash';
     }

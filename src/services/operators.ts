@@ -5,7 +5,7 @@ import { classifyKey, displayPrefix, newOperatorKey, sha256Hex } from '../core/c
 import { newId } from '../core/ids.js';
 import type { Logger } from '../logger.js';
 import type { Db } from '../store/db.js';
-import { ensureOperatorKey } from '../store/operatorKeyRepository.js';
+import { ensureOperatorKey, revokeOtherBootstrapKeys } from '../store/operatorKeyRepository.js';
 
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
@@ -42,12 +42,18 @@ export async function ensureBootstrapOperatorKey(
       logger.info({ file }, 'generated the bootstrap operator key; it is in this file (mode 0600)');
     }
   }
-  const created = await ensureOperatorKey(db, {
-    id: newId('operatorKey'),
-    name: 'bootstrap',
-    keyHash: sha256Hex(key),
-    keyPrefix: displayPrefix(key),
-    createdAt: clock.now(),
-  });
+  const keyHash = sha256Hex(key);
+  const { created, retired } = await db.transaction(async (tx) => ({
+    created: await ensureOperatorKey(tx, {
+      id: newId('operatorKey'),
+      name: 'bootstrap',
+      keyHash,
+      keyPrefix: displayPrefix(key),
+      createdAt: clock.now(),
+    }),
+    // A changed ADMIN_TOKEN is a rotation: the previous bootstrap key stops working.
+    retired: await revokeOtherBootstrapKeys(tx, keyHash, clock.now()),
+  }));
   if (created) logger.info({ source }, 'registered the bootstrap operator key');
+  if (retired) logger.info({ retired }, 'revoked the previous bootstrap operator key');
 }

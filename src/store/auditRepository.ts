@@ -22,6 +22,8 @@ interface AuditRow {
 
 export interface StoredAuditEvent extends AuditEvent {
   seq: number;
+  /** Denormalised from actor.type for queries; verify checks the two agree. */
+  actorType: string;
   chainIndex: number | null;
   prevHash: string | null;
   hash: string | null;
@@ -34,6 +36,7 @@ const COLUMNS = `seq, id, occurred_at, type, permission_id, agent_id, actor_type
 function fromRow(r: AuditRow): StoredAuditEvent {
   return {
     seq: toNumber(r.seq),
+    actorType: r.actor_type,
     id: r.id,
     occurredAt: r.occurred_at,
     type: r.type,

@@ -11,8 +11,8 @@ export interface EmbeddedRedis {
   stop(): Promise<void>;
 }
 
-const INSTALL_HINT =
-  'No Redis answers on redis://127.0.0.1:6379 and no redis-server is installed. ' +
+const installHint = (port: number) =>
+  `No Redis answers on redis://127.0.0.1:${port} and no redis-server is installed. ` +
   'Install one (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis) ' +
   'or set REDIS_URL to a Redis you run.';
 
@@ -28,7 +28,7 @@ export async function ensureLocalRedis(
   const url = `redis://127.0.0.1:${port}`;
   if (await redisAnswers(url)) return null;
   const found = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
-  if (found.error || found.status !== 0) throw new RedisUnavailableError(INSTALL_HINT);
+  if (found.error || found.status !== 0) throw new RedisUnavailableError(installHint(port));
 
   const dir = path.join(dataDir, 'redis');
   mkdirSync(dir, { recursive: true, mode: 0o700 });

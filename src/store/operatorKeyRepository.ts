@@ -32,7 +32,8 @@ export async function findOperatorKeyByHash(db: Queryable, keyHash: string): Pro
   return rows[0] ? fromRow(rows[0]) : null;
 }
 
-/** Inserts the key unless a key with that hash exists; returns whether it was new. */
+/** Inserts the key unless a key with that hash exists; returns whether it was new. A revoked
+ * key configured again is not revived: rotating back to a leaked token must not work. */
 export async function ensureOperatorKey(
   db: Queryable,
   key: Omit<OperatorKey, 'revokedAt'>,
@@ -50,4 +51,18 @@ export async function countActiveOperatorKeys(db: Queryable): Promise<number> {
     'SELECT count(*) AS n FROM operator_keys WHERE revoked_at IS NULL',
   );
   return Number(rows[0]?.n ?? 0);
+}
+
+/** Retires earlier bootstrap keys once a different one is configured (ADMIN_TOKEN rotated). */
+export async function revokeOtherBootstrapKeys(
+  db: Queryable,
+  currentHash: string,
+  now: Date,
+): Promise<number> {
+  const { rows } = await db.query(
+    `UPDATE operator_keys SET revoked_at = $2
+      WHERE name = 'bootstrap' AND key_hash <> $1 AND revoked_at IS NULL RETURNING id`,
+    [currentHash, now],
+  );
+  return rows.length;
 }

@@ -91,7 +91,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     output: () => output,
     stop() {
       stopped ??= (async () => {
-        if (child.exitCode === null) {
+        if (child.exitCode === null && child.signalCode === null) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
             child.once('exit', () => {

@@ -1,6 +1,6 @@
+import { compilePattern } from '../regex.js';
 import { compileGlob, isGlob } from './glob.js';
 import { invalidPolicyAt } from './invalid.js';
-import { compileRegex } from './regex.js';
 import type { ConditionOperators, Scalar } from './types.js';
 
 /**
@@ -70,7 +70,7 @@ function compileOperator(name: string, operand: unknown, globs: boolean, path: s
       };
     }
     case 'matches': {
-      const re = compilePattern(string(), path);
+      const re = compileAt(string(), path);
       return (v) => typeof v === 'string' && re.test(v);
     }
     // Numbers on both sides, no coercion: "100" is not less than 1000, it is not a number at all.
@@ -120,9 +120,9 @@ function scalarMatcher(expected: Scalar, globs: boolean): ScalarMatcher {
   return (v) => v === expected;
 }
 
-function compilePattern(pattern: string, path: string) {
+function compileAt(pattern: string, path: string) {
   try {
-    return compileRegex(pattern);
+    return compilePattern(pattern);
   } catch (error) {
     throw invalidPolicyAt(
       path,

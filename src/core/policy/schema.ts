@@ -1,7 +1,7 @@
 import { z } from 'zod';
+import { patternError } from '../regex.js';
 import { dualCaseObject } from './dual-case.js';
 import { fieldPathProblem } from './field-path.js';
-import { regexProblem } from './regex.js';
 import {
   type ApprovalSettings,
   type ConditionOperators,
@@ -14,9 +14,8 @@ const scalarSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 /** Validated when the policy is parsed, so a bad pattern never reaches storage. */
 const regexSchema = z.string().superRefine((pattern, ctx) => {
-  const problem = regexProblem(pattern);
-  if (problem !== undefined)
-    ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${problem}` });
+  const problem = patternError(pattern);
+  if (problem !== null) ctx.addIssue({ code: 'custom', message: `invalid regular expression: ${problem}` });
 });
 
 const operatorsSchema = dualCaseObject({

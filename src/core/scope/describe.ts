@@ -2,8 +2,9 @@
  * Scope as rows for approval cards (Slack, Discord, CLI). Never throws: a card must render even
  * for a malformed or unusual scope, so unexpected values fall back to their JSON text.
  */
+
+import { patternSources } from '../regex.js';
 import { getOwn, hasOwn } from './object.js';
-import { patternSources } from './regex.js';
 import {
   canonicalTimeZone,
   DAY_SHORT,

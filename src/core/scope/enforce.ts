@@ -12,9 +12,9 @@
  * skipped, so a corrupted scope can never allow more than it says.
  */
 
+import { patternMatches, patternSources } from '../regex.js';
 import { globMatch } from './glob.js';
 import { getOwn, hasOwn, isRecord } from './object.js';
-import { patternMatches, patternSources } from './regex.js';
 import {
   canonicalTimeZone,
   containsMinute,

@@ -4,9 +4,9 @@
  * the result (with one documented exception for time windows in different time zones).
  */
 
+import { patternSources } from '../regex.js';
 import { intersectAllowLists, unionLists } from './lists.js';
 import { getOwn, hasOwn } from './object.js';
-import { patternSources } from './regex.js';
 import {
   canonicalTimeZone,
   DEFAULT_TIMEZONE,

@@ -3,8 +3,8 @@
  * system, so enforcement can rely on well-formed rules (and still fails closed if one is not).
  */
 import { AppError } from '../errors.js';
+import { patternError, patternSources } from '../regex.js';
 import { isRecord } from './object.js';
-import { patternError, patternSources } from './regex.js';
 import { canonicalTimeZone, parseDays, parseHours } from './time.js';
 import type { Scope } from './types.js';
 import { parseScopeKey } from './vocabulary.js';

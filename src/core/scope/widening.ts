@@ -4,10 +4,10 @@
  * cannot prove (a replaced regex, a moved time zone, an edited unknown key) counts as widening.
  */
 import { AppError } from '../errors.js';
+import { patternSources } from '../regex.js';
 import { allowCovered, blockCovered } from './lists.js';
 import { effectiveTimeZone, hasTimeRestriction } from './narrow.js';
 import { getOwn, hasOwn, isRecord, jsonEqual } from './object.js';
-import { patternSources } from './regex.js';
 import { isSubset, parseDays, parseHours } from './time.js';
 import type { Scope } from './types.js';
 import { validateScope } from './validate.js';

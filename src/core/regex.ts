@@ -1,6 +1,7 @@
 /**
- * `<f>_pattern` regexes come from policies and agents, so they run on RE2 (re2js): matching is
- * linear in the input and a hostile pattern such as `(a+)+$` cannot stall the server.
+ * Regexes come from policies (`matches`) and agents (`<f>_pattern` scopes), so they all run on
+ * RE2 (re2js): matching is linear in the input and a hostile pattern such as `(a+)+$` cannot
+ * stall the server. The price is RE2's syntax: no backreferences and no lookaround.
  * Compiled programs are memoised in a small bounded map: pure in effect (same input, same
  * answer), and it spares recompiling the same few patterns on every use/verify.
  */
