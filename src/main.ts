@@ -5,7 +5,7 @@ import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
 import { registerPolicyRoutes } from './http/routes/policies.js';
 import { buildServer } from './http/server.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, flushLogger, type Logger } from './logger.js';
 import { AgentService } from './services/agents.js';
 import { AuditService } from './services/audit.js';
 import { AuthService } from './services/auth.js';
@@ -71,7 +71,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
 
   const bus = new Bus(redis, subscriber, config.REDIS_KEY_PREFIX);
   const counters = new Counters(redis, config.REDIS_KEY_PREFIX);
-  const audit = new AuditService(db, clock);
+  const audit = new AuditService(db, clock, (err) =>
+    logger.error({ err }, 'writing buffered audit events failed'),
+  );
   const auth = new AuthService(db, clock, counters, config.AUTH_FAILURES_PER_MIN);
   const agents = new AgentService(db, audit, clock);
   const policies = new PolicyService(db, audit, clock, config.DEFAULT_POLICY_ACTION);
@@ -136,6 +138,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       clearInterval(sealer);
       clearInterval(expirer);
       await app.close();
+      await audit.flush();
       await audit.sealPending().catch(() => undefined);
       redis.disconnect();
       subscriber.disconnect();
@@ -165,6 +168,7 @@ export async function runUntilSignal(): Promise<void> {
     running = await startService(config, logger);
   } catch (err) {
     logger.fatal({ err }, 'failed to start');
+    flushLogger(logger);
     process.stderr.write(`agent-otp: ${(err as Error).message}\n`);
     process.exit(1);
   }
@@ -173,9 +177,14 @@ export async function runUntilSignal(): Promise<void> {
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     running.stop().then(
-      () => process.exit(0),
+      () => {
+        logger.info('stopped');
+        flushLogger(logger);
+        process.exit(0);
+      },
       (err) => {
         logger.error({ err }, 'shutdown failed');
+        flushLogger(logger);
         process.exit(1);
       },
     );

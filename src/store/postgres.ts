@@ -10,6 +10,25 @@ export interface PostgresOptions {
   logger?: Logger;
 }
 
+/**
+ * Statements with parameters run as named prepared statements, so Postgres parses and plans each
+ * distinct SQL text once per connection instead of on every call (the hot paths are a handful of
+ * fixed statements). The name is derived from the text; the map is bounded so generated SQL
+ * cannot grow it without limit.
+ */
+const statementNames = new Map<string, string>();
+const MAX_NAMED_STATEMENTS = 500;
+
+function toQuery(sql: string, params: readonly unknown[] | undefined): pg.QueryConfig {
+  if (!params || params.length === 0) return { text: sql };
+  let name = statementNames.get(sql);
+  if (!name && statementNames.size < MAX_NAMED_STATEMENTS) {
+    name = `aotp_${statementNames.size}`;
+    statementNames.set(sql, name);
+  }
+  return { text: sql, values: params as unknown[], ...(name ? { name } : {}) };
+}
+
 export function createPostgresDb(options: PostgresOptions): Db {
   const pool = new pg.Pool({
     connectionString: options.connectionString,
@@ -22,7 +41,7 @@ export function createPostgresDb(options: PostgresOptions): Db {
   const db: Db = {
     kind: 'postgres',
     async query(sql, params) {
-      const result = await pool.query(sql, params as unknown[] | undefined);
+      const result = await pool.query(toQuery(sql, params));
       return { rows: result.rows };
     },
     async exec(sql) {
@@ -63,7 +82,7 @@ async function inTransaction<T>(
 function wrap(client: pg.PoolClient): Queryable {
   return {
     async query(sql, params) {
-      const result = await client.query(sql, params as unknown[] | undefined);
+      const result = await client.query(toQuery(sql, params));
       return { rows: result.rows };
     },
     async exec(sql) {

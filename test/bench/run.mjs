@@ -112,7 +112,12 @@ async function main() {
     await stop(hello.child);
 
     server = await startProcess(
-      [path.join(ROOT, 'dist/cli/index.js'), 'start'],
+      // BENCH_NODE_OPTIONS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server.
+      [
+        ...(process.env.BENCH_NODE_OPTIONS?.split(' ').filter(Boolean) ?? []),
+        path.join(ROOT, 'dist/cli/index.js'),
+        'start',
+      ],
       {
         PORT: '0',
         LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',

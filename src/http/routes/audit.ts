@@ -58,6 +58,8 @@ export function registerAuditRoutes(route: Router, audit: AuditService): void {
       if (query.start_date && query.end_date && query.start_date > query.end_date) {
         throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
       }
+      // Batched read events (verify) of this instance are written before answering.
+      await audit.flush();
       const page = await audit.list({
         agentId: query.agent_id,
         permissionId: query.permission_id,
@@ -85,6 +87,7 @@ export function registerAuditRoutes(route: Router, audit: AuditService): void {
     tag: 'audit',
     summary: 'Walk the hash chain and name the first broken link',
     async handler() {
+      await audit.flush();
       await audit.sealPending();
       return { data: await audit.verify() };
     },
