@@ -66,7 +66,7 @@ export class AuthService {
     try {
       return await this.resolve(presented);
     } catch (err) {
-      if (err instanceof AppError) await this.recordFailure(ip, err);
+      if (err instanceof AppError) await this.recordFailure(ip, this.knownAgentId(presented));
       throw err;
     }
   }
@@ -133,12 +133,19 @@ export class AuthService {
     touchApiKey(this.db, keyId, now).catch(() => undefined);
   }
 
-  private async recordFailure(ip: string, err: AppError): Promise<void> {
-    if (err.code === 'RATE_LIMITED') return;
+  /** The agent a refused key belonged to (revoked or past its grace period), when known. */
+  private knownAgentId(presented: string): string | null {
+    const entry = this.cache.get(sha256Hex(presented));
+    return entry?.principal.kind === 'agent' ? entry.principal.agent.id : null;
+  }
+
+  /** Counts the failure per address (throttled), per agent when known, and overall (metrics). */
+  private async recordFailure(ip: string, agentId: string | null): Promise<void> {
     const now = this.clock.now().getTime();
     const [byIp] = await Promise.all([
       this.counters.hit(`authfail:ip:${ip}`, AUTH_FAILURE_WINDOW_MS, now),
       this.counters.hit('authfail:all', AUTH_FAILURE_WINDOW_MS, now),
+      ...(agentId ? [this.counters.hit(`authfail:agent:${agentId}`, AUTH_FAILURE_WINDOW_MS, now)] : []),
     ]).catch(() => [null]);
     if (byIp && byIp.count >= this.failuresPerMinute) this.blockedUntil.set(ip, byIp.resetAt);
   }
