@@ -80,8 +80,39 @@ export function toAppError(err: unknown): AppError | null {
   return null;
 }
 
-export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
+/** Uploads up to this size are read to the end before a 413 is answered (see drainBody). */
+const DRAIN_MAX_BYTES = 8 * 1024 * 1024;
+const DRAIN_TIMEOUT_MS = 5000;
+
+/**
+ * Reads and discards the rest of an oversized upload. Closing a connection with unread data
+ * makes the kernel send a reset, and many clients then lose the 413 they were sent and report a
+ * broken pipe instead. Bounded in size and time, so it cannot be used to hold the server.
+ */
+function drainBody(request: FastifyRequest): Promise<void> {
+  const raw = request.raw;
+  const declared = Number(request.headers['content-length']);
+  if (raw.readableEnded || !(declared <= DRAIN_MAX_BYTES)) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(done, DRAIN_TIMEOUT_MS);
+    raw.once('end', done);
+    raw.once('error', done);
+    raw.once('close', done);
+    raw.resume();
+  });
+}
+
+export async function sendError(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  err: unknown,
+): Promise<FastifyReply> {
   const appError = toAppError(err);
+  if (appError?.code === 'PAYLOAD_TOO_LARGE') await drainBody(request);
   if (!appError) {
     request.log.error({ err }, 'unhandled error');
     return reply.status(500).send(errorBody('INTERNAL_ERROR', 'Internal server error', request.id));

@@ -1,7 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postLargeBody } from '../helpers/api.js';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 const databases = process.env.TEST_DATABASE_URL ? (['pglite', 'postgres'] as const) : (['pglite'] as const);
@@ -131,11 +130,7 @@ describe.each(databases)('the built server on %s', (database) => {
       [
         'a 2 MiB body',
         () =>
-          postLargeBody(
-            `${server.url}/api/v1/agents`,
-            adminToken,
-            JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) }),
-          ),
+          api('POST', '/api/v1/agents', adminToken, JSON.stringify({ name: 'x'.repeat(2 * 1024 * 1024) })),
         413,
         'PAYLOAD_TOO_LARGE',
       ],
