@@ -13,6 +13,7 @@ import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
 import { RateLimiter } from './services/rateLimits.js';
+import { PermissionWaiters } from './services/waiters.js';
 import { Counters } from './store/counters.js';
 import type { Db } from './store/db.js';
 import { type EmbeddedRedis, ensureLocalRedis } from './store/embeddedRedis.js';
@@ -105,6 +106,14 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     bus.publish('policies-changed', '1').catch((err) => logger.warn({ err: err.message }, 'publish failed'));
   });
 
+  // Waiters (long-poll, SSE) on every instance wake when a permission changes on any instance.
+  const waiters = new PermissionWaiters();
+  await bus.subscribe('permission-changed', (id) => waiters.notify(id));
+  permissions.onChange(({ type, permission }) => {
+    if (type === 'requested') return;
+    bus.publish('permission-changed', permission.id).catch((err) => logger.warn({ err: err.message }, 'publish failed'));
+  });
+
   const sealer = setInterval(() => {
     audit.sealPending().catch((err) => logger.error({ err }, 'audit sealing failed'));
   }, AUDIT_SEAL_INTERVAL_MS);
@@ -124,7 +133,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       { name: 'redis', check: async () => void (await redis.ping()) },
     ],
     extraRoutes: [
-      (route) => registerPermissionRoutes(route, permissions, rateLimiter),
+      (route) => registerPermissionRoutes(route, permissions, rateLimiter, waiters),
       (route) => registerPolicyRoutes(route, policies),
       (route) => registerAuditRoutes(route, audit),
     ],

@@ -44,7 +44,8 @@ export interface RouteDefinition<
   /** For the OpenAPI document: the shape of `data` in the success envelope. */
   response?: Schema;
   successStatus?: number;
-  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<RouteResult>;
+  /** Resolves to null when the handler wrote the response itself (a hijacked stream). */
+  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<RouteResult | null>;
 }
 
 /** Collected as routes are registered; /openapi.json is generated from it. */
@@ -109,6 +110,7 @@ export function makeRouter(app: FastifyInstance, auth: AuthService, registry: Ro
           userAgent: request.headers['user-agent'] ?? null,
         };
         const result = await def.handler({ body, query, params, principal, request, reply, origin });
+        if (result === null) return reply;
         if (result.headers) reply.headers(result.headers);
         return reply
           .status(result.status ?? def.successStatus ?? 200)

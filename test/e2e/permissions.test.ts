@@ -143,6 +143,75 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     expect(late.stderr).toContain('ALREADY_DECIDED');
   });
 
+  it('wakes a long-poll on one instance as soon as the other instance records the decision', async () => {
+    const pending = await agentA<{ id: string }>('POST', '/api/v1/permissions/request', {
+      action: 'email.notify',
+    });
+    expect(pending.status).toBe(202);
+    const id = pending.body.data.id;
+    const started = Date.now();
+    const waiting = agentB<{ status: string; token?: string }>('GET', `/api/v1/permissions/${id}?wait=20`);
+    await new Promise((r) => setTimeout(r, 300));
+    const decidedAt = Date.now();
+    expect((await operatorA('POST', `/api/v1/permissions/${id}/decide`, { approved: true })).status).toBe(
+      200,
+    );
+    const answer = await waiting;
+    const answeredAt = Date.now();
+    expect(answer.body.data.status).toBe('approved');
+    expect(answer.body.data.token).toMatch(/^otp_v1_/);
+    tokensSeen.push(answer.body.data.token as string);
+    expect(decidedAt - started).toBeGreaterThanOrEqual(300); // it really waited
+    expect(answeredAt - decidedAt).toBeLessThan(2000); // woken by the decision, not the 20 s timeout
+  });
+
+  it('answers a long-poll on a pending request after the wait when nothing happens', async () => {
+    const pending = await agentA<{ id: string }>('POST', '/api/v1/permissions/request', {
+      action: 'email.later',
+    });
+    const started = Date.now();
+    const answer = await agentB<{ status: string }>(
+      'GET',
+      `/api/v1/permissions/${pending.body.data.id}?wait=1`,
+    );
+    expect(answer.body.data.status).toBe('pending');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    const tooLong = await agentB('GET', `/api/v1/permissions/${pending.body.data.id}?wait=61`);
+    expect(tooLong.status).toBe(400);
+  });
+
+  it('streams status changes as Server-Sent Events until the permission is final', async () => {
+    const pending = await agentA<{ id: string }>('POST', '/api/v1/permissions/request', {
+      action: 'email.stream',
+    });
+    const id = pending.body.data.id;
+    const res = await fetch(`${b.url}/api/v1/permissions/${id}/events`, {
+      headers: { authorization: `Bearer ${agentKey}` },
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    const readUntil = async (needle: string) => {
+      while (!text.includes(needle)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += decoder.decode(value);
+      }
+    };
+    await readUntil('"status":"pending"');
+    await operatorA('POST', `/api/v1/permissions/${id}/decide`, { approved: false, reason: 'not now' });
+    await readUntil('"status":"denied"');
+    const { done } = await reader.read();
+    expect(done).toBe(true); // denied is final: the stream ends
+    const events = text.split('\n\n').filter((e) => e.startsWith('id:'));
+    expect(events.map((e) => JSON.parse(e.split('data: ')[1] as string).status)).toEqual([
+      'pending',
+      'denied',
+    ]);
+  });
+
   it('hides another agent’s permission behind a 404', async () => {
     const { id, token } = await approvedPayment({});
     for (const [method, path, body] of [

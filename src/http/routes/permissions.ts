@@ -9,7 +9,9 @@ import {
 import { isTokenHash } from '../../core/token.js';
 import type { PermissionService } from '../../services/permissions.js';
 import type { RateLimiter } from '../../services/rateLimits.js';
+import type { PermissionWaiters } from '../../services/waiters.js';
 import { type Router, requireAgent } from '../route.js';
+import { streamPermissionEvents } from './permissionEvents.js';
 
 const jsonObject = (maxBytes: number) =>
   z.record(z.string(), z.unknown()).refine((v) => JSON.stringify(v).length <= maxBytes, {
@@ -43,6 +45,11 @@ const tokenBody = z
   .strict();
 
 const idParams = z.object({ id: z.string().max(100) }).strict();
+
+export const MAX_WAIT_SECONDS = 60;
+const getQuery = z
+  .object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS).optional() })
+  .strict();
 
 const listQuery = z
   .object({
@@ -128,6 +135,7 @@ export function registerPermissionRoutes(
   route: Router,
   permissions: PermissionService,
   rateLimiter: RateLimiter,
+  waiters: PermissionWaiters,
   approvalUrl: ApprovalUrlLookup = () => undefined,
 ): void {
   route({
@@ -163,13 +171,46 @@ export function registerPermissionRoutes(
     auth: 'any',
     tag: 'permissions',
     summary:
-      "Read a permission (an agent sees only its own); after a human approval the agent's first read carries the token",
+      "Read a permission (an agent sees only its own); after a human approval the agent's first read carries the token. " +
+      'With ?wait=N (≤ 60) a pending permission is answered as soon as it is decided, or after N seconds.',
     params: idParams,
+    query: getQuery,
     response: permissionResponse,
-    async handler({ params, principal, origin }) {
+    async handler({ params, query, principal, origin, reply }) {
       const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
-      const { permission, token } = await permissions.get(who, params.id, origin);
-      return { data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) } };
+      const deadline = Date.now() + (query.wait ?? 0) * 1000;
+      const closed = new AbortController();
+      reply.raw.once('close', () => closed.abort());
+      for (;;) {
+        // Arm before reading, so a decision landing between the read and the wait wakes us.
+        const armed = waiters.arm(params.id, Math.max(0, deadline - Date.now()), closed.signal);
+        const { permission, token } = await permissions.get(who, params.id, origin);
+        if (permission.status !== 'pending' || Date.now() >= deadline || closed.signal.aborted) {
+          armed.cancel();
+          return { data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) } };
+        }
+        await armed.wait;
+      }
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/permissions/:id/events',
+    auth: 'any',
+    tag: 'permissions',
+    summary: 'Server-Sent Events: the permission now, then every change, until it reaches a final state',
+    params: idParams,
+    async handler({ params, principal, origin, reply, request }) {
+      const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
+      await streamPermissionEvents({
+        read: () => permissions.get(who, params.id, origin),
+        arm: (timeoutMs, signal) => waiters.arm(params.id, timeoutMs, signal),
+        toEvent: (p, token) => ({ ...permissionDto(p, approvalUrl(p)), ...(token ? { token } : {}) }),
+        reply,
+        requestId: request.id,
+      });
+      return null;
     },
   });
 

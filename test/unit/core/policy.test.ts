@@ -613,11 +613,17 @@ describe('hostile regexes', () => {
       ]),
     );
     const text = `${'a'.repeat(50_000)}!`;
-    evaluate(set, request({ context: { text: 'aaa!' } })); // warm up the JIT, not the pattern
-    const started = performance.now();
-    const decision = evaluate(set, request({ context: { text } }));
-    const elapsed = performance.now() - started;
-    expect(decision.policy).toBeNull(); // `$` never follows an `a`: no match
-    expect(elapsed).toBeLessThan(50);
+    // A backtracking engine needs ~2^50000 steps here: no machine answers at all. RE2 is linear,
+    // so one evaluation takes a few ms. The median of warmed-up runs keeps a busy CI machine's
+    // scheduling noise out of the figure; the first, cold run is discarded.
+    const timings: number[] = [];
+    for (let i = 0; i < 6; i += 1) {
+      const started = performance.now();
+      const decision = evaluate(set, request({ context: { text } }));
+      timings.push(performance.now() - started);
+      expect(decision.policy).toBeNull(); // `$` never follows an `a`: no match
+    }
+    const warm = timings.slice(1).sort((x, y) => x - y);
+    expect(warm[2]).toBeLessThan(50);
   });
 });

@@ -1,0 +1,64 @@
+import type { FastifyReply } from 'fastify';
+import type { Permission } from '../../core/permission.js';
+
+const KEEPALIVE_MS = 15_000;
+const FINAL: ReadonlySet<Permission['status']> = new Set(['denied', 'expired', 'used', 'revoked', 'cancelled']);
+
+export interface EventStreamDeps {
+  read(): Promise<{ permission: Permission; token?: string }>;
+  arm(timeoutMs: number, signal: AbortSignal): { wait: Promise<'changed' | 'timeout'>; cancel(): void };
+  toEvent(permission: Permission, token?: string): Record<string, unknown>;
+  reply: FastifyReply;
+  requestId: string;
+}
+
+/**
+ * Streams a permission as Server-Sent Events: its state now, then one `status` event per change
+ * (decision, quorum vote, use, revoke, expiry), a comment every 15 s to keep proxies from
+ * closing the stream, and the end of the stream once the state is final. The first read
+ * happens before the stream opens, so an unknown id is a normal JSON 404.
+ */
+export async function streamPermissionEvents(deps: EventStreamDeps): Promise<void> {
+  const closed = new AbortController();
+  let armed = deps.arm(KEEPALIVE_MS, closed.signal);
+  let current = await deps.read().catch((err) => {
+    armed.cancel();
+    throw err;
+  });
+  const raw = deps.reply.raw;
+  deps.reply.hijack();
+  raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': deps.requestId,
+  });
+  raw.once('close', () => closed.abort());
+  let eventId = 0;
+  const send = (snapshot: { permission: Permission; token?: string }) => {
+    eventId += 1;
+    raw.write(`id: ${eventId}\nevent: status\ndata: ${JSON.stringify(deps.toEvent(snapshot.permission, snapshot.token))}\n\n`);
+  };
+  send(current);
+  let signature = stateSignature(current.permission);
+  while (!FINAL.has(current.permission.status) && !closed.signal.aborted) {
+    const how = await armed.wait;
+    if (closed.signal.aborted) break;
+    armed = deps.arm(KEEPALIVE_MS, closed.signal);
+    if (how === 'timeout') {
+      raw.write(': keepalive\n\n');
+      continue;
+    }
+    current = await deps.read();
+    const next = stateSignature(current.permission);
+    if (next !== signature || current.token) send(current);
+    signature = next;
+  }
+  armed.cancel();
+  if (!raw.writableEnded) raw.end();
+}
+
+function stateSignature(p: Permission): string {
+  return `${p.status}|${p.approvals.length}|${p.usesRemaining}`;
+}
