@@ -111,7 +111,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
   await bus.subscribe('permission-changed', (id) => waiters.notify(id));
   permissions.onChange(({ type, permission }) => {
     if (type === 'requested') return;
-    bus.publish('permission-changed', permission.id).catch((err) => logger.warn({ err: err.message }, 'publish failed'));
+    bus
+      .publish('permission-changed', permission.id)
+      .catch((err) => logger.warn({ err: err.message }, 'publish failed'));
   });
 
   const sealer = setInterval(() => {

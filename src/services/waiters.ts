@@ -24,7 +24,11 @@ export class PermissionWaiters {
    * Registers interest before the caller reads the current state, so a change landing between
    * the read and the wait is not missed: call `arm()` first, read, then `await armed.wait`.
    */
-  arm(permissionId: string, timeoutMs: number, signal?: AbortSignal): { wait: Promise<'changed' | 'timeout'>; cancel(): void } {
+  arm(
+    permissionId: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): { wait: Promise<'changed' | 'timeout'>; cancel(): void } {
     let settle: (how: 'changed' | 'timeout') => void = () => undefined;
     const wait = new Promise<'changed' | 'timeout'>((resolve) => {
       settle = resolve;

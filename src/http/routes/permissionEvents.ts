@@ -2,7 +2,13 @@ import type { FastifyReply } from 'fastify';
 import type { Permission } from '../../core/permission.js';
 
 const KEEPALIVE_MS = 15_000;
-const FINAL: ReadonlySet<Permission['status']> = new Set(['denied', 'expired', 'used', 'revoked', 'cancelled']);
+const FINAL: ReadonlySet<Permission['status']> = new Set([
+  'denied',
+  'expired',
+  'used',
+  'revoked',
+  'cancelled',
+]);
 
 export interface EventStreamDeps {
   read(): Promise<{ permission: Permission; token?: string }>;
@@ -38,7 +44,9 @@ export async function streamPermissionEvents(deps: EventStreamDeps): Promise<voi
   let eventId = 0;
   const send = (snapshot: { permission: Permission; token?: string }) => {
     eventId += 1;
-    raw.write(`id: ${eventId}\nevent: status\ndata: ${JSON.stringify(deps.toEvent(snapshot.permission, snapshot.token))}\n\n`);
+    raw.write(
+      `id: ${eventId}\nevent: status\ndata: ${JSON.stringify(deps.toEvent(snapshot.permission, snapshot.token))}\n\n`,
+    );
   };
   send(current);
   let signature = stateSignature(current.permission);

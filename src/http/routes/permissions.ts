@@ -47,9 +47,7 @@ const tokenBody = z
 const idParams = z.object({ id: z.string().max(100) }).strict();
 
 export const MAX_WAIT_SECONDS = 60;
-const getQuery = z
-  .object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS).optional() })
-  .strict();
+const getQuery = z.object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS).optional() }).strict();
 
 const listQuery = z
   .object({
@@ -187,7 +185,9 @@ export function registerPermissionRoutes(
         const { permission, token } = await permissions.get(who, params.id, origin);
         if (permission.status !== 'pending' || Date.now() >= deadline || closed.signal.aborted) {
           armed.cancel();
-          return { data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) } };
+          return {
+            data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) },
+          };
         }
         await armed.wait;
       }
