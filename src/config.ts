@@ -27,7 +27,27 @@ const url = (protocols: string[]) =>
   );
 
 /** Variables holding secrets: each also accepts NAME_FILE, and none is ever logged. */
-export const SECRET_VARIABLES = ['DATABASE_URL', 'REDIS_URL', 'ADMIN_TOKEN'] as const;
+export const SECRET_VARIABLES = [
+  'DATABASE_URL',
+  'REDIS_URL',
+  'ADMIN_TOKEN',
+  'SLACK_BOT_TOKEN',
+  'SLACK_SIGNING_SECRET',
+  'SLACK_APP_TOKEN',
+] as const;
+
+const idList = (pattern: RegExp, what: string) =>
+  z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .refine((ids) => ids.every((id) => pattern.test(id)), {
+      message: `must be a comma-separated list of ${what}`,
+    });
 
 export const configSchema = z.object({
   /** Informational only: no behaviour depends on it, so tests run what production runs. */
@@ -71,6 +91,25 @@ export const configSchema = z.object({
   /** How long a request may wait for a human before it expires unanswered. */
   APPROVAL_TIMEOUT_SECONDS: int(30, 7 * 86400).default(900),
   REQUIRE_ACTION_DETAILS: bool.default(false),
+
+  // Queues
+  RECONCILE_INTERVAL_MS: int(1000, 3_600_000).default(30_000),
+
+  // Slack (approvals in Slack are on when SLACK_BOT_TOKEN is set)
+  SLACK_BOT_TOKEN: z
+    .string()
+    .regex(/^xoxb-/, 'must be a bot token (xoxb-…)')
+    .optional(),
+  SLACK_SIGNING_SECRET: z.string().min(16).optional(),
+  /** Socket Mode when set (no public URL needed); otherwise HTTP at POST /slack/events. */
+  SLACK_APP_TOKEN: z
+    .string()
+    .regex(/^xapp-/, 'must be an app-level token (xapp-…)')
+    .optional(),
+  SLACK_APPROVAL_CHANNEL: z.string().min(1).max(80).optional(),
+  SLACK_APPROVERS: idList(/^[UWS][A-Z0-9]{2,}$/, 'Slack user ids (U…) and user-group ids (S…)').optional(),
+  /** Base URL of the Slack Web API, for proxies and tests (default https://slack.com/api/). */
+  SLACK_API_URL: url(['http:', 'https:']).optional(),
 });
 
 type Parsed = z.infer<typeof configSchema>;
@@ -130,6 +169,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (Boolean(parsed.TLS_CERT_FILE) !== Boolean(parsed.TLS_KEY_FILE)) {
     throw new ConfigError(
       'Invalid configuration:\n  TLS_CERT_FILE: TLS_CERT_FILE and TLS_KEY_FILE must be set together',
+    );
+  }
+  if (parsed.SLACK_BOT_TOKEN && !parsed.SLACK_APP_TOKEN && !parsed.SLACK_SIGNING_SECRET) {
+    throw new ConfigError(
+      'Invalid configuration:\n  SLACK_SIGNING_SECRET: required with SLACK_BOT_TOKEN unless SLACK_APP_TOKEN (Socket Mode) is set',
     );
   }
   return Object.freeze({ ...parsed, dataDir: path.resolve(parsed.AGENT_OTP_DATA_DIR) });

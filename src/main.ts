@@ -1,16 +1,24 @@
+import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
+import { createSlackBot, type SlackBot } from './chat/slack/bot.js';
+import { SlackPlatform } from './chat/slack/platform.js';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
+import type { Permission } from './core/permission.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
 import { registerPolicyRoutes } from './http/routes/policies.js';
 import { buildServer } from './http/server.js';
 import { createLogger, flushLogger, type Logger } from './logger.js';
+import { JobQueue } from './queue/jobQueue.js';
+import { Reconciler } from './queue/reconciler.js';
+import { type RunningWorkers, startWorkers } from './queue/workers.js';
 import { AgentService } from './services/agents.js';
+import { ApprovalService } from './services/approvals.js';
 import { AuditService } from './services/audit.js';
 import { AuthService } from './services/auth.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
-import { PermissionService } from './services/permissions.js';
+import { type PermissionEventType, PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
 import { RateLimiter } from './services/rateLimits.js';
 import { PermissionWaiters } from './services/waiters.js';
@@ -23,19 +31,22 @@ import { Bus } from './store/pubsub.js';
 import { createRedis, type Redis } from './store/redis.js';
 
 /**
- * Composition root: builds every dependency once and wires them. No business rule lives here.
+ * Composition root: builds every dependency once and wires the roles. No business rule lives
+ * here. Roles: `api` (HTTP, and Slack's HTTP mode), `worker` (queues, reconciler, expiry),
+ * `bot` (Slack Socket Mode); `start` runs all three in one process.
  */
+export type Role = 'api' | 'worker' | 'bot';
+export const ALL_ROLES: readonly Role[] = ['api', 'worker', 'bot'];
+
 export interface Running {
   config: Config;
   logger: Logger;
-  app: FastifyInstance;
-  url: string;
+  app: FastifyInstance | null;
+  url: string | null;
   stop(): Promise<void>;
 }
 
 const AUDIT_SEAL_INTERVAL_MS = 500;
-/** Expired tokens are marked within this delay; `use` checks expires_at itself meanwhile. */
-const EXPIRY_SWEEP_INTERVAL_MS = 5000;
 
 export async function openStorage(config: Config, logger: Logger): Promise<Db> {
   const db = await openDatabase(config, logger);
@@ -53,14 +64,35 @@ async function connectRedis(
   return { url: embedded?.url ?? 'redis://127.0.0.1:6379', embedded };
 }
 
-export async function startService(config: Config, logger: Logger): Promise<Running> {
+/** Events after which a chat message may need editing (the request itself is posted by notify). */
+const MESSAGE_EVENTS: ReadonlySet<PermissionEventType> = new Set([
+  'approved',
+  'denied',
+  'used',
+  'revoked',
+  'cancelled',
+  'expired',
+  'vote',
+]);
+
+/** Auto-decided permissions were never posted to a human, so they have no message to edit. */
+const wentToHumans = (p: Permission) => p.decidedBy?.type !== 'policy';
+
+export async function startService(
+  config: Config,
+  logger: Logger,
+  roles: readonly Role[] = ALL_ROLES,
+): Promise<Running> {
   const clock = systemClock;
   const db = await openStorage(config, logger);
   const { url: redisUrl, embedded } = await connectRedis(config, logger);
   const redis: Redis = createRedis(redisUrl);
   const subscriber: Redis = createRedis(redisUrl);
-  for (const conn of [redis, subscriber])
+  // BullMQ needs a connection that retries forever rather than failing commands.
+  const queueConnection: Redis = createRedis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
+  for (const conn of [redis, subscriber, queueConnection]) {
     conn.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
+  }
   await Promise.all([redis.connect(), subscriber.connect()]);
 
   await ensureBootstrapOperatorKey(
@@ -70,8 +102,9 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     logger,
   );
 
-  const bus = new Bus(redis, subscriber, config.REDIS_KEY_PREFIX);
-  const counters = new Counters(redis, config.REDIS_KEY_PREFIX);
+  const prefix = config.REDIS_KEY_PREFIX;
+  const bus = new Bus(redis, subscriber, prefix);
+  const counters = new Counters(redis, prefix);
   const audit = new AuditService(db, clock, (err) =>
     logger.error({ err }, 'writing buffered audit events failed'),
   );
@@ -90,75 +123,139 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     { perMinute: config.RATE_LIMIT_PER_MIN, perHour: config.RATE_LIMIT_PER_HOUR },
     logger,
   );
+  const jobs = new JobQueue(queueConnection, `${prefix}:bull`, logger);
+  const approvals = new ApprovalService(db, permissions, audit, clock, logger);
 
-  // A changed agent (revoked, rotated) drops cached keys on every instance at once.
+  let slackBot: SlackBot | null = null;
+  if (config.SLACK_BOT_TOKEN) {
+    const apiUrl = config.SLACK_API_URL;
+    const client = new WebClient(config.SLACK_BOT_TOKEN, {
+      ...(apiUrl ? { slackApiUrl: apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/` } : {}),
+      retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
+    });
+    const platform = new SlackPlatform(client, {
+      channel: config.SLACK_APPROVAL_CHANNEL ?? null,
+      approvers: config.SLACK_APPROVERS ?? [],
+    });
+    approvals.register(platform);
+    const socketMode = Boolean(config.SLACK_APP_TOKEN);
+    // HTTP mode belongs to the API process; Socket Mode to the bot process.
+    if ((socketMode && roles.includes('bot')) || (!socketMode && roles.includes('api'))) {
+      slackBot = createSlackBot({
+        botToken: config.SLACK_BOT_TOKEN,
+        signingSecret: config.SLACK_SIGNING_SECRET,
+        appToken: config.SLACK_APP_TOKEN,
+        apiUrl,
+        db,
+        approvals,
+        platform,
+        logger,
+      });
+    }
+  }
+
+  // After every committed change: wake waiters everywhere, and queue the chat work.
+  const waiters = new PermissionWaiters();
+  await bus.subscribe('permission-changed', (id) => waiters.notify(id));
   await bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
-  agents.onChange((agentId) => {
-    auth.invalidateAgent(agentId);
-    bus.publish('agent-changed', agentId).catch((err) => logger.warn({ err: err.message }, 'publish failed'));
-  });
-
-  // Every instance uses a changed policy set at once: the changer publishes, all reload.
   await bus.subscribe('policies-changed', () => {
     policies.load().catch((err) => logger.error({ err }, 'policy reload failed; keeping the previous set'));
   });
-  policies.onChange(() => {
-    bus.publish('policies-changed', '1').catch((err) => logger.warn({ err: err.message }, 'publish failed'));
-  });
-
-  // Waiters (long-poll, SSE) on every instance wake when a permission changes on any instance.
-  const waiters = new PermissionWaiters();
-  await bus.subscribe('permission-changed', (id) => waiters.notify(id));
-  permissions.onChange(({ type, permission }) => {
-    if (type === 'requested') return;
+  const publish = (channel: string, message: string) =>
     bus
-      .publish('permission-changed', permission.id)
-      .catch((err) => logger.warn({ err: err.message }, 'publish failed'));
+      .publish(channel, message)
+      .catch((err) => logger.warn({ err: err.message, channel }, 'publish failed'));
+  agents.onChange((agentId) => {
+    auth.invalidateAgent(agentId);
+    publish('agent-changed', agentId);
+  });
+  policies.onChange(() => publish('policies-changed', '1'));
+  permissions.onChange(({ type, permission }) => {
+    if (type !== 'requested') publish('permission-changed', permission.id);
+    if (!approvals.enabled) return;
+    const now = clock.now();
+    if (type === 'requested' && permission.status === 'pending') {
+      jobs.soon('notify', jobs.notify(permission.id));
+      jobs.soon('expire', jobs.expireAt(permission, now));
+      const settings = (permission.approval ?? {}) as { remindAfter?: number; escalateAfter?: number };
+      if (settings.remindAfter) jobs.soon('remind', jobs.remindIn(permission.id, settings.remindAfter));
+      if (settings.escalateAfter)
+        jobs.soon('escalate', jobs.escalateIn(permission.id, settings.escalateAfter));
+      return;
+    }
+    if (MESSAGE_EVENTS.has(type) && wentToHumans(permission)) {
+      jobs.soon('message-update', jobs.messageUpdate(permission));
+      if (type === 'approved') jobs.soon('expire', jobs.expireAt(permission, now));
+    }
   });
 
   const sealer = setInterval(() => {
     audit.sealPending().catch((err) => logger.error({ err }, 'audit sealing failed'));
   }, AUDIT_SEAL_INTERVAL_MS);
   sealer.unref();
-  const expirer = setInterval(() => {
-    permissions.expireDue().catch((err) => logger.error({ err }, 'expiry sweep failed'));
-  }, EXPIRY_SWEEP_INTERVAL_MS);
-  expirer.unref();
 
-  const app = buildServer({
-    config,
-    logger,
-    auth,
-    agents,
-    readiness: [
-      { name: 'database', check: () => db.ping() },
-      { name: 'redis', check: async () => void (await redis.ping()) },
-    ],
-    extraRoutes: [
-      (route) => registerPermissionRoutes(route, permissions, rateLimiter, waiters),
-      (route) => registerPolicyRoutes(route, policies),
-      (route) => registerAuditRoutes(route, audit),
-    ],
-  });
-  const address = await app.listen({ port: config.PORT, host: config.HOST });
-  logger.info({ url: address }, 'listening');
+  let workers: RunningWorkers | null = null;
+  if (roles.includes('worker')) {
+    const reconciler = new Reconciler(db, approvals, permissions, jobs, clock, logger);
+    workers = startWorkers({
+      connection: queueConnection,
+      prefix: `${prefix}:bull`,
+      logger,
+      approvals,
+      permissions,
+      reconciler,
+      jobs,
+      reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
+    });
+  }
+
+  let app: FastifyInstance | null = null;
+  let url: string | null = null;
+  if (roles.includes('api')) {
+    app = buildServer({
+      config,
+      logger,
+      auth,
+      agents,
+      readiness: [
+        { name: 'database', check: () => db.ping() },
+        { name: 'redis', check: async () => void (await redis.ping()) },
+      ],
+      extraRoutes: [
+        (route) => registerPermissionRoutes(route, permissions, rateLimiter, waiters),
+        (route) => registerPolicyRoutes(route, policies),
+        (route) => registerAuditRoutes(route, audit),
+        (_route, server) => slackBot?.mount(server),
+      ],
+    });
+    url = await app.listen({ port: config.PORT, host: config.HOST });
+  }
+  await slackBot?.start();
+  // The url stays the last field: scripts and tests read it from this line.
+  logger.info(
+    { roles, slack: slackBot ? (config.SLACK_APP_TOKEN ? 'socket' : 'http') : 'off', url },
+    'listening',
+  );
 
   let stopping: Promise<void> | null = null;
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(sealer);
-      clearInterval(expirer);
-      await app.close();
+      await app?.close();
+      await slackBot?.stop();
+      await workers?.close();
+      await jobs.close();
       await audit.flush();
       await audit.sealPending().catch(() => undefined);
       redis.disconnect();
       subscriber.disconnect();
+      queueConnection.disconnect();
       await db.close();
       await embedded?.stop();
     })();
     return stopping;
   };
-  return { config, logger, app, url: address, stop };
+  return { config, logger, app, url, stop };
 }
 
 /** Loads the configuration, or prints what is wrong with it and exits. */
@@ -171,12 +268,12 @@ export function configOrExit(): Config {
   }
 }
 
-export async function runUntilSignal(): Promise<void> {
+export async function runUntilSignal(roles: readonly Role[] = ALL_ROLES): Promise<void> {
   const config = configOrExit();
   const logger = createLogger(config.LOG_LEVEL);
   let running: Running;
   try {
-    running = await startService(config, logger);
+    running = await startService(config, logger, roles);
   } catch (err) {
     logger.fatal({ err }, 'failed to start');
     flushLogger(logger);

@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { createLogger } from '../logger.js';
-import { configOrExit, openStorage, runUntilSignal } from '../main.js';
+import { ALL_ROLES, configOrExit, openStorage, runUntilSignal } from '../main.js';
 import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
 import { registerAuditCommands } from './commands/audit.js';
@@ -28,9 +28,27 @@ export function buildProgram(): Command {
 
   program
     .command('start')
-    .description('Run the service (API, workers and chat bots in one process)')
+    .description('Run the service: API, workers and chat bots in one process')
     .action(async () => {
-      await runUntilSignal();
+      await runUntilSignal(ALL_ROLES);
+    });
+  program
+    .command('api')
+    .description('Run only the HTTP API (and Slack in HTTP mode)')
+    .action(async () => {
+      await runUntilSignal(['api']);
+    });
+  program
+    .command('worker')
+    .description('Run only the queue workers and the reconciler')
+    .action(async () => {
+      await runUntilSignal(['worker']);
+    });
+  program
+    .command('bot')
+    .description('Run only the chat bots (Slack Socket Mode)')
+    .action(async () => {
+      await runUntilSignal(['bot']);
     });
 
   program

@@ -58,6 +58,8 @@ export interface Permission {
   approval: Record<string, unknown> | null;
   approvals: ApprovalRecord[];
   webhookUrl: string | null;
+  /** Link to the chat message where humans decide; null until one was posted. */
+  approvalUrl: string | null;
   idempotencyKey: string | null;
   createdAt: Date;
   updatedAt: Date;

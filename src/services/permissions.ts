@@ -205,6 +205,7 @@ export class PermissionService {
       approval: decision.approval ? { ...decision.approval } : null,
       approvals: [],
       webhookUrl: input.webhookUrl ?? null,
+      approvalUrl: null,
       idempotencyKey: input.idempotencyKey ?? null,
       createdAt: now,
       updatedAt: now,

@@ -27,6 +27,7 @@ interface PermissionRow {
   approval: Record<string, unknown> | null;
   approvals: ApprovalRecord[];
   webhook_url: string | null;
+  approval_url: string | null;
   idempotency_key: string | null;
   created_at: Date;
   updated_at: Date;
@@ -58,6 +59,7 @@ export function permissionFromRow(r: PermissionRow): Permission {
     approval: r.approval,
     approvals: r.approvals,
     webhookUrl: r.webhook_url,
+    approvalUrl: r.approval_url ?? null,
     idempotencyKey: r.idempotency_key,
     createdAt: r.created_at,
     updatedAt: r.updated_at,

@@ -88,10 +88,8 @@ const permissionResponse = z.object({
   token: z.string().optional(),
 });
 
-/** Where a human can look at a pending request: only a link that exists (set by chat adapters). */
-export type ApprovalUrlLookup = (permission: Permission) => string | undefined;
-
-export function permissionDto(p: Permission, approvalUrl?: string) {
+/** The approvalUrl is shown only while pending, and only once a chat message exists to link to. */
+export function permissionDto(p: Permission) {
   return {
     id: p.id,
     agentId: p.agentId,
@@ -108,7 +106,7 @@ export function permissionDto(p: Permission, approvalUrl?: string) {
     createdAt: p.createdAt.toISOString(),
     usesRemaining: p.usesRemaining,
     maxUses: p.maxUses,
-    ...(approvalUrl && p.status === 'pending' ? { approvalUrl } : {}),
+    ...(p.approvalUrl && p.status === 'pending' ? { approvalUrl: p.approvalUrl } : {}),
   };
 }
 
@@ -134,7 +132,6 @@ export function registerPermissionRoutes(
   permissions: PermissionService,
   rateLimiter: RateLimiter,
   waiters: PermissionWaiters,
-  approvalUrl: ApprovalUrlLookup = () => undefined,
 ): void {
   route({
     method: 'POST',
@@ -158,7 +155,7 @@ export function registerPermissionRoutes(
       return {
         status: STATUS_CODE[permission.status] ?? 200,
         headers,
-        data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) },
+        data: { ...permissionDto(permission), ...(token ? { token } : {}) },
       };
     },
   });
@@ -186,7 +183,7 @@ export function registerPermissionRoutes(
         if (permission.status !== 'pending' || Date.now() >= deadline || closed.signal.aborted) {
           armed.cancel();
           return {
-            data: { ...permissionDto(permission, approvalUrl(permission)), ...(token ? { token } : {}) },
+            data: { ...permissionDto(permission), ...(token ? { token } : {}) },
           };
         }
         await armed.wait;
@@ -206,7 +203,7 @@ export function registerPermissionRoutes(
       await streamPermissionEvents({
         read: () => permissions.get(who, params.id, origin),
         arm: (timeoutMs, signal) => waiters.arm(params.id, timeoutMs, signal),
-        toEvent: (p, token) => ({ ...permissionDto(p, approvalUrl(p)), ...(token ? { token } : {}) }),
+        toEvent: (p, token) => ({ ...permissionDto(p), ...(token ? { token } : {}) }),
         reply,
         requestId: request.id,
       });
@@ -299,7 +296,7 @@ export function registerPermissionRoutes(
       const last = page[page.length - 1];
       return {
         data: {
-          permissions: page.map((p) => permissionDto(p, approvalUrl(p))),
+          permissions: page.map((p) => permissionDto(p)),
           nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
         },
       };

@@ -1,0 +1,186 @@
+import {
+  App,
+  type BlockAction,
+  type ButtonAction,
+  LogLevel,
+  SocketModeReceiver,
+  type ViewSubmitAction,
+} from '@slack/bolt';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from '../../logger.js';
+import type { ApprovalService, ChatUser } from '../../services/approvals.js';
+import type { Db } from '../../store/db.js';
+import { findPermission } from '../../store/permissionRepository.js';
+import { modificationsFromForm } from '../narrowing.js';
+import {
+  NARROW_CALLBACK_ID,
+  parseNarrowingSubmission,
+  REASON_BLOCK_ID,
+  renderNarrowingModal,
+  slackFieldErrors,
+} from './modal.js';
+import type { SlackPlatform } from './platform.js';
+import { FastifySlackReceiver } from './receiver.js';
+
+export const ACTIONS = {
+  approve: 'aotp_approve',
+  deny: 'aotp_deny',
+  approveWithChanges: 'aotp_approve_changes',
+} as const;
+
+export interface SlackBotOptions {
+  botToken: string;
+  signingSecret?: string;
+  appToken?: string;
+  apiUrl?: string;
+  db: Db;
+  approvals: ApprovalService;
+  platform: SlackPlatform;
+  logger: Logger;
+}
+
+export interface SlackBot {
+  /** HTTP mode: mount POST /slack/events on the API server. */
+  mount(server: FastifyInstance): void;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The Slack adapter: turns button presses and modal submissions into ApprovalService calls and
+ * answers the clicker. It decides nothing itself. Socket Mode when an app token is given (no
+ * public URL needed), otherwise HTTP on the API port with signature verification.
+ */
+export function createSlackBot(opts: SlackBotOptions): SlackBot {
+  const clientOptions = {
+    ...(opts.apiUrl ? { slackApiUrl: opts.apiUrl.endsWith('/') ? opts.apiUrl : `${opts.apiUrl}/` } : {}),
+    retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
+  };
+  const httpReceiver = opts.appToken ? null : new FastifySlackReceiver(opts.signingSecret ?? '', opts.logger);
+  const receiver = opts.appToken
+    ? new SocketModeReceiver({ appToken: opts.appToken, installerOptions: { clientOptions } })
+    : (httpReceiver as FastifySlackReceiver);
+  const app = new App({
+    token: opts.botToken,
+    receiver,
+    clientOptions,
+    logLevel: LogLevel.WARN,
+    logger: boltLogger(opts.logger),
+  });
+
+  const userOf = (body: {
+    user: { id: string; name?: string; username?: string };
+    team?: { id: string } | null;
+  }): ChatUser => ({
+    platform: 'slack',
+    userId: body.user.id,
+    userName: body.user.username ?? body.user.name ?? body.user.id,
+    ...(body.team?.id ? { teamId: body.team.id } : {}),
+  });
+
+  const decideButton = (approved: boolean) =>
+    (async ({ ack, body, action }) => {
+      await ack();
+      const permissionId = action.value ?? '';
+      const user = userOf(body);
+      const outcome = await opts.approvals.decideFromChat({ permissionId, user, approved });
+      if (outcome.kind === 'decided') {
+        // Edit the message now; the message-update job is the backstop.
+        await opts.approvals.syncMessages(permissionId).catch(() => undefined);
+      } else if (body.channel?.id) {
+        await opts.platform.ephemeral(body.channel.id, user.userId, outcome.message).catch(() => undefined);
+      }
+    }) satisfies Parameters<typeof app.action<BlockAction<ButtonAction>>>[1];
+
+  app.action<BlockAction<ButtonAction>>(ACTIONS.approve, decideButton(true));
+  app.action<BlockAction<ButtonAction>>(ACTIONS.deny, decideButton(false));
+
+  app.action<BlockAction<ButtonAction>>(ACTIONS.approveWithChanges, async ({ ack, body, action, client }) => {
+    await ack();
+    const permission = await findPermission(opts.db, action.value ?? '');
+    const user = userOf(body);
+    if (!permission || permission.status !== 'pending') {
+      if (body.channel?.id) {
+        await opts.platform
+          .ephemeral(body.channel.id, user.userId, 'This request is no longer pending.')
+          .catch(() => undefined);
+      }
+      return;
+    }
+    const card = await opts.approvals.card(permission);
+    await client.views.open({ trigger_id: body.trigger_id, view: renderNarrowingModal(card) });
+  });
+
+  app.view<ViewSubmitAction>(NARROW_CALLBACK_ID, async ({ ack, body, view }) => {
+    let permissionId = '';
+    try {
+      permissionId = (JSON.parse(view.private_metadata) as { permissionId: string }).permissionId;
+    } catch {
+      await ack({
+        response_action: 'errors',
+        errors: { [REASON_BLOCK_ID]: 'This form is damaged; open it again.' },
+      });
+      return;
+    }
+    const permission = await findPermission(opts.db, permissionId);
+    if (!permission || permission.status !== 'pending') {
+      await ack({
+        response_action: 'errors',
+        errors: { [REASON_BLOCK_ID]: 'This request is no longer pending.' },
+      });
+      return;
+    }
+    const card = await opts.approvals.card(permission);
+    const form = modificationsFromForm(permission.scope, parseNarrowingSubmission(card, view.state.values));
+    if (!form.ok) {
+      await ack({ response_action: 'errors', errors: slackFieldErrors(form.errors, card) });
+      return;
+    }
+    const outcome = await opts.approvals.decideFromChat({
+      permissionId,
+      user: userOf(body),
+      approved: true,
+      reason: form.reason ?? undefined,
+      scopeModifications: form.scopeModifications,
+    });
+    if (outcome.kind !== 'decided') {
+      await ack({ response_action: 'errors', errors: { [REASON_BLOCK_ID]: outcome.message } });
+      return;
+    }
+    await ack();
+    await opts.approvals.syncMessages(permissionId).catch(() => undefined);
+  });
+
+  app.error(async (err) => {
+    opts.logger.error({ err }, 'slack app error');
+  });
+
+  return {
+    mount(server) {
+      httpReceiver?.register(server);
+    },
+    async start() {
+      await app.start();
+    },
+    async stop() {
+      await app.stop().catch(() => undefined);
+    },
+  };
+}
+
+/** Bolt logs through our pino logger (and so through its redaction). */
+function boltLogger(logger: Logger) {
+  const child = logger.child({ component: 'slack' });
+  let level = LogLevel.WARN;
+  return {
+    debug: (...msg: unknown[]) => child.debug(msg.map(String).join(' ')),
+    info: (...msg: unknown[]) => child.info(msg.map(String).join(' ')),
+    warn: (...msg: unknown[]) => child.warn(msg.map(String).join(' ')),
+    error: (...msg: unknown[]) => child.error(msg.map(String).join(' ')),
+    setLevel: (l: LogLevel) => {
+      level = l;
+    },
+    getLevel: () => level,
+    setName: () => undefined,
+  };
+}

@@ -1,0 +1,30 @@
+import { z } from 'zod';
+
+/**
+ * Every queue and the payload its jobs carry (DESIGN §8). Job ids derive from the permission,
+ * so a job enqueued twice (a retry, the reconciler) collapses into one while it is waiting.
+ */
+const permissionJob = z.object({ permissionId: z.string().min(1).max(100) }).strict();
+
+export const QUEUES = {
+  notify: { name: 'notify', payload: permissionJob },
+  messageUpdate: { name: 'message-update', payload: permissionJob },
+  expire: { name: 'expire', payload: permissionJob },
+  remind: { name: 'remind', payload: permissionJob },
+  escalate: { name: 'escalate', payload: permissionJob },
+  reconcile: { name: 'reconcile', payload: z.object({}).strict() },
+} as const;
+
+export type QueueKey = keyof typeof QUEUES;
+export type JobPayload<K extends QueueKey> = z.infer<(typeof QUEUES)[K]['payload']>;
+
+/** BullMQ forbids ':' in custom ids; these stay readable in Redis and in logs. */
+export const jobIds = {
+  notify: (permissionId: string) => `notify-${permissionId}`,
+  messageUpdate: (permissionId: string, signature: string) =>
+    `update-${permissionId}-${signature.replace(/:/g, '-')}`,
+  expire: (permissionId: string, at: Date) => `expire-${permissionId}-${at.getTime()}`,
+  remind: (permissionId: string) => `remind-${permissionId}`,
+  escalate: (permissionId: string) => `escalate-${permissionId}`,
+  reconcile: (bucket: number) => `reconcile-${bucket}`,
+};

@@ -1,0 +1,44 @@
+import type { Clock } from '../core/clock.js';
+import type { Logger } from '../logger.js';
+import type { ApprovalService } from '../services/approvals.js';
+import type { PermissionService } from '../services/permissions.js';
+import { staleMessages, unnotifiedPending } from '../store/chatMessageRepository.js';
+import type { Db } from '../store/db.js';
+import type { JobQueue } from './jobQueue.js';
+
+const GRACE_MS = 3000;
+const BATCH = 200;
+
+/**
+ * Repairs what an interrupted process or a Redis flush left behind, working from Postgres
+ * (DESIGN §8): pending requests never posted, pending requests and tokens past their expiry,
+ * messages showing an old state.
+ */
+export class Reconciler {
+  constructor(
+    private readonly db: Db,
+    private readonly approvals: ApprovalService,
+    private readonly permissions: PermissionService,
+    private readonly jobs: JobQueue,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  async run(): Promise<void> {
+    const expired = await this.permissions.expireDue();
+    // Leave just-created requests to their own notify job; the job id dedupes the rest.
+    const before = new Date(this.clock.now().getTime() - GRACE_MS);
+    const unposted = this.approvals.enabled ? await unnotifiedPending(this.db, before, BATCH) : [];
+    for (const id of unposted) await this.jobs.notify(id);
+    const stale = this.approvals.enabled ? await staleMessages(this.db, before, BATCH) : [];
+    // Editing a message twice is harmless, so stale ones are repaired here directly.
+    for (const id of stale) {
+      await this.approvals
+        .syncMessages(id)
+        .catch((err) => this.logger.warn({ err: (err as Error).message, id }, 'repair failed'));
+    }
+    if (expired || unposted.length || stale.length) {
+      this.logger.info({ expired, unposted: unposted.length, stale: stale.length }, 'reconciler repaired');
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { type Job, Worker } from 'bullmq';
+import type { Logger } from '../logger.js';
+import type { ApprovalService } from '../services/approvals.js';
+import type { PermissionService } from '../services/permissions.js';
+import type { Redis } from '../store/redis.js';
+import { QUEUES, type QueueKey } from './catalog.js';
+import type { JobQueue } from './jobQueue.js';
+import type { Reconciler } from './reconciler.js';
+
+export interface WorkerDeps {
+  connection: Redis;
+  prefix: string;
+  logger: Logger;
+  approvals: ApprovalService;
+  permissions: PermissionService;
+  reconciler: Reconciler;
+  jobs: JobQueue;
+  reconcileIntervalMs: number;
+}
+
+export interface RunningWorkers {
+  close(): Promise<void>;
+}
+
+/**
+ * Consumer side: one BullMQ worker per queue, each job a call into a service. A job that throws
+ * is retried with exponential backoff; a job that keeps failing is dropped and left to the
+ * reconciler, which works from Postgres.
+ */
+export function startWorkers(deps: WorkerDeps): RunningWorkers {
+  const handlers: Record<QueueKey, (data: { permissionId?: string }) => Promise<void>> = {
+    notify: ({ permissionId }) => deps.approvals.notify(permissionId as string),
+    messageUpdate: ({ permissionId }) => deps.approvals.syncMessages(permissionId as string),
+    expire: async () => void (await deps.permissions.expireDue()),
+    remind: ({ permissionId }) => deps.approvals.remind(permissionId as string),
+    escalate: ({ permissionId }) => deps.approvals.escalate(permissionId as string),
+    reconcile: () => deps.reconciler.run(),
+  };
+  const workers = (Object.keys(QUEUES) as QueueKey[]).map((key) => {
+    const worker = new Worker(
+      QUEUES[key].name,
+      async (job: Job) => {
+        const data = QUEUES[key].payload.parse(job.data) as { permissionId?: string };
+        await handlers[key](data);
+      },
+      { connection: deps.connection, prefix: deps.prefix, concurrency: key === 'reconcile' ? 1 : 8 },
+    );
+    worker.on('failed', (job, err) =>
+      deps.logger.warn(
+        { queue: QUEUES[key].name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message },
+        'job failed',
+      ),
+    );
+    worker.on('error', (err) =>
+      deps.logger.error({ queue: QUEUES[key].name, err: err.message }, 'worker error'),
+    );
+    return worker;
+  });
+
+  // The reconciler runs on a timer in every worker process; the job id per time bucket makes
+  // it run once per interval across all of them, and it survives a Redis flush (a BullMQ
+  // scheduler kept in Redis would not).
+  const tick = () => {
+    const bucket = Math.floor(Date.now() / deps.reconcileIntervalMs);
+    deps.jobs.soon('reconcile', deps.jobs.reconcile(bucket));
+  };
+  tick();
+  const timer = setInterval(tick, deps.reconcileIntervalMs);
+  timer.unref();
+
+  return {
+    async close() {
+      clearInterval(timer);
+      await Promise.all(workers.map((w) => w.close()));
+    },
+  };
+}
