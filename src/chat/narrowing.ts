@@ -185,3 +185,19 @@ export function modificationsFromForm(scope: Scope, input: NarrowingInput): Narr
     return { ok: false, errors: { [field]: err.message } };
   }
 }
+
+/**
+ * A number as plain decimal digits (`1e-7` → `0.0000001`, `1e+21` → `1000000000000000000000`),
+ * the same value, so an untouched cap passes modificationsFromForm (which accepts digits only).
+ */
+export function decimalString(n: number): string {
+  const s = String(n);
+  const m = /^(\d+)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const int = m[1] ?? '';
+  const digits = int + (m[2] ?? '');
+  const point = int.length + Number(m[3]);
+  if (point <= 0) return `0.${'0'.repeat(-point)}${digits}`;
+  if (point >= digits.length) return digits + '0'.repeat(point - digits.length);
+  return `${digits.slice(0, point)}.${digits.slice(point)}`;
+}

@@ -20,6 +20,7 @@ import type {
 } from '@slack/types';
 import type { ApprovalCard, NarrowingForm } from '../card.js';
 import {
+  decimalString,
   FORM_FIELD,
   isCapKey,
   isListKey,
@@ -108,7 +109,7 @@ const plain = (text: string, max: number) => ({
 
 function capInput(cap: NarrowingForm['caps'][number]): InputBlock {
   const uses = cap.key === 'max_uses';
-  const initial = String(cap.current);
+  const initial = decimalString(cap.current);
   const element: NumberInput | PlainTextInput = /^\d+(\.\d+)?$/.test(initial)
     ? {
         type: 'number_input',

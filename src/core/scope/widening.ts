@@ -5,7 +5,7 @@
  */
 import { AppError } from '../errors.js';
 import { patternSources } from '../regex.js';
-import { allowCovered, blockCovered } from './lists.js';
+import { uncovered } from './lists.js';
 import { effectiveTimeZone, hasTimeRestriction } from './narrow.js';
 import { getOwn, hasOwn, isRecord, jsonEqual } from './object.js';
 import { isSubset, parseDays, parseHours } from './time.js';
@@ -68,7 +68,7 @@ function checkKey(key: string, granted: Scope, proposed: Scope): void {
       return;
     case 'allowed': {
       if (!inP) throw widening(key, 'the allow-list was removed', granted, proposed);
-      const extra = (p as string[]).filter((entry) => !allowCovered(entry, g as string[]));
+      const extra = uncovered(p as string[], g as string[]);
       if (extra.length > 0) {
         throw widening(
           key,
@@ -81,7 +81,7 @@ function checkKey(key: string, granted: Scope, proposed: Scope): void {
     }
     case 'blocked': {
       if (!inP) throw widening(key, 'the block-list was removed', granted, proposed);
-      const removed = (g as string[]).filter((entry) => !blockCovered(entry, p as string[]));
+      const removed = uncovered(g as string[], p as string[], true);
       if (removed.length > 0) {
         throw widening(key, `blocked entries were removed: ${removed.join(', ')}`, granted, proposed);
       }

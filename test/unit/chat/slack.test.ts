@@ -525,10 +525,13 @@ describe('renderNarrowingModal', () => {
     if (result.ok) expect(Object.values(result.scopeModifications)).toEqual([0]);
   });
 
-  it('uses a text input for a cap a number input cannot show', () => {
+  it('prefills a tiny cap as plain digits, so submitting it untouched is valid', () => {
     const scope = { max_x: 1e-7 };
-    const view = renderNarrowingModal(card({ scope, scopeRows: describeScope(scope) }));
-    expect(inputs(view)[0]?.element).toMatchObject({ type: 'plain_text_input', initial_value: '1e-7' });
+    const c = card({ scope, scopeRows: describeScope(scope) });
+    const view = renderNarrowingModal(c);
+    expect(inputs(view)[0]?.element).toMatchObject({ type: 'number_input', initial_value: '0.0000001' });
+    const result = modificationsFromForm(scope, parseNarrowingSubmission(c, untouchedState(view)));
+    expect(result).toMatchObject({ ok: true, scopeModifications: {} });
   });
 });
 

@@ -596,3 +596,24 @@ describe('describeScope', () => {
     ]);
   });
 });
+
+describe('large allow-lists', () => {
+  it('narrows and checks a 5000-entry allow-list without comparing every pair', async () => {
+    const { applyModifications, narrowScope } = await import('../../../src/core/scope/index.js');
+    const list = Array.from({ length: 5000 }, (_, i) => `user${i}@acme.com`);
+    const started = performance.now();
+    const narrowed = narrowScope(
+      { allowed_recipients: list },
+      { allowed_recipients: [...list, '*@acme.com'] },
+    );
+    const trimmed = applyModifications(
+      { allowed_recipients: list },
+      { allowed_recipients: list.slice(0, 4000) },
+    );
+    const elapsed = performance.now() - started;
+    expect(narrowed.allowed_recipients).toHaveLength(5000);
+    expect(trimmed.allowed_recipients).toHaveLength(4000);
+    // Pairwise glob comparison took ~15 s for 2000 entries; the indexed check is milliseconds.
+    expect(elapsed).toBeLessThan(2000);
+  });
+});
