@@ -51,7 +51,9 @@ export interface ChatPlatform {
 export type ChatDecisionOutcome =
   | { kind: 'decided'; permission: Permission; approvals: { count: number; required: number } }
   | { kind: 'refused'; message: string }
-  | { kind: 'closed'; message: string };
+  | { kind: 'closed'; message: string }
+  /** The same approver repeated a decision already recorded: nothing changed, tell them so. */
+  | { kind: 'unchanged'; message: string };
 
 interface ApprovalSettings {
   channels?: string[];
@@ -92,7 +94,7 @@ export class ApprovalService {
   /** Posts a pending request to every target channel it is not posted in yet. */
   async notify(permissionId: string): Promise<void> {
     const permission = await findPermission(this.db, permissionId);
-    if (!permission || permission.status !== 'pending') return;
+    if (permission?.status !== 'pending') return;
     const posted = await listChatMessages(this.db, permissionId);
     const card = await this.card(permission);
     const failures: string[] = [];
@@ -145,10 +147,19 @@ export class ApprovalService {
     if (failures.length) throw new Error(`message update failed (will retry): ${failures.join('; ')}`);
   }
 
+  /** A message already edited by the platform itself (an interaction's own update). */
+  async noteRendered(permission: Permission, platform: PlatformName, channel: string): Promise<void> {
+    await markRendered(
+      this.db,
+      { permissionId: permission.id, platform, channel },
+      renderSignature(permission),
+    );
+  }
+
   /** A reminder in each message's thread while the request is still pending. */
   async remind(permissionId: string): Promise<void> {
     const permission = await findPermission(this.db, permissionId);
-    if (!permission || permission.status !== 'pending') return;
+    if (permission?.status !== 'pending') return;
     const messages = await listChatMessages(this.db, permissionId);
     for (const m of messages) {
       const platform = this.platforms.get(m.platform);
@@ -168,7 +179,7 @@ export class ApprovalService {
   /** Escalation: the request goes to the policy's escalate_to channels and people as well. */
   async escalate(permissionId: string): Promise<void> {
     const permission = await findPermission(this.db, permissionId);
-    if (!permission || permission.status !== 'pending') return;
+    if (permission?.status !== 'pending') return;
     const escalateTo = (permission.approval as ApprovalSettings | null)?.escalateTo ?? [];
     const messages = await listChatMessages(this.db, permissionId);
     const card = await this.card(permission);
@@ -212,6 +223,10 @@ export class ApprovalService {
     const actor = approverActor(input.user);
     const refusal = await this.refusal(permission, input.user);
     if (refusal) {
+      this.logger.info(
+        { permissionId: permission.id, platform: input.user.platform, userId: input.user.userId, refusal },
+        'refused a decision from chat',
+      );
       await this.audit.append(this.db, {
         type: 'unauthorized_approver',
         actor,
@@ -230,6 +245,16 @@ export class ApprovalService {
         approver: actor,
         origin: { actor },
       });
+      // A repeated click (a second vote by the same approver, or Approve on a request they already
+      // approved) changes nothing; answering it as 'decided' left the clicker without any reply.
+      if (!result.changed) {
+        const { count, required } = result.approvals;
+        const message =
+          result.permission.status === 'pending'
+            ? `Your approval is already counted (${count}/${required}).`
+            : closedMessage(result.permission);
+        return { kind: 'unchanged', message };
+      }
       return { kind: 'decided', permission: result.permission, approvals: result.approvals };
     } catch (err) {
       if (err instanceof AppError && (err.code === 'ALREADY_DECIDED' || err.code === 'CONFLICT')) {

@@ -10,6 +10,7 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = path.join(ROOT, 'dist/cli/index.js');
 
 export interface ServerProcess {
+  /** The API's base URL; '' for a process without the HTTP API (`worker`, `bot`). */
   url: string;
   dataDir: string;
   env: NodeJS.ProcessEnv;
@@ -28,6 +29,8 @@ export interface StartOptions {
   dataDir?: string;
   /** Reuse a Postgres schema (several instances on one database). */
   schema?: string;
+  /** The CLI command, i.e. the roles to run (default 'start': all of them). */
+  command?: 'start' | 'api' | 'worker' | 'bot';
 }
 
 /** Starts the built server (`dist/`) as a child process and waits for its "listening" line. */
@@ -54,7 +57,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     const sep = url.includes('?') ? '&' : '?';
     env.DATABASE_URL = `${url}${sep}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
   }
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'start'], {
+  const child: ChildProcess = spawn(process.execPath, [CLI, opts.command ?? 'start'], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -69,10 +72,11 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${output}`)), 30_000);
     const onData = () => {
-      const match = /"url":"(https?:\/\/[^"]+)","msg":"listening"/.exec(output);
-      if (match?.[1]) {
+      // A role without the HTTP API logs `"url":null`.
+      const match = /"url":(?:"(https?:\/\/[^"]+)"|null),"msg":"listening"/.exec(output);
+      if (match) {
         clearTimeout(timer);
-        resolve(match[1]);
+        resolve(match[1] ?? '');
       }
     };
     child.stdout?.on('data', onData);

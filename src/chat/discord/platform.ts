@@ -1,0 +1,83 @@
+import { type Client, Routes } from 'discord.js';
+import type { ChatPlatform, ChatUser } from '../../services/approvals.js';
+import type { ApprovalCard } from '../card.js';
+import { renderDiscordMessage } from './render.js';
+
+interface PostedMessage {
+  id: string;
+  channel_id: string;
+}
+
+/**
+ * Discord as a ChatPlatform: REST calls through the discord.js client (its rate-limit handling
+ * and retries included). Membership comes from the roles Discord sends with each interaction.
+ */
+export class DiscordPlatform implements ChatPlatform {
+  readonly platform = 'discord' as const;
+  private readonly guildOfChannel = new Map<string, string | null>();
+
+  constructor(
+    private readonly client: Client,
+    readonly defaults: { channel: string | null; approvers: string[] },
+  ) {}
+
+  async post(channel: string, card: ApprovalCard): Promise<{ messageRef: string; permalink: string | null }> {
+    const message = renderDiscordMessage(card);
+    const posted = (await this.client.rest.post(Routes.channelMessages(channel), {
+      body: {
+        content: message.content,
+        embeds: message.embeds,
+        components: message.components,
+        allowed_mentions: message.allowedMentions,
+      },
+    })) as PostedMessage;
+    const guildId = await this.guildOf(channel);
+    const permalink = guildId ? `https://discord.com/channels/${guildId}/${channel}/${posted.id}` : null;
+    return { messageRef: posted.id, permalink };
+  }
+
+  async update(channel: string, messageRef: string, card: ApprovalCard): Promise<void> {
+    const message = renderDiscordMessage(card);
+    await this.client.rest.patch(Routes.channelMessage(channel, messageRef), {
+      body: {
+        content: message.content,
+        embeds: message.embeds,
+        components: message.components,
+        allowed_mentions: message.allowedMentions,
+      },
+    });
+  }
+
+  async notice(
+    channel: string,
+    messageRef: string | null,
+    text: string,
+    mentionUserIds: string[],
+  ): Promise<void> {
+    const mentions = mentionUserIds.map((id) => `<@${id}>`).join(' ');
+    await this.client.rest.post(Routes.channelMessages(channel), {
+      body: {
+        content: `${mentions ? `${mentions} ` : ''}${text}`.slice(0, 2000),
+        allowed_mentions: { users: mentionUserIds },
+        ...(messageRef ? { message_reference: { message_id: messageRef, fail_if_not_exists: false } } : {}),
+      },
+    });
+  }
+
+  /** Approver roles are configured as `role:<id>`; Discord sends the member's roles with the click. */
+  async memberOfAny(user: ChatUser, groupIds: string[]): Promise<boolean> {
+    const roles = new Set(user.roleIds ?? []);
+    return groupIds.some((g) => roles.has(g.replace(/^role:/, '')));
+  }
+
+  private async guildOf(channel: string): Promise<string | null> {
+    if (this.guildOfChannel.has(channel)) return this.guildOfChannel.get(channel) ?? null;
+    try {
+      const info = (await this.client.rest.get(Routes.channel(channel))) as { guild_id?: string };
+      this.guildOfChannel.set(channel, info.guild_id ?? null);
+      return info.guild_id ?? null;
+    } catch {
+      return null;
+    }
+  }
+}
