@@ -117,7 +117,9 @@ async function messageOf(fake: FakeSlack, id: string, timeoutMs = 3000): Promise
 }
 
 const hasButtons = (m: FakeMessage) => (m.blocks ?? []).some((b) => b.type === 'actions');
-const shown = (m: FakeMessage) => `${m.text}\n${JSON.stringify(m.blocks ?? [])}`;
+/** What a person sees: the text and blocks, without the block ids Slack assigns on every edit. */
+const shown = (m: FakeMessage) =>
+  `${m.text}\n${JSON.stringify(m.blocks ?? [], (key, value) => (key === 'block_id' ? undefined : value))}`;
 
 function click(message: FakeMessage, user: SlackUserRef, actionId: string, permissionId: string) {
   return blockActionPayload({
