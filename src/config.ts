@@ -34,7 +34,12 @@ export const SECRET_VARIABLES = [
   'SLACK_BOT_TOKEN',
   'SLACK_SIGNING_SECRET',
   'SLACK_APP_TOKEN',
+  'DISCORD_BOT_TOKEN',
+  'METRICS_TOKEN',
 ] as const;
+
+const base64Length = (v: string) =>
+  Buffer.from(v, v.includes('-') || v.includes('_') ? 'base64url' : 'base64').length;
 
 const idList = (pattern: RegExp, what: string) =>
   z
@@ -95,6 +100,40 @@ export const configSchema = z.object({
   // Queues
   RECONCILE_INTERVAL_MS: int(1000, 3_600_000).default(30_000),
 
+  // Audit trail
+  /** Sealed audit events older than this many days are purged daily (behind a checkpoint). */
+  AUDIT_RETENTION_DAYS: int(1, 36_500).default(365),
+  /** When set, sealed audit events are POSTed as JSON lines to this SIEM endpoint, in chain order. */
+  AUDIT_FORWARD_URL: url(['http:', 'https:']).optional(),
+  AUDIT_FORWARD_BATCH_SIZE: int(1, 10_000).default(500),
+  AUDIT_FORWARD_INTERVAL_MS: int(100, 3_600_000).default(2000),
+
+  // Webhooks
+  /** Encrypts stored secrets (webhook signing secrets): base64 of 32 bytes, the same on every instance. */
+  SECRETS_ENCRYPTION_KEY: z
+    .string()
+    .refine((v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v.trim()) && base64Length(v.trim()) === 32, {
+      message: 'must be the base64 encoding of 32 bytes (e.g. `openssl rand -base64 32`)',
+    })
+    .optional(),
+  /** Allow webhook targets on private, loopback, link-local and unique-local addresses. */
+  WEBHOOK_ALLOW_PRIVATE: bool.default(false),
+  WEBHOOK_TIMEOUT_MS: int(1000, 60_000).default(10_000),
+  /** How long after its first attempt a failing delivery is retried before it is dead. */
+  WEBHOOK_RETRY_WINDOW_SECONDS: int(60, 7 * 86400).default(86_400),
+
+  // Monitoring and alerts
+  /** When set, GET /metrics (Prometheus) needs `Authorization: Bearer <METRICS_TOKEN>`. */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  /** Alert when the last hour's denial rate exceeds this (0..1). */
+  ALERT_DENIAL_RATE: z.coerce.number().min(0).max(1).default(0.5),
+  /** Alert when the last hour's unused-token rate exceeds this (0..1). */
+  ALERT_UNUSED_TOKEN_RATE: z.coerce.number().min(0).max(1).default(0.3),
+  /** Alert when failed authentications in the last complete minute exceed this. */
+  ALERT_FAILED_AUTH_PER_MIN: int(1).default(20),
+  /** The rate alerts need at least this many decisions / finished tokens in the hour. */
+  ALERT_MIN_VOLUME: int(1).default(10),
+
   // Slack (approvals in Slack are on when SLACK_BOT_TOKEN is set)
   SLACK_BOT_TOKEN: z
     .string()
@@ -110,6 +149,17 @@ export const configSchema = z.object({
   SLACK_APPROVERS: idList(/^[UWS][A-Z0-9]{2,}$/, 'Slack user ids (U…) and user-group ids (S…)').optional(),
   /** Base URL of the Slack Web API, for proxies and tests (default https://slack.com/api/). */
   SLACK_API_URL: url(['http:', 'https:']).optional(),
+
+  // Discord (approvals in Discord are on when DISCORD_BOT_TOKEN is set)
+  DISCORD_BOT_TOKEN: z.string().min(20).optional(),
+  DISCORD_APPROVAL_CHANNEL_ID: z
+    .string()
+    .regex(/^\d{15,21}$/, 'must be a channel id (digits)')
+    .optional(),
+  DISCORD_APPROVERS: idList(/^\d{15,21}$/, 'Discord user ids').optional(),
+  DISCORD_APPROVER_ROLES: idList(/^\d{15,21}$/, 'Discord role ids').optional(),
+  /** Base URL of the Discord REST API, for proxies and tests (default https://discord.com/api). */
+  DISCORD_API_URL: url(['http:', 'https:']).optional(),
 });
 
 type Parsed = z.infer<typeof configSchema>;

@@ -1,27 +1,36 @@
 import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
+import { createDiscordBot, createDiscordClient } from './chat/discord/bot.js';
+import { DiscordPlatform } from './chat/discord/platform.js';
 import { createSlackBot, type SlackBot } from './chat/slack/bot.js';
 import { SlackPlatform } from './chat/slack/platform.js';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
 import type { Permission } from './core/permission.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
+import { registerMetricsRoutes } from './http/routes/metrics.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
 import { registerPolicyRoutes } from './http/routes/policies.js';
+import { registerWebhookRoutes } from './http/routes/webhooks.js';
 import { buildServer } from './http/server.js';
 import { createLogger, flushLogger, type Logger } from './logger.js';
 import { JobQueue } from './queue/jobQueue.js';
+import { startMonitoring } from './queue/monitoring.js';
 import { Reconciler } from './queue/reconciler.js';
 import { type RunningWorkers, startWorkers } from './queue/workers.js';
 import { AgentService } from './services/agents.js';
 import { ApprovalService } from './services/approvals.js';
 import { AuditService } from './services/audit.js';
+import { startAuditJobs } from './services/auditJobs.js';
 import { AuthService } from './services/auth.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { type PermissionEventType, PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
 import { RateLimiter } from './services/rateLimits.js';
+import { loadSecretsKey, SecretBox } from './services/secretBox.js';
 import { PermissionWaiters } from './services/waiters.js';
+import { WebhookSecrets } from './services/webhookSecrets.js';
+import { WebhookService } from './services/webhooks.js';
 import { Counters } from './store/counters.js';
 import type { Db } from './store/db.js';
 import { type EmbeddedRedis, ensureLocalRedis } from './store/embeddedRedis.js';
@@ -109,13 +118,30 @@ export async function startService(
     logger.error({ err }, 'writing buffered audit events failed'),
   );
   const auth = new AuthService(db, clock, counters, config.AUTH_FAILURES_PER_MIN);
-  const agents = new AgentService(db, audit, clock);
+  // Webhooks: signing secrets are stored encrypted under SECRETS_ENCRYPTION_KEY (or the key file).
+  const webhookSecrets = new WebhookSecrets(
+    new SecretBox(
+      loadSecretsKey(
+        {
+          configured: config.SECRETS_ENCRYPTION_KEY,
+          dataDir: config.dataDir,
+          sharedDatabase: Boolean(config.DATABASE_URL),
+        },
+        logger,
+      ),
+    ),
+  );
+  const agents = new AgentService(db, audit, clock, {
+    webhookSecrets,
+    allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
+  });
   const policies = new PolicyService(db, audit, clock, config.DEFAULT_POLICY_ACTION);
   await policies.load();
   if (config.POLICIES_FILE) await policies.loadFile(config.POLICIES_FILE);
   const permissions = new PermissionService(db, audit, policies, clock, {
     approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
     requireActionDetails: config.REQUIRE_ACTION_DETAILS,
+    allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
   });
   const rateLimiter = new RateLimiter(
     counters,
@@ -125,6 +151,19 @@ export async function startService(
   );
   const jobs = new JobQueue(queueConnection, `${prefix}:bull`, logger);
   const approvals = new ApprovalService(db, permissions, audit, clock, logger);
+  const webhooks = new WebhookService(
+    db,
+    audit,
+    webhookSecrets,
+    clock,
+    logger,
+    {
+      allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
+      timeoutMs: config.WEBHOOK_TIMEOUT_MS,
+      retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
+    },
+    jobs,
+  );
 
   let slackBot: SlackBot | null = null;
   if (config.SLACK_BOT_TOKEN) {
@@ -154,10 +193,30 @@ export async function startService(
     }
   }
 
+  let discordBot: ReturnType<typeof createDiscordBot> | null = null;
+  if (config.DISCORD_BOT_TOKEN) {
+    const client = createDiscordClient({ apiUrl: config.DISCORD_API_URL });
+    // REST works without a gateway session, so a worker can post and edit messages too.
+    client.rest.setToken(config.DISCORD_BOT_TOKEN);
+    approvals.register(
+      new DiscordPlatform(client, {
+        channel: config.DISCORD_APPROVAL_CHANNEL_ID ?? null,
+        approvers: [
+          ...(config.DISCORD_APPROVERS ?? []),
+          ...(config.DISCORD_APPROVER_ROLES ?? []).map((role) => `role:${role}`),
+        ],
+      }),
+    );
+    if (roles.includes('bot')) {
+      discordBot = createDiscordBot(client, { token: config.DISCORD_BOT_TOKEN, db, approvals, logger });
+    }
+  }
+
   // After every committed change: wake waiters everywhere, and queue the chat work.
   const waiters = new PermissionWaiters();
   await bus.subscribe('permission-changed', (id) => waiters.notify(id));
   await bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
+  await bus.subscribe('agent-changed', (agentId) => webhooks.invalidateAgent(agentId));
   await bus.subscribe('policies-changed', () => {
     policies.load().catch((err) => logger.error({ err }, 'policy reload failed; keeping the previous set'));
   });
@@ -167,6 +226,7 @@ export async function startService(
       .catch((err) => logger.warn({ err: err.message, channel }, 'publish failed'));
   agents.onChange((agentId) => {
     auth.invalidateAgent(agentId);
+    webhooks.invalidateAgent(agentId);
     publish('agent-changed', agentId);
   });
   policies.onChange(() => publish('policies-changed', '1'));
@@ -189,14 +249,33 @@ export async function startService(
     }
   });
 
+  // Webhooks: a delivery row and a queue job per event, only for permissions with a target.
+  permissions.onChange(({ type, permission }) => webhooks.onPermissionEvent(type, permission));
+
+  // Monitoring: Prometheus counters, failed-authentication aggregation, alerts (worker role).
+  const monitoring = startMonitoring({
+    config,
+    db,
+    clock,
+    logger,
+    auth,
+    permissions,
+    sink: approvals,
+    queueDepth: () => jobs.depth(),
+    evaluateAlerts: roles.includes('worker'),
+  });
+
   const sealer = setInterval(() => {
     audit.sealPending().catch((err) => logger.error({ err }, 'audit sealing failed'));
   }, AUDIT_SEAL_INTERVAL_MS);
   sealer.unref();
 
+  // Audit retention (daily) and SIEM forwarding run in the worker role.
+  const auditJobs = roles.includes('worker') ? startAuditJobs({ db, audit, config, logger }) : null;
+
   let workers: RunningWorkers | null = null;
   if (roles.includes('worker')) {
-    const reconciler = new Reconciler(db, approvals, permissions, jobs, clock, logger);
+    const reconciler = new Reconciler(db, approvals, permissions, jobs, clock, logger, webhooks);
     workers = startWorkers({
       connection: queueConnection,
       prefix: `${prefix}:bull`,
@@ -205,6 +284,7 @@ export async function startService(
       permissions,
       reconciler,
       jobs,
+      webhooks,
       reconcileIntervalMs: config.RECONCILE_INTERVAL_MS,
     });
   }
@@ -225,15 +305,31 @@ export async function startService(
         (route) => registerPermissionRoutes(route, permissions, rateLimiter, waiters),
         (route) => registerPolicyRoutes(route, policies),
         (route) => registerAuditRoutes(route, audit),
+        (route) => registerWebhookRoutes(route, webhooks),
+        (route, server) =>
+          registerMetricsRoutes(route, server, {
+            metrics: monitoring.metrics,
+            prom: monitoring.prom,
+            metricsToken: config.METRICS_TOKEN,
+          }),
         (_route, server) => slackBot?.mount(server),
       ],
     });
     url = await app.listen({ port: config.PORT, host: config.HOST });
   }
   await slackBot?.start();
+  // A Discord outage must not stop the service: log it; discord.js keeps reconnecting.
+  await discordBot
+    ?.start()
+    .catch((err) => logger.error({ err: (err as Error).message }, 'discord login failed'));
   // The url stays the last field: scripts and tests read it from this line.
   logger.info(
-    { roles, slack: slackBot ? (config.SLACK_APP_TOKEN ? 'socket' : 'http') : 'off', url },
+    {
+      roles,
+      slack: slackBot ? (config.SLACK_APP_TOKEN ? 'socket' : 'http') : 'off',
+      discord: discordBot ? 'gateway' : 'off',
+      url,
+    },
     'listening',
   );
 
@@ -241,9 +337,12 @@ export async function startService(
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(sealer);
+      await auditJobs?.stop();
       await app?.close();
       await slackBot?.stop();
+      await discordBot?.stop();
       await workers?.close();
+      await monitoring.stop();
       await jobs.close();
       await audit.flush();
       await audit.sealPending().catch(() => undefined);

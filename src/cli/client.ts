@@ -76,4 +76,31 @@ export class OperatorClient {
     }
     return parsed.data as T;
   }
+
+  /** A raw response, for streamed downloads (audit export); errors become CliError as above. */
+  async stream(pathname: string): Promise<Response> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.options.url}${pathname}`, {
+        headers: { authorization: `Bearer ${this.options.token}` },
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new CliError(`Cannot reach the Agent OTP server at ${this.options.url} (${cause}).`);
+    }
+    if (!response.ok) {
+      const text = await response.text();
+      let error: { code?: string; message?: string } | undefined;
+      try {
+        error = (JSON.parse(text) as { error?: { code?: string; message?: string } }).error;
+      } catch {
+        error = undefined;
+      }
+      throw new CliError(
+        `${error?.code ?? `HTTP ${response.status}`}: ${error?.message ?? 'request failed'}`,
+        error?.code,
+      );
+    }
+    return response;
+  }
 }

@@ -2,11 +2,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { parseEnv } from 'node:util';
 import { Command, CommanderError } from 'commander';
-import { createLogger } from '../logger.js';
-import { ALL_ROLES, configOrExit, openStorage, runUntilSignal } from '../main.js';
 import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
 import { registerAuditCommands } from './commands/audit.js';
+import { registerDoctorCommand } from './commands/doctor.js';
+import { registerMetricsCommands } from './commands/metrics.js';
 import { registerPermissionCommands } from './commands/permissions.js';
 import { registerPolicyCommands } from './commands/policies.js';
 
@@ -20,6 +20,12 @@ function loadDotEnv(file = '.env'): void {
   }
 }
 
+/**
+ * The service (Slack, Discord, BullMQ, Postgres…) is loaded only by the commands that run it, so
+ * the operator commands — HTTP clients of the API — start in a fraction of the time.
+ */
+const loadMain = () => import('../main.js');
+
 export function buildProgram(): Command {
   const program = new Command('agent-otp')
     .description('Agent OTP: one-time, scoped permissions for AI agents, approved by policy or by a human')
@@ -30,24 +36,28 @@ export function buildProgram(): Command {
     .command('start')
     .description('Run the service: API, workers and chat bots in one process')
     .action(async () => {
+      const { ALL_ROLES, runUntilSignal } = await loadMain();
       await runUntilSignal(ALL_ROLES);
     });
   program
     .command('api')
     .description('Run only the HTTP API (and Slack in HTTP mode)')
     .action(async () => {
+      const { runUntilSignal } = await loadMain();
       await runUntilSignal(['api']);
     });
   program
     .command('worker')
     .description('Run only the queue workers and the reconciler')
     .action(async () => {
+      const { runUntilSignal } = await loadMain();
       await runUntilSignal(['worker']);
     });
   program
     .command('bot')
     .description('Run only the chat bots (Slack Socket Mode)')
     .action(async () => {
+      const { runUntilSignal } = await loadMain();
       await runUntilSignal(['bot']);
     });
 
@@ -55,11 +65,21 @@ export function buildProgram(): Command {
     .command('migrate')
     .description('Apply pending database migrations and exit')
     .action(async () => {
+      const { configOrExit, openStorage } = await loadMain();
+      const { createLogger } = await import('../logger.js');
       const config = configOrExit();
       const logger = createLogger(config.LOG_LEVEL);
       const db = await openStorage(config, logger);
       await db.close();
       print('Database is up to date.');
+    });
+
+  program
+    .command('mcp')
+    .description('Run an MCP server on stdio for AI agents (needs AGENT_OTP_API_KEY; AGENT_OTP_URL)')
+    .action(async () => {
+      const { runMcpServer } = await import('../mcp/server.js');
+      await runMcpServer();
     });
 
   let client: OperatorClient | undefined;
@@ -71,6 +91,8 @@ export function buildProgram(): Command {
   registerPolicyCommands(program, getClient, print);
   registerPermissionCommands(program, getClient, print);
   registerAuditCommands(program, getClient, print);
+  registerDoctorCommand(program, print);
+  registerMetricsCommands(program, getClient, print);
   return program;
 }
 

@@ -5,6 +5,8 @@ import { z } from 'zod';
  * so a job enqueued twice (a retry, the reconciler) collapses into one while it is waiting.
  */
 const permissionJob = z.object({ permissionId: z.string().min(1).max(100) }).strict();
+/** Webhook jobs are per delivery (`msg_…`): the id is stable across retries and replays. */
+const deliveryJob = z.object({ deliveryId: z.string().min(1).max(100) }).strict();
 
 export const QUEUES = {
   notify: { name: 'notify', payload: permissionJob },
@@ -13,6 +15,7 @@ export const QUEUES = {
   remind: { name: 'remind', payload: permissionJob },
   escalate: { name: 'escalate', payload: permissionJob },
   reconcile: { name: 'reconcile', payload: z.object({}).strict() },
+  webhook: { name: 'webhook', payload: deliveryJob },
 } as const;
 
 export type QueueKey = keyof typeof QUEUES;
@@ -27,4 +30,13 @@ export const jobIds = {
   remind: (permissionId: string) => `remind-${permissionId}`,
   escalate: (permissionId: string) => `escalate-${permissionId}`,
   reconcile: (bucket: number) => `reconcile-${bucket}`,
+  webhook: (deliveryId: string) => deliveryId,
 };
+
+/** The name of the custom BullMQ backoff strategy webhook jobs use (see workers.ts). */
+export const WEBHOOK_BACKOFF = 'webhook';
+/**
+ * BullMQ never gives up on a webhook job by itself: the delivery service decides when a
+ * delivery is dead (a time window, not an attempt count).
+ */
+export const WEBHOOK_JOB_ATTEMPTS = 100_000;

@@ -3,7 +3,14 @@ import type { Permission } from '../core/permission.js';
 import type { Logger } from '../logger.js';
 import { renderSignature } from '../services/approvals.js';
 import type { Redis } from '../store/redis.js';
-import { type JobPayload, jobIds, QUEUES, type QueueKey } from './catalog.js';
+import {
+  type JobPayload,
+  jobIds,
+  QUEUES,
+  type QueueKey,
+  WEBHOOK_BACKOFF,
+  WEBHOOK_JOB_ATTEMPTS,
+} from './catalog.js';
 
 const DEFAULT_JOB_OPTIONS = {
   attempts: 8,
@@ -33,10 +40,12 @@ export class JobQueue {
     jobId: string,
     data: JobPayload<K>,
     delayMs = 0,
+    options: { attempts?: number; backoff?: { type: string } } = {},
   ): Promise<void> {
     const payload = QUEUES[key].payload.parse(data);
     await this.queues.get(key)?.add(QUEUES[key].name, payload, {
       ...DEFAULT_JOB_OPTIONS,
+      ...options,
       jobId,
       delay: Math.max(0, Math.round(delayMs)),
     });
@@ -71,6 +80,17 @@ export class JobQueue {
 
   reconcile(bucket: number): Promise<void> {
     return this.add('reconcile', jobIds.reconcile(bucket), {});
+  }
+
+  /**
+   * One job per delivery, its id the delivery id (so the reconciler's re-queue of a job that
+   * still exists is a no-op). Retries follow the custom `webhook` backoff strategy.
+   */
+  webhook(deliveryId: string): Promise<void> {
+    return this.add('webhook', jobIds.webhook(deliveryId), { deliveryId }, 0, {
+      attempts: WEBHOOK_JOB_ATTEMPTS,
+      backoff: { type: WEBHOOK_BACKOFF },
+    });
   }
 
   /** Enqueue without failing the caller: the reconciler repairs what a Redis outage drops. */

@@ -2,6 +2,7 @@ import type { Clock } from '../core/clock.js';
 import type { Logger } from '../logger.js';
 import type { ApprovalService } from '../services/approvals.js';
 import type { PermissionService } from '../services/permissions.js';
+import type { WebhookService } from '../services/webhooks.js';
 import { staleMessages, unnotifiedPending } from '../store/chatMessageRepository.js';
 import type { Db } from '../store/db.js';
 import type { JobQueue } from './jobQueue.js';
@@ -12,7 +13,7 @@ const BATCH = 200;
 /**
  * Repairs what an interrupted process or a Redis flush left behind, working from Postgres
  * (DESIGN §8): pending requests never posted, pending requests and tokens past their expiry,
- * messages showing an old state.
+ * messages showing an old state, webhook deliveries whose queue job was lost.
  */
 export class Reconciler {
   constructor(
@@ -22,6 +23,7 @@ export class Reconciler {
     private readonly jobs: JobQueue,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    private readonly webhooks: WebhookService | null = null,
   ) {}
 
   async run(): Promise<void> {
@@ -37,8 +39,12 @@ export class Reconciler {
         .syncMessages(id)
         .catch((err) => this.logger.warn({ err: (err as Error).message, id }, 'repair failed'));
     }
-    if (expired || unposted.length || stale.length) {
-      this.logger.info({ expired, unposted: unposted.length, stale: stale.length }, 'reconciler repaired');
+    const webhooks = (await this.webhooks?.requeueOverdue()) ?? 0;
+    if (expired || unposted.length || stale.length || webhooks) {
+      this.logger.info(
+        { expired, unposted: unposted.length, stale: stale.length, webhooks },
+        'reconciler repaired',
+      );
     }
   }
 }

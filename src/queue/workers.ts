@@ -1,9 +1,11 @@
 import { type Job, Worker } from 'bullmq';
+import { retryDelayMs } from '../core/webhook.js';
 import type { Logger } from '../logger.js';
 import type { ApprovalService } from '../services/approvals.js';
 import type { PermissionService } from '../services/permissions.js';
+import type { WebhookService } from '../services/webhooks.js';
 import type { Redis } from '../store/redis.js';
-import { QUEUES, type QueueKey } from './catalog.js';
+import { QUEUES, type QueueKey, WEBHOOK_BACKOFF } from './catalog.js';
 import type { JobQueue } from './jobQueue.js';
 import type { Reconciler } from './reconciler.js';
 
@@ -15,8 +17,31 @@ export interface WorkerDeps {
   permissions: PermissionService;
   reconciler: Reconciler;
   jobs: JobQueue;
+  webhooks: WebhookService;
   reconcileIntervalMs: number;
 }
+
+/** A failed webhook attempt that the delivery service wants retried after delayMs. */
+export class RetryWebhookLater extends Error {
+  constructor(
+    readonly delayMs: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RetryWebhookLater';
+  }
+}
+
+/**
+ * The custom BullMQ backoff strategy of webhook jobs: the wait the delivery service chose (about
+ * 1 s, then doubling, shortened to end at the retry window); the plain doubling otherwise.
+ */
+export function webhookBackoff(attemptsMade: number, type?: string, err?: Error): number {
+  if (type === WEBHOOK_BACKOFF && err instanceof RetryWebhookLater) return err.delayMs;
+  return retryDelayMs(attemptsMade);
+}
+
+type JobData = { permissionId?: string; deliveryId?: string };
 
 export interface RunningWorkers {
   close(): Promise<void>;
@@ -28,29 +53,46 @@ export interface RunningWorkers {
  * reconciler, which works from Postgres.
  */
 export function startWorkers(deps: WorkerDeps): RunningWorkers {
-  const handlers: Record<QueueKey, (data: { permissionId?: string }) => Promise<void>> = {
+  const handlers: Record<QueueKey, (data: JobData) => Promise<void>> = {
     notify: ({ permissionId }) => deps.approvals.notify(permissionId as string),
     messageUpdate: ({ permissionId }) => deps.approvals.syncMessages(permissionId as string),
     expire: async () => void (await deps.permissions.expireDue()),
     remind: ({ permissionId }) => deps.approvals.remind(permissionId as string),
     escalate: ({ permissionId }) => deps.approvals.escalate(permissionId as string),
     reconcile: () => deps.reconciler.run(),
+    webhook: async ({ deliveryId }) => {
+      const result = await deps.webhooks.deliver(deliveryId as string);
+      if (result.outcome === 'retry') throw new RetryWebhookLater(result.delayMs, result.error);
+    },
   };
   const workers = (Object.keys(QUEUES) as QueueKey[]).map((key) => {
     const worker = new Worker(
       QUEUES[key].name,
       async (job: Job) => {
-        const data = QUEUES[key].payload.parse(job.data) as { permissionId?: string };
+        const data = QUEUES[key].payload.parse(job.data) as JobData;
         await handlers[key](data);
       },
-      { connection: deps.connection, prefix: deps.prefix, concurrency: key === 'reconcile' ? 1 : 8 },
+      {
+        connection: deps.connection,
+        prefix: deps.prefix,
+        // Webhook jobs mostly wait on receivers (up to the timeout each).
+        concurrency: key === 'reconcile' ? 1 : key === 'webhook' ? 16 : 8,
+        ...(key === 'webhook' ? { settings: { backoffStrategy: webhookBackoff } } : {}),
+      },
     );
-    worker.on('failed', (job, err) =>
-      deps.logger.warn(
-        { queue: QUEUES[key].name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message },
-        'job failed',
-      ),
-    );
+    worker.on('failed', (job, err) => {
+      const fields = {
+        queue: QUEUES[key].name,
+        jobId: job?.id,
+        attempt: job?.attemptsMade,
+        err: err.message,
+      };
+      if (err instanceof RetryWebhookLater) {
+        deps.logger.info({ ...fields, retryInMs: err.delayMs }, 'webhook attempt failed; will retry');
+      } else {
+        deps.logger.warn(fields, 'job failed');
+      }
+    });
     worker.on('error', (err) =>
       deps.logger.error({ queue: QUEUES[key].name, err: err.message }, 'worker error'),
     );

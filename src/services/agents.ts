@@ -3,6 +3,7 @@ import type { Clock } from '../core/clock.js';
 import { type AgentEnvironment, displayPrefix, newAgentKey, sha256Hex } from '../core/credentials.js';
 import { AppError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
+import { assertWebhookTargetAllowed } from '../core/webhookTarget.js';
 import {
   type Agent,
   type AgentChanges,
@@ -18,6 +19,7 @@ import {
 } from '../store/agentRepository.js';
 import type { Db, Queryable } from '../store/db.js';
 import type { AuditService } from './audit.js';
+import type { WebhookSecrets } from './webhookSecrets.js';
 
 export interface RequestOrigin {
   actor: Actor;
@@ -30,6 +32,8 @@ export interface CreatedAgent {
   /** Shown once; only its hash is stored. */
   apiKey: string;
   apiKeyPrefix: string;
+  /** Signs this agent's webhooks (`whsec_…`); shown once, stored encrypted. Null without webhook secrets wired. */
+  webhookSecret: string | null;
 }
 
 export interface RotatedKey {
@@ -38,6 +42,15 @@ export interface RotatedKey {
   apiKeyPrefix: string;
   /** When the previous keys stop working (now, with revokeImmediately). */
   previousKeysExpireAt: Date;
+  /** A new webhook secret; the previous one keeps signing too until previousKeysExpireAt. */
+  webhookSecret: string | null;
+}
+
+export interface AgentWebhookOptions {
+  /** Issues and stores webhook signing secrets; without it agents get none (some tests). */
+  webhookSecrets?: WebhookSecrets | null;
+  /** WEBHOOK_ALLOW_PRIVATE: accept private and loopback webhookUrl targets. */
+  allowPrivateWebhooks?: boolean;
 }
 
 /** Tells other instances (and this one's caches) that an agent's keys or settings changed. */
@@ -50,6 +63,7 @@ export class AgentService {
     private readonly db: Db,
     private readonly audit: AuditService,
     private readonly clock: Clock,
+    private readonly webhooks: AgentWebhookOptions = {},
   ) {}
 
   onChange(listener: AgentChangeListener): void {
@@ -86,16 +100,18 @@ export class AgentService {
       revokedAt: null,
     };
     const apiKey = newAgentKey(environment);
-    await this.db.transaction(async (tx) => {
+    const webhookSecret = await this.db.transaction(async (tx) => {
       await insertAgent(tx, agent);
       await this.insertKey(tx, agent, apiKey);
+      const secret = (await this.webhooks.webhookSecrets?.issue(tx, agent.id, now)) ?? null;
       await this.audit.append(tx, {
         ...this.auditOrigin(origin, agent.id),
         type: 'agent.created',
         details: { name: agent.name, environment, keyPrefix: displayPrefix(apiKey) },
       });
+      return secret;
     });
-    return { agent, apiKey, apiKeyPrefix: displayPrefix(apiKey) };
+    return { agent, apiKey, apiKeyPrefix: displayPrefix(apiKey), webhookSecret };
   }
 
   async get(id: string): Promise<
@@ -128,6 +144,9 @@ export class AgentService {
   }
 
   async update(id: string, changes: AgentChanges, origin: RequestOrigin): Promise<Agent> {
+    if (changes.webhookUrl) {
+      assertWebhookTargetAllowed(changes.webhookUrl, this.webhooks.allowPrivateWebhooks ?? false);
+    }
     const agent = await this.db.transaction(async (tx) => {
       const updated = await updateAgent(tx, this.checkId(id), changes, this.clock.now());
       if (!updated) throw notFound(id);
@@ -143,8 +162,9 @@ export class AgentService {
   }
 
   /**
-   * Issues a new key. The old keys keep working until the grace period ends (so deployments can
-   * roll over), or stop at once with revokeImmediately.
+   * Issues a new key and a new webhook secret. The old keys keep working, and the old secret
+   * keeps signing deliveries beside the new one, until the grace period ends (so deployments and
+   * webhook receivers can roll over), or stop at once with revokeImmediately.
    */
   async rotateKey(
     id: string,
@@ -163,6 +183,11 @@ export class AgentService {
       else await expireAgentKeys(tx, id, expireAt);
       const apiKey = newAgentKey(agent.environment);
       await this.insertKey(tx, agent, apiKey);
+      let webhookSecret: string | null = null;
+      if (this.webhooks.webhookSecrets) {
+        await this.webhooks.webhookSecrets.retire(tx, id, expireAt, now);
+        webhookSecret = await this.webhooks.webhookSecrets.issue(tx, id, now);
+      }
       await this.audit.append(tx, {
         ...this.auditOrigin(origin, id),
         type: 'agent.key_rotated',
@@ -172,7 +197,13 @@ export class AgentService {
           revokeImmediately: opts.revokeImmediately,
         },
       });
-      return { agent, apiKey, apiKeyPrefix: displayPrefix(apiKey), previousKeysExpireAt: expireAt };
+      return {
+        agent,
+        apiKey,
+        apiKeyPrefix: displayPrefix(apiKey),
+        previousKeysExpireAt: expireAt,
+        webhookSecret,
+      };
     });
     this.changed(id);
     return result;

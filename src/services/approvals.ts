@@ -91,6 +91,21 @@ export class ApprovalService {
     return this.platforms.size > 0;
   }
 
+  /** Posts a note to each platform's default approval channel (alerts); returns where it went. */
+  async broadcast(text: string): Promise<string[]> {
+    const sent: string[] = [];
+    for (const platform of this.platforms.values()) {
+      if (!platform.defaults.channel) continue;
+      try {
+        await platform.notice(platform.defaults.channel, null, text, []);
+        sent.push(`${platform.platform}:${platform.defaults.channel}`);
+      } catch (err) {
+        this.logger.warn({ err: (err as Error).message, platform: platform.platform }, 'broadcast failed');
+      }
+    }
+    return sent;
+  }
+
   /** Posts a pending request to every target channel it is not posted in yet. */
   async notify(permissionId: string): Promise<void> {
     const permission = await findPermission(this.db, permissionId);

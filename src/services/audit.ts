@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   type AuditEvent,
   type AuditEventInput,
@@ -8,18 +9,64 @@ import {
 import type { Clock } from '../core/clock.js';
 import { newId } from '../core/ids.js';
 import {
+  type AuditExportFilter,
   type AuditQuery,
+  auditEventsAfterSeq,
   chainHead,
   countUnsealed,
+  type ExportedAuditEvent,
   earliestCheckpoint,
+  eventsMentioning,
   insertAuditEvents,
+  purgeThrough,
   queryAuditEvents,
+  redactionRecords,
+  retentionBoundary,
   type StoredAuditEvent,
   sealEvents,
   sealedEventsAfter,
   unsealedEvents,
+  updateRedactedDetails,
 } from '../store/auditRepository.js';
 import { type Db, LOCKS, type Queryable } from '../store/db.js';
+
+export interface RetentionResult {
+  /** False when another instance holds the retention lock. */
+  ran: boolean;
+  purged: number;
+  checkpoint?: { chainIndex: number; hash: string };
+}
+
+export interface RedactionResult {
+  events: number;
+  eventId: string;
+}
+
+export const REDACTED = '[redacted]';
+
+/** Replaces every string (deep) that contains `subject` (case-insensitive) with "[redacted]". */
+export function redactValue(value: unknown, subject: string): { value: unknown; changed: boolean } {
+  const needle = subject.toLowerCase();
+  let changed = false;
+  const walk = (v: unknown): unknown => {
+    if (typeof v === 'string') {
+      if (v.toLowerCase().includes(needle)) {
+        changed = true;
+        return REDACTED;
+      }
+      return v;
+    }
+    if (Array.isArray(v)) return v.map(walk);
+    if (v && typeof v === 'object') {
+      const out: Record<string, unknown> = {};
+      for (const [k, inner] of Object.entries(v as Record<string, unknown>)) out[k] = walk(inner);
+      return out;
+    }
+    return v;
+  };
+  const result = walk(value);
+  return { value: result, changed };
+}
 
 export interface VerifyResult {
   valid: boolean;
@@ -137,8 +184,82 @@ export class AuditService {
     }
   }
 
+  /** Pages of events in insertion order for export: constant memory however many match. */
+  async *exportPages(filter: AuditExportFilter, pageSize = 1000): AsyncGenerator<ExportedAuditEvent[]> {
+    let after = 0;
+    for (;;) {
+      const page = await auditEventsAfterSeq(this.db, filter, after, pageSize);
+      if (page.length > 0) yield page;
+      if (page.length < pageSize) return;
+      after = page[page.length - 1]?.seq ?? after;
+    }
+  }
+
+  /**
+   * Deletes sealed events older than the retention period, oldest first in chain order, and in
+   * the same transaction records a checkpoint (the last deleted link) that verify and the sealer
+   * start from. One instance at a time (advisory lock); the sealer waits meanwhile.
+   */
+  async applyRetention(retentionDays = 365): Promise<RetentionResult> {
+    const cutoff = new Date(this.clock.now().getTime() - retentionDays * 86_400_000);
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [
+        LOCKS.auditRetention,
+      ]);
+      if (!rows[0]?.locked) return { ran: false, purged: 0 };
+      await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.auditSealer]);
+      const boundary = await retentionBoundary(tx, cutoff);
+      if (!boundary || boundary.count === 0) return { ran: true, purged: 0 };
+      await purgeThrough(tx, boundary);
+      return {
+        ran: true,
+        purged: boundary.count,
+        checkpoint: { chainIndex: boundary.chainIndex, hash: boundary.hash },
+      };
+    });
+  }
+
+  /**
+   * Erases a person's data (GDPR): every string in event details containing `subject` becomes
+   * "[redacted]"; details_hash stays, so the chain still verifies, and redacted_at is set to the
+   * time of the `audit.redacted` event appended in the same transaction, which verify requires.
+   */
+  async redact(subject: string, actor: AuditEventInput['actor']): Promise<RedactionResult> {
+    const trimmed = subject.trim();
+    if (trimmed.length < 3) throw new Error('the subject must have at least 3 characters');
+    // Details are stored as JSON text: search for the subject as it appears inside a JSON string.
+    const needle = JSON.stringify(trimmed).slice(1, -1);
+    return this.db.transaction(async (tx) => {
+      const event = this.build({
+        type: 'audit.redacted',
+        actor,
+        details: { subjectHash: createHash('sha256').update(trimmed, 'utf8').digest('hex'), events: 0 },
+      });
+      let count = 0;
+      let after = 0;
+      for (;;) {
+        const page = await eventsMentioning(tx, needle, after, 1000);
+        const updates: { seq: number; details: Record<string, unknown> }[] = [];
+        for (const e of page) {
+          const { value, changed } = redactValue(e.details, trimmed);
+          if (changed) updates.push({ seq: e.seq, details: value as Record<string, unknown> });
+        }
+        await updateRedactedDetails(tx, updates, event.occurredAt);
+        count += updates.length;
+        if (page.length < 1000) break;
+        after = page[page.length - 1]?.seq ?? after;
+      }
+      event.details = { ...event.details, events: count };
+      event.detailsHash = hashDetails(event.details);
+      await insertAuditEvents(tx, [event]);
+      return { events: count, eventId: event.id };
+    });
+  }
+
   /** Walks the sealed chain in order and names the first link that does not hold. */
   async verify(): Promise<VerifyResult> {
+    // A redacted row is only exempt from the details check when a redaction event covers it.
+    const redactions = await redactionRecords(this.db);
     const checkpoint = await earliestCheckpoint(this.db);
     let expectedIndex = (checkpoint?.chainIndex ?? 0) + 1;
     let prev = checkpoint?.hash ?? GENESIS_HASH;
@@ -147,7 +268,7 @@ export class AuditService {
     for (;;) {
       const page = await sealedEventsAfter(this.db, after, 2000);
       for (const event of page) {
-        const broken = this.checkLink(event, expectedIndex, prev);
+        const broken = this.checkLink(event, expectedIndex, prev, redactions);
         if (broken) {
           return {
             valid: false,
@@ -166,11 +287,21 @@ export class AuditService {
     return { valid: true, checked, unsealed: await countUnsealed(this.db) };
   }
 
-  private checkLink(event: StoredAuditEvent, expectedIndex: number, prev: string): string | null {
+  private checkLink(
+    event: StoredAuditEvent,
+    expectedIndex: number,
+    prev: string,
+    redactions: Map<string, number>,
+  ): string | null {
     if (event.chainIndex !== expectedIndex) return `missing link before chain index ${event.chainIndex}`;
     if (event.prevHash !== prev) return 'prev_hash does not match the previous event';
     if (event.actorType !== event.actor.type) return 'actor_type does not match the actor';
-    if (!event.redactedAt && hashDetails(event.details) !== event.detailsHash) {
+    if (event.redactedAt) {
+      const key = new Date(event.redactedAt).toISOString();
+      const left = redactions.get(key) ?? 0;
+      if (left <= 0) return 'redacted_at is set but no audit.redacted event covers it';
+      redactions.set(key, left - 1);
+    } else if (hashDetails(event.details) !== event.detailsHash) {
       return 'details do not match details_hash';
     }
     if (chainHash(prev, expectedIndex, event) !== event.hash) return 'hash does not match the event';

@@ -34,6 +34,7 @@ export class AuthService {
   private readonly cache = new Map<string, CachedKey>();
   private readonly lastTouched = new Map<string, number>();
   private readonly blockedUntil = new Map<string, number>();
+  private readonly failureListeners: ((agentId: string | null) => void)[] = [];
 
   constructor(
     private readonly db: Db,
@@ -69,6 +70,11 @@ export class AuthService {
       if (err instanceof AppError) await this.recordFailure(ip, this.knownAgentId(presented));
       throw err;
     }
+  }
+
+  /** Told synchronously of every counted failure (metrics): the agent when the key was known. */
+  onFailure(listener: (agentId: string | null) => void): void {
+    this.failureListeners.push(listener);
   }
 
   invalidateAgent(agentId: string): void {
@@ -141,6 +147,7 @@ export class AuthService {
 
   /** Counts the failure per address (throttled), per agent when known, and overall (metrics). */
   private async recordFailure(ip: string, agentId: string | null): Promise<void> {
+    for (const listener of this.failureListeners) listener(agentId);
     const now = this.clock.now().getTime();
     const [byIp] = await Promise.all([
       this.counters.hit(`authfail:ip:${ip}`, AUTH_FAILURE_WINDOW_MS, now),

@@ -23,6 +23,7 @@ import {
   validateScope,
 } from '../core/scope/index.js';
 import { hashToken, isTokenShape, newToken } from '../core/token.js';
+import { assertWebhookTargetAllowed } from '../core/webhookTarget.js';
 import type { Agent } from '../store/agentRepository.js';
 import type { Db } from '../store/db.js';
 import {
@@ -103,6 +104,8 @@ export interface PolicyEvaluator {
 export interface PermissionSettings {
   approvalTimeoutSeconds: number;
   requireActionDetails: boolean;
+  /** WEBHOOK_ALLOW_PRIVATE: accept private and loopback webhookUrl targets (default: refused). */
+  allowPrivateWebhooks?: boolean;
 }
 
 const EXPIRE_BATCH = 500;
@@ -135,11 +138,13 @@ export class PermissionService {
   async request(agent: Agent, input: PermissionRequestInput, origin: RequestOrigin): Promise<RequestOutcome> {
     const requestedScope = input.scope ?? {};
     validateScopeAt(requestedScope, 'scope');
+    if (input.webhookUrl)
+      assertWebhookTargetAllowed(input.webhookUrl, this.settings.allowPrivateWebhooks ?? false);
     const context = input.context ?? {};
 
     if (input.idempotencyKey) {
       const earlier = await this.findReplay(agent.id, input.idempotencyKey);
-      if (earlier) return { permission: earlier, replayed: true };
+      if (earlier) return { permission: assertSameCommitment(earlier, input), replayed: true };
     }
 
     // ak_test_ keys exist for development: every request is approved and nobody is notified.
@@ -245,7 +250,7 @@ export class PermissionService {
       const earlier = input.idempotencyKey ? await this.findReplay(agent.id, input.idempotencyKey) : null;
       if (!earlier)
         throw new AppError('CONFLICT', 'A request with this idempotencyKey is being processed; retry');
-      return { permission: earlier, replayed: true };
+      return { permission: assertSameCommitment(earlier, input), replayed: true };
     }
     this.emit(status === 'pending' ? 'requested' : status, permission);
     return { permission, token, replayed: false };
@@ -653,6 +658,19 @@ export class PermissionService {
       userAgent: origin.userAgent ?? null,
     };
   }
+}
+
+/**
+ * A replay must carry the token commitment of the original: the same idempotencyKey with another
+ * tokenHash would hand the caller a token that cannot work (e.g. a second process retrying).
+ */
+function assertSameCommitment(earlier: Permission, input: PermissionRequestInput): Permission {
+  if (input.tokenHash && earlier.clientToken && earlier.tokenHash !== input.tokenHash) {
+    throw new AppError('CONFLICT', 'This idempotencyKey was already used with a different token commitment', {
+      permissionId: earlier.id,
+    });
+  }
+  return earlier;
 }
 
 function quorumOf(permission: Permission): number {

@@ -206,3 +206,159 @@ export async function queryAuditEvents(db: Queryable, q: AuditQuery): Promise<St
   );
   return rows.map(fromRow);
 }
+
+export interface AuditExportFilter {
+  agentId?: string;
+  eventType?: string;
+  startDate?: Date;
+  endDate?: Date;
+}
+
+/** One page of events in insertion order after `afterSeq` (keyset pagination for export). */
+export async function auditEventsAfterSeq(
+  db: Queryable,
+  filter: AuditExportFilter,
+  afterSeq: number,
+  limit: number,
+): Promise<ExportedAuditEvent[]> {
+  const params: unknown[] = [afterSeq];
+  const where = ['seq > $1'];
+  const add = (clause: string, value: unknown) => {
+    params.push(value);
+    where.push(clause.replace('?', `$${params.length}`));
+  };
+  if (filter.agentId) add('agent_id = ?', filter.agentId);
+  if (filter.eventType) add('type = ?', filter.eventType);
+  if (filter.startDate) add('occurred_at >= ?', filter.startDate);
+  if (filter.endDate) add('occurred_at <= ?', filter.endDate);
+  params.push(limit);
+  // actor and details as JSON text: the export writes them as they are, without parsing.
+  const { rows } = await db.query<ExportDbRow>(
+    `SELECT seq, id, occurred_at, type, permission_id, agent_id, actor_type, actor::text AS actor,
+            details::text AS details, ip, user_agent, details_hash, chain_index, prev_hash, hash, redacted_at
+       FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
+    params,
+  );
+  return rows.map((r) => ({
+    seq: toNumber(r.seq),
+    id: r.id,
+    occurredAt: r.occurred_at,
+    type: r.type,
+    actorType: r.actor_type,
+    actorJson: r.actor,
+    agentId: r.agent_id,
+    permissionId: r.permission_id,
+    detailsJson: r.details,
+    ip: r.ip,
+    userAgent: r.user_agent,
+    detailsHash: r.details_hash,
+    chainIndex: r.chain_index === null ? null : toNumber(r.chain_index),
+    prevHash: r.prev_hash,
+    hash: r.hash,
+    redactedAt: r.redacted_at,
+  }));
+}
+
+interface ExportDbRow extends Omit<AuditRow, 'actor' | 'details'> {
+  actor: string;
+  details: string;
+}
+
+/** An event for export: actor and details kept as the JSON text Postgres returned. */
+export interface ExportedAuditEvent {
+  seq: number;
+  id: string;
+  occurredAt: Date;
+  type: string;
+  actorType: string;
+  actorJson: string;
+  agentId: string | null;
+  permissionId: string | null;
+  detailsJson: string;
+  ip: string | null;
+  userAgent: string | null;
+  detailsHash: string;
+  chainIndex: number | null;
+  prevHash: string | null;
+  hash: string | null;
+  redactedAt: Date | null;
+}
+
+/**
+ * The last chain index retention may purge: the end of the longest chain prefix (after the
+ * current checkpoint) whose events all occurred before the cutoff. Null when nothing is due.
+ */
+export async function retentionBoundary(
+  tx: Queryable,
+  cutoff: Date,
+): Promise<{ chainIndex: number; hash: string; count: number } | null> {
+  const { rows } = await tx.query<{ chain_index: unknown; hash: string; n: unknown }>(
+    `WITH cp AS (SELECT coalesce(max(chain_index), 0) AS ci FROM audit_checkpoints),
+          stop AS (SELECT min(chain_index) AS ci FROM audit_events, cp
+                    WHERE chain_index > cp.ci AND occurred_at >= $1),
+          last AS (SELECT max(e.chain_index) AS ci FROM audit_events e, cp, stop
+                    WHERE e.chain_index > cp.ci AND (stop.ci IS NULL OR e.chain_index < stop.ci))
+     SELECT e.chain_index, e.hash,
+            (SELECT count(*) FROM audit_events x, cp WHERE x.chain_index > cp.ci AND x.chain_index <= e.chain_index) AS n
+       FROM audit_events e, last WHERE e.chain_index = last.ci`,
+    [cutoff],
+  );
+  const row = rows[0];
+  return row?.hash ? { chainIndex: toNumber(row.chain_index), hash: row.hash, count: toNumber(row.n) } : null;
+}
+
+export async function purgeThrough(
+  tx: Queryable,
+  boundary: { chainIndex: number; hash: string; count: number },
+) {
+  await tx.query('INSERT INTO audit_checkpoints (chain_index, hash, purged_count) VALUES ($1, $2, $3)', [
+    boundary.chainIndex,
+    boundary.hash,
+    boundary.count,
+  ]);
+  await tx.query('DELETE FROM audit_events WHERE chain_index IS NOT NULL AND chain_index <= $1', [
+    boundary.chainIndex,
+  ]);
+}
+
+/** Events whose details text contains `needle` (case-insensitive), a page at a time by seq. */
+export async function eventsMentioning(
+  db: Queryable,
+  needle: string,
+  afterSeq: number,
+  limit: number,
+): Promise<StoredAuditEvent[]> {
+  const { rows } = await db.query<AuditRow>(
+    `SELECT ${COLUMNS} FROM audit_events WHERE seq > $1 AND strpos(lower(details::text), lower($2)) > 0
+      ORDER BY seq LIMIT $3`,
+    [afterSeq, needle, limit],
+  );
+  return rows.map(fromRow);
+}
+
+export async function updateRedactedDetails(
+  tx: Queryable,
+  updates: readonly { seq: number; details: Record<string, unknown> }[],
+  redactedAt: Date,
+): Promise<void> {
+  if (updates.length === 0) return;
+  await tx.query(
+    `UPDATE audit_events AS a SET details = u.details, redacted_at = $3
+       FROM (SELECT * FROM unnest($1::bigint[], $2::jsonb[]) AS t(seq, details)) AS u
+      WHERE a.seq = u.seq`,
+    [updates.map((u) => u.seq), updates.map((u) => JSON.stringify(u.details)), redactedAt],
+  );
+}
+
+/** The redaction events: when each redaction happened and how many events it redacted. */
+export async function redactionRecords(db: Queryable): Promise<Map<string, number>> {
+  const { rows } = await db.query<{ occurred_at: Date; n: unknown }>(
+    `SELECT occurred_at, details->>'events' AS n FROM audit_events WHERE type = 'audit.redacted'`,
+  );
+  const out = new Map<string, number>();
+  for (const r of rows) {
+    const key = new Date(r.occurred_at).toISOString();
+    out.set(key, (out.get(key) ?? 0) + toNumber(r.n ?? 0));
+  }
+  return out;
+}

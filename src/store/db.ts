@@ -22,6 +22,8 @@ export interface Db extends Queryable {
 export const LOCKS = {
   migrations: 7_201_001,
   auditSealer: 7_201_002,
+  auditRetention: 7_201_003,
+  auditForwarder: 7_201_004,
 } as const;
 
 /** pg returns int8 as string, PGlite as number: repositories normalise through this. */

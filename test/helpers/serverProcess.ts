@@ -18,6 +18,8 @@ export interface ServerProcess {
   schema?: string;
   /** Every line the server wrote to stdout and stderr so far. */
   output(): string;
+  /** The server's process id (e.g. to read its memory from /proc). */
+  pid?: number;
   stop(): Promise<void>;
 }
 
@@ -70,7 +72,8 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   });
 
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start in 30 s:\n${output}`)), 30_000);
+    // Generous: a fresh PGlite database takes 5–20 s to create on a busy 2-core CI machine.
+    const timer = setTimeout(() => reject(new Error(`server did not start in 90 s:\n${output}`)), 90_000);
     const onData = () => {
       // A role without the HTTP API logs `"url":null`.
       const match = /"url":(?:"(https?:\/\/[^"]+)"|null),"msg":"listening"/.exec(output);
@@ -92,6 +95,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     dataDir,
     env,
     schema,
+    pid: child.pid,
     output: () => output,
     stop() {
       stopped ??= (async () => {

@@ -919,6 +919,18 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       return Number(rows[0]?.n ?? 0);
     };
 
+    it('refuses a replay whose token commitment differs from the original (409 CONFLICT)', async () => {
+      h.state.decision = requireApproval();
+      const tokenA = `otp_v1_${'A'.repeat(43)}`;
+      const tokenB = `otp_v1_${'B'.repeat(43)}`;
+      const hash = (t: string) => createHash('sha256').update(t).digest('hex');
+      await h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenA) });
+      const same = await h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenA) });
+      expect(same.replayed).toBe(true);
+      const other = await failure(h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenB) }));
+      expect(other.code).toBe('CONFLICT');
+    });
+
     it('the same key from the same agent replays the same permission for 24 h, then creates a new one', async () => {
       h.state.decision = requireApproval();
       const first = await h.request(agent, { idempotencyKey: 'order-42', scope: { max_amount: 10 } });

@@ -191,3 +191,15 @@ describe('loadConfig', () => {
     });
   });
 });
+
+describe('.env.example', () => {
+  it('documents every variable of the configuration schema', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { configSchema } = await import('../../src/config.js');
+    const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8');
+    const missing = Object.keys(configSchema.shape).filter(
+      (name) => !new RegExp(`^#? ?${name}=`, 'm').test(example),
+    );
+    expect(missing).toEqual([]);
+  });
+});

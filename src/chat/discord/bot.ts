@@ -105,14 +105,14 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
 
     if (interaction.isButton() && parsed.kind === 'changes') {
       const permission = await findPermission(opts.db, parsed.permissionId);
-      if (!permission || permission.status !== 'pending')
+      if (permission?.status !== 'pending')
         return ephemeral(interaction, 'This request is no longer pending.');
       return interaction.showModal(renderNarrowingModal(await opts.approvals.card(permission)));
     }
 
     if (interaction.isModalSubmit() && parsed.kind === 'modal') {
       const permission = await findPermission(opts.db, parsed.permissionId);
-      if (!permission || permission.status !== 'pending')
+      if (permission?.status !== 'pending')
         return ephemeral(interaction, 'This request is no longer pending.');
       const card = await opts.approvals.card(permission);
       const fields: Record<string, string> = {};
@@ -120,7 +120,9 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
         if ('value' in field && typeof field.value === 'string') fields[id] = field.value;
       }
       const form = modificationsFromForm(permission.scope, parseNarrowingSubmission(card, fields));
-      if (!form.ok) return ephemeral(interaction, discordFieldErrorsMessage(form.errors));
+      // Fix: pass the card, so the refusal names each field by its label ("Max amount") as the
+      // modal does, not by its raw scope key.
+      if (!form.ok) return ephemeral(interaction, discordFieldErrorsMessage(form.errors, card));
       const outcome = await opts.approvals.decideFromChat({
         permissionId: permission.id,
         user,

@@ -24,16 +24,26 @@ export function registerAgentCommands(
     .option('--test', 'create an ak_test_ key: every request auto-approves, nobody is notified')
     .option('--json', 'print JSON')
     .action(async (opts: { name: string; description?: string; test?: boolean; json?: boolean }) => {
-      const agent = await client().call<AgentDto & { apiKey: string }>('POST', '/api/v1/agents', {
-        name: opts.name,
-        description: opts.description,
-        environment: opts.test ? 'test' : 'live',
-      });
+      const agent = await client().call<AgentDto & { apiKey: string; webhookSecret?: string }>(
+        'POST',
+        '/api/v1/agents',
+        {
+          name: opts.name,
+          description: opts.description,
+          environment: opts.test ? 'test' : 'live',
+        },
+      );
       if (opts.json) return print(JSON.stringify(agent, null, 2));
       print(
-        keyValues({ id: agent.id, name: agent.name, environment: agent.environment, apiKey: agent.apiKey }),
+        keyValues({
+          id: agent.id,
+          name: agent.name,
+          environment: agent.environment,
+          apiKey: agent.apiKey,
+          ...(agent.webhookSecret ? { webhookSecret: agent.webhookSecret } : {}),
+        }),
       );
-      print('\nStore the API key now: it is not shown again.');
+      print('\nStore the API key and webhook secret now: they are not shown again.');
     });
 
   program
@@ -82,16 +92,25 @@ export function registerAgentCommands(
         const gracePeriod = Number(opts.gracePeriod);
         if (!Number.isInteger(gracePeriod) || gracePeriod < 0)
           throw new Error('--grace-period must be a whole number of seconds');
-        const rotated = await client().call<{ id: string; apiKey: string; previousKeysExpireAt: string }>(
-          'POST',
-          `/api/v1/agents/${encodeURIComponent(opts.id)}/rotate-key`,
-          { gracePeriod, revokeImmediately: Boolean(opts.revokeImmediately) },
-        );
+        const rotated = await client().call<{
+          id: string;
+          apiKey: string;
+          webhookSecret?: string;
+          previousKeysExpireAt: string;
+        }>('POST', `/api/v1/agents/${encodeURIComponent(opts.id)}/rotate-key`, {
+          gracePeriod,
+          revokeImmediately: Boolean(opts.revokeImmediately),
+        });
         if (opts.json) return print(JSON.stringify(rotated, null, 2));
         print(
-          keyValues({ id: rotated.id, apiKey: rotated.apiKey, oldKeysStopAt: rotated.previousKeysExpireAt }),
+          keyValues({
+            id: rotated.id,
+            apiKey: rotated.apiKey,
+            ...(rotated.webhookSecret ? { webhookSecret: rotated.webhookSecret } : {}),
+            oldKeysStopAt: rotated.previousKeysExpireAt,
+          }),
         );
-        print('\nStore the new API key now: it is not shown again.');
+        print('\nStore the new API key and webhook secret now: they are not shown again.');
       },
     );
 }

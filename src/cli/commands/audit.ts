@@ -1,3 +1,7 @@
+import { createWriteStream } from 'node:fs';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
 import type { OperatorClient } from '../client.js';
 import { table } from '../format.js';
@@ -64,5 +68,78 @@ export function registerAuditCommands(
         print(`${result.checked} events verified before it.`);
       }
       if (!result.valid) process.exitCode = 2;
+    });
+
+  program
+    .command('audit:export')
+    .description('Stream the audit trail as JSON lines or CSV, oldest first, to a file or stdout')
+    .option('--format <format>', 'jsonl or csv', 'jsonl')
+    .option('--since <date>', 'only events at or after this ISO 8601 date')
+    .option('--until <date>', 'only events at or before this ISO 8601 date')
+    .option('--agent <agentId>', 'only this agent')
+    .option('--type <eventType>', 'only this event type')
+    .option('-o, --output <file>', 'write to this file instead of stdout')
+    .action(
+      async (opts: {
+        format: string;
+        since?: string;
+        until?: string;
+        agent?: string;
+        type?: string;
+        output?: string;
+      }) => {
+        if (opts.format !== 'jsonl' && opts.format !== 'csv') {
+          throw new Error('--format must be jsonl or csv');
+        }
+        const query = new URLSearchParams({ format: opts.format });
+        if (opts.since) query.set('start_date', opts.since);
+        if (opts.until) query.set('end_date', opts.until);
+        if (opts.agent) query.set('agent_id', opts.agent);
+        if (opts.type) query.set('event_type', opts.type);
+        const response = await client().stream(`/api/v1/audit/export?${query}`);
+        if (!response.body) throw new Error('the server sent no body');
+        const showProgress = process.stderr.isTTY === true;
+        let lines = 0;
+        let lastDraw = 0;
+        const draw = (final: boolean) => {
+          const rows = opts.format === 'csv' ? Math.max(0, lines - 1) : lines;
+          const spin = '|/-\\'[Math.floor(lines / 5000) % 4] ?? '|';
+          process.stderr.write(
+            `\r${final ? '✓' : spin} audit:export ${rows.toLocaleString('en')} rows${final ? '\n' : ''}`,
+          );
+        };
+        const counter = new Transform({
+          transform(chunk: Buffer, _enc, callback) {
+            for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines += 1;
+            const now = Date.now();
+            if (showProgress && now - lastDraw > 100) {
+              lastDraw = now;
+              draw(false);
+            }
+            callback(null, chunk);
+          },
+        });
+        const body = Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>);
+        const sink = opts.output ? createWriteStream(opts.output) : process.stdout;
+        await pipeline(body, counter, sink, { end: Boolean(opts.output) });
+        if (showProgress) draw(true);
+      },
+    );
+
+  program
+    .command('audit:redact')
+    .description("Erase a person's data (e.g. an email or user id) from audit event details (GDPR)")
+    .requiredOption('--subject <value>', 'the value to erase wherever it appears in event details')
+    .option('--json', 'print JSON')
+    .action(async (opts: { subject: string; json?: boolean }) => {
+      const result = await client().call<{ events: number; eventId: string }>(
+        'POST',
+        '/api/v1/audit/redact',
+        {
+          subject: opts.subject,
+        },
+      );
+      if (opts.json) print(JSON.stringify(result, null, 2));
+      else print(`Redacted ${result.events} audit events (recorded as ${result.eventId}).`);
     });
 }

@@ -106,14 +106,23 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
     url: '/api/v1/agents',
     auth: 'operator',
     tag: 'agents',
-    summary: 'Create an agent; its API key is returned once',
+    summary: 'Create an agent; its API key and webhook signing secret are returned once',
     body: createBody,
     successStatus: 201,
-    response: agentResponse.extend({ apiKey: z.string(), apiKeyPrefix: z.string() }),
+    response: agentResponse.extend({
+      apiKey: z.string(),
+      apiKeyPrefix: z.string(),
+      webhookSecret: z.string().nullable(),
+    }),
     async handler({ body, origin }) {
       const created = await agents.create(body, origin);
       return {
-        data: { ...agentDto(created.agent), apiKey: created.apiKey, apiKeyPrefix: created.apiKeyPrefix },
+        data: {
+          ...agentDto(created.agent),
+          apiKey: created.apiKey,
+          apiKeyPrefix: created.apiKeyPrefix,
+          webhookSecret: created.webhookSecret,
+        },
       };
     },
   });
@@ -198,7 +207,8 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
     url: '/api/v1/agents/:id/rotate-key',
     auth: 'operator',
     tag: 'agents',
-    summary: 'Issue a new key; the old one works until the grace period ends',
+    summary:
+      'Issue a new key and webhook secret; the old key works, and the old secret signs too, until the grace period ends',
     params: agentId,
     body: rotateBody,
     response: z.object({
@@ -206,6 +216,7 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
       apiKey: z.string(),
       apiKeyPrefix: z.string(),
       previousKeysExpireAt: z.string(),
+      webhookSecret: z.string().nullable(),
     }),
     async handler({ params, body, origin }) {
       const rotated = await agents.rotateKey(
@@ -219,6 +230,7 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
           apiKey: rotated.apiKey,
           apiKeyPrefix: rotated.apiKeyPrefix,
           previousKeysExpireAt: rotated.previousKeysExpireAt.toISOString(),
+          webhookSecret: rotated.webhookSecret,
         },
       };
     },

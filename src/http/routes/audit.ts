@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { csvHeader, csvLine, type ExportFormat, jsonLine } from '../../core/audit/export.js';
 import { AppError } from '../../core/errors.js';
 import type { AuditService } from '../../services/audit.js';
 import type { StoredAuditEvent } from '../../store/auditRepository.js';
@@ -28,6 +29,18 @@ const listQuery = z
     cursor: z.string().regex(/^\d+$/).max(20).optional(),
   })
   .strict();
+
+const exportQuery = z
+  .object({
+    format: z.enum(['jsonl', 'csv']).default('jsonl'),
+    agent_id: z.string().max(100).optional(),
+    event_type: z.string().max(100).optional(),
+    start_date: date.optional(),
+    end_date: date.optional(),
+  })
+  .strict();
+
+const redactBody = z.object({ subject: z.string().trim().min(3).max(500) }).strict();
 
 export function auditDto(e: StoredAuditEvent) {
   return {
@@ -90,6 +103,92 @@ export function registerAuditRoutes(route: Router, audit: AuditService): void {
       await audit.flush();
       await audit.sealPending();
       return { data: await audit.verify() };
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/audit/export',
+    auth: 'operator',
+    tag: 'audit',
+    summary: 'Stream the audit trail as JSON lines or CSV, oldest first',
+    query: exportQuery,
+    async handler({ query, reply, request, origin }) {
+      if (query.start_date && query.end_date && query.start_date > query.end_date) {
+        throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
+      }
+      await audit.flush();
+      const format: ExportFormat = query.format;
+      audit.record({
+        type: 'audit.exported',
+        actor: origin.actor,
+        ip: origin.ip,
+        userAgent: origin.userAgent,
+        details: {
+          format,
+          agentId: query.agent_id ?? null,
+          eventType: query.event_type ?? null,
+          startDate: query.start_date?.toISOString() ?? null,
+          endDate: query.end_date?.toISOString() ?? null,
+        },
+      });
+      const raw = reply.raw;
+      reply.hijack();
+      raw.writeHead(200, {
+        'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+        'content-disposition': `attachment; filename="audit-export.${format}"`,
+        'cache-control': 'no-store',
+        'x-request-id': request.id,
+      });
+      let closed = false;
+      raw.once('close', () => {
+        closed = true;
+      });
+      const line = format === 'csv' ? csvLine : jsonLine;
+      try {
+        if (format === 'csv') raw.write(csvHeader());
+        const pages = audit.exportPages({
+          agentId: query.agent_id,
+          eventType: query.event_type,
+          startDate: query.start_date,
+          endDate: query.end_date,
+        });
+        for await (const page of pages) {
+          if (closed) break;
+          let chunk = '';
+          for (const event of page) chunk += line(event);
+          // Backpressure: wait until the socket has drained before reading the next page.
+          if (!raw.write(chunk) && !closed) {
+            await new Promise<void>((resolve) => {
+              const done = () => {
+                raw.off('drain', done);
+                raw.off('close', done);
+                resolve();
+              };
+              raw.on('drain', done);
+              raw.on('close', done);
+            });
+          }
+        }
+      } catch (err) {
+        request.log.error({ err }, 'audit export failed');
+        raw.destroy(err as Error);
+        return null;
+      }
+      raw.end();
+      return null;
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/audit/redact',
+    auth: 'operator',
+    tag: 'audit',
+    summary: "Erase a person's data from event details (GDPR); the chain stays verifiable",
+    body: redactBody,
+    async handler({ body, origin }) {
+      return { data: await audit.redact(body.subject, origin.actor) };
     },
   });
 }

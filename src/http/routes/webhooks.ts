@@ -1,0 +1,106 @@
+import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
+import { displayUrl, type WebhookService } from '../../services/webhooks.js';
+import { DELIVERY_STATUSES, type WebhookDelivery } from '../../store/webhookRepository.js';
+import type { Router } from '../route.js';
+
+const listQuery = z
+  .object({
+    status: z.enum(DELIVERY_STATUSES).optional(),
+    agent_id: z.string().max(100).optional(),
+    limit: z.coerce.number().int().min(1).max(200).default(50),
+    cursor: z.string().max(300).optional(),
+  })
+  .strict();
+
+const idParams = z.object({ id: z.string().max(100) }).strict();
+
+const deliveryResponse = z.object({
+  id: z.string(),
+  permissionId: z.string(),
+  agentId: z.string(),
+  url: z.string(),
+  eventType: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
+  attempts: z.number(),
+  lastError: z.string().nullable(),
+  lastStatus: z.number().nullable(),
+  payload: z.record(z.string(), z.unknown()),
+  createdAt: z.string(),
+  nextAttemptAt: z.string().nullable(),
+  deliveredAt: z.string().nullable(),
+});
+
+export function deliveryDto(d: WebhookDelivery): z.infer<typeof deliveryResponse> {
+  return {
+    id: d.id,
+    permissionId: d.permissionId,
+    agentId: d.agentId,
+    // Credentials in a URL are for the receiver, not for whoever reads the list.
+    url: displayUrl(d.url),
+    eventType: d.eventType,
+    status: d.status,
+    attempts: d.attempts,
+    lastError: d.lastError,
+    lastStatus: d.lastStatus,
+    payload: d.payload as unknown as Record<string, unknown>,
+    createdAt: d.createdAt.toISOString(),
+    nextAttemptAt: d.status === 'pending' ? d.nextAttemptAt.toISOString() : null,
+    deliveredAt: d.deliveredAt?.toISOString() ?? null,
+  };
+}
+
+function encodeCursor(d: WebhookDelivery): string {
+  return Buffer.from(JSON.stringify([d.createdAt.toISOString(), d.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  try {
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const date = new Date(createdAt);
+    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
+    return { createdAt: date, id };
+  } catch {
+    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
+  }
+}
+
+export function registerWebhookRoutes(route: Router, webhooks: WebhookService): void {
+  route({
+    method: 'GET',
+    url: '/api/v1/webhooks/deliveries',
+    auth: 'operator',
+    tag: 'webhooks',
+    summary: 'List webhook deliveries, newest first (status=dead for the dead letters)',
+    query: listQuery,
+    response: z.object({ deliveries: z.array(deliveryResponse), nextCursor: z.string().nullable() }),
+    async handler({ query }) {
+      const page = await webhooks.list({
+        status: query.status,
+        agentId: query.agent_id,
+        limit: query.limit,
+        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+      });
+      const last = page[page.length - 1];
+      return {
+        data: {
+          deliveries: page.map(deliveryDto),
+          nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
+        },
+      };
+    },
+  });
+
+  route({
+    method: 'POST',
+    url: '/api/v1/webhooks/deliveries/:id/replay',
+    auth: 'operator',
+    tag: 'webhooks',
+    summary: 'Send a dead or delivered webhook again (attempts reset, a new retry window)',
+    params: idParams,
+    response: deliveryResponse,
+    async handler({ params, origin }) {
+      return { data: deliveryDto(await webhooks.replay(params.id, origin)) };
+    },
+  });
+}

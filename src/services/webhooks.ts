@@ -1,0 +1,343 @@
+import type { Clock } from '../core/clock.js';
+import { AppError } from '../core/errors.js';
+import type { Permission } from '../core/permission.js';
+import {
+  DEFAULT_RETRY_WINDOW_MS,
+  isDeliveryId,
+  newDeliveryId,
+  nextRetry,
+  signWebhook,
+  webhookBody,
+  webhookEventType,
+  webhookPayload,
+} from '../core/webhook.js';
+import type { Logger } from '../logger.js';
+import { findAgent } from '../store/agentRepository.js';
+import type { Db } from '../store/db.js';
+import {
+  type DeliveryFilter,
+  findDelivery,
+  insertDelivery,
+  listDeliveries,
+  overdueDeliveries,
+  recordAttempt,
+  resetForReplay,
+  type WebhookDelivery,
+} from '../store/webhookRepository.js';
+import type { RequestOrigin } from './agents.js';
+import type { AuditService } from './audit.js';
+import type { WebhookSecrets } from './webhookSecrets.js';
+import { postToAddress, type Resolver, resolveTarget, systemResolver } from './webhookTransport.js';
+
+/** Where deliveries are queued: BullMQ's `webhook` queue in production (JobQueue). */
+export interface WebhookQueue {
+  webhook(deliveryId: string): Promise<void>;
+}
+
+export interface WebhookSettings {
+  allowPrivate: boolean;
+  timeoutMs?: number;
+  retryWindowMs?: number;
+  /** DNS resolution at delivery; injectable for tests. */
+  resolve?: Resolver;
+  /** How long an agent's webhookUrl is cached (changes on this or any instance invalidate it). */
+  agentCacheMs?: number;
+}
+
+export type DeliveryOutcome =
+  | { outcome: 'delivered'; delivery: WebhookDelivery }
+  | { outcome: 'retry'; delayMs: number; error: string; delivery: WebhookDelivery }
+  | { outcome: 'dead'; error: string; delivery: WebhookDelivery }
+  /** Not pending (delivered, dead, replaced) or unknown: nothing to do. */
+  | { outcome: 'skipped' };
+
+const USER_AGENT = 'agent-otp-webhooks/0.1';
+const AGENT_CACHE_MAX = 10_000;
+/** Pending deliveries this far past due have lost their queue job (a Redis flush). */
+const OVERDUE_GRACE_MS = 60_000;
+const REPAIR_BATCH = 200;
+
+/**
+ * Signed webhooks (DESIGN §9): a delivery row per permission event that has a target (the
+ * request's webhookUrl, else the agent's), then a queue job that POSTs it, signed per Standard
+ * Webhooks, retried with exponential backoff for a window, then dead (kept, audited, replayable).
+ * Permissions without a target cost nothing: no row, no queue work.
+ */
+export class WebhookService {
+  private readonly agentUrls = new Map<string, { url: string | null; until: number }>();
+  private readonly timeoutMs: number;
+  private readonly retryWindowMs: number;
+  private readonly resolve: Resolver;
+  private readonly agentCacheMs: number;
+
+  constructor(
+    private readonly db: Db,
+    private readonly audit: AuditService,
+    private readonly secrets: WebhookSecrets,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly settings: WebhookSettings,
+    private readonly queue: WebhookQueue | null = null,
+  ) {
+    this.timeoutMs = settings.timeoutMs ?? 10_000;
+    this.retryWindowMs = settings.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
+    this.resolve = settings.resolve ?? systemResolver;
+    this.agentCacheMs = settings.agentCacheMs ?? 30_000;
+  }
+
+  /** A permission listener: records and queues the delivery, never failing the caller. */
+  onPermissionEvent(type: string, permission: Permission): void {
+    if (!webhookEventType(type)) return;
+    this.record(type, permission)
+      .then((delivery) => (delivery ? this.enqueue(delivery.id) : undefined))
+      .catch((err) =>
+        this.logger.error(
+          { err: (err as Error).message, permissionId: permission.id, event: type },
+          'recording a webhook delivery failed',
+        ),
+      );
+  }
+
+  /** Stores the delivery for a permission event, or returns null when there is nothing to send. */
+  async record(type: string, permission: Permission): Promise<WebhookDelivery | null> {
+    const eventType = webhookEventType(type);
+    if (!eventType) return null;
+    // The time of the event, before any lookup.
+    const now = this.clock.now();
+    const url = permission.webhookUrl ?? (await this.agentWebhookUrl(permission.agentId));
+    if (!url) return null;
+    const delivery: WebhookDelivery = {
+      id: newDeliveryId(),
+      permissionId: permission.id,
+      agentId: permission.agentId,
+      url,
+      eventType,
+      payload: webhookPayload(eventType, permission, now),
+      status: 'pending',
+      attempts: 0,
+      lastError: null,
+      lastStatus: null,
+      createdAt: now,
+      firstAttemptAt: null,
+      nextAttemptAt: now,
+      deliveredAt: null,
+    };
+    await insertDelivery(this.db, delivery);
+    return delivery;
+  }
+
+  /** An agent's webhookUrl changed (here or on another instance). */
+  invalidateAgent(agentId: string): void {
+    this.agentUrls.delete(agentId);
+  }
+
+  private async agentWebhookUrl(agentId: string): Promise<string | null> {
+    const now = this.clock.now().getTime();
+    const cached = this.agentUrls.get(agentId);
+    if (cached && cached.until > now) return cached.url;
+    const agent = await findAgent(this.db, agentId);
+    if (this.agentUrls.size >= AGENT_CACHE_MAX) this.agentUrls.clear();
+    const url = agent?.status === 'active' ? agent.webhookUrl : null;
+    this.agentUrls.set(agentId, { url, until: now + this.agentCacheMs });
+    return url;
+  }
+
+  /**
+   * One attempt of a pending delivery: sign with every active secret of the agent, POST to the
+   * checked address, record the outcome. A refused target or a missing secret is permanent
+   * (dead at once); anything else is retried until the window since the first attempt is over.
+   */
+  async deliver(id: string): Promise<DeliveryOutcome> {
+    const delivery = await findDelivery(this.db, id);
+    if (delivery?.status !== 'pending') return { outcome: 'skipped' };
+    const now = this.clock.now();
+    const attempt = await this.attempt(delivery, now);
+    if (attempt.ok) {
+      const updated = await recordAttempt(this.db, id, {
+        status: 'delivered',
+        now,
+        lastError: null,
+        lastStatus: attempt.status,
+        nextAttemptAt: now,
+      });
+      return updated ? { outcome: 'delivered', delivery: updated } : { outcome: 'skipped' };
+    }
+    const firstAttemptAt = delivery.firstAttemptAt ?? now;
+    const retry = attempt.permanent
+      ? ({ dead: true } as const)
+      : nextRetry(delivery.attempts + 1, firstAttemptAt, now, this.retryWindowMs);
+    if (retry.dead) {
+      const reason = attempt.permanent
+        ? attempt.error
+        : `${attempt.error} (gave up ${Math.round(this.retryWindowMs / 3600_000)} h after the first attempt)`;
+      const dead = await this.db.transaction(async (tx) => {
+        const updated = await recordAttempt(tx, id, {
+          status: 'dead',
+          now,
+          lastError: reason,
+          lastStatus: attempt.status,
+          nextAttemptAt: now,
+        });
+        if (!updated) return null;
+        await this.audit.append(tx, {
+          type: 'webhook.dead',
+          actor: { type: 'system' },
+          agentId: updated.agentId,
+          permissionId: updated.permissionId,
+          details: {
+            deliveryId: updated.id,
+            eventType: updated.eventType,
+            url: displayUrl(updated.url),
+            attempts: updated.attempts,
+            lastStatus: updated.lastStatus,
+            reason,
+          },
+        });
+        return updated;
+      });
+      if (!dead) return { outcome: 'skipped' };
+      this.logger.warn(
+        { deliveryId: id, permissionId: dead.permissionId, attempts: dead.attempts, reason },
+        'webhook delivery is dead',
+      );
+      return { outcome: 'dead', error: reason, delivery: dead };
+    }
+    const updated = await recordAttempt(this.db, id, {
+      status: 'pending',
+      now,
+      lastError: attempt.error,
+      lastStatus: attempt.status,
+      nextAttemptAt: new Date(now.getTime() + retry.delayMs),
+    });
+    if (!updated) return { outcome: 'skipped' };
+    return { outcome: 'retry', delayMs: retry.delayMs, error: attempt.error, delivery: updated };
+  }
+
+  private async attempt(
+    delivery: WebhookDelivery,
+    now: Date,
+  ): Promise<
+    { ok: true; status: number } | { ok: false; permanent: boolean; error: string; status: number | null }
+  > {
+    let secrets: string[];
+    try {
+      secrets = await this.secrets.active(this.db, delivery.agentId, now);
+    } catch (err) {
+      // A wrong SECRETS_ENCRYPTION_KEY on this instance: another worker may have the right one.
+      return {
+        ok: false,
+        permanent: false,
+        error: `cannot decrypt the webhook secret: ${(err as Error).message}`,
+        status: null,
+      };
+    }
+    if (secrets.length === 0) {
+      return {
+        ok: false,
+        permanent: true,
+        error: 'the agent has no webhook secret (rotate its key to issue one)',
+        status: null,
+      };
+    }
+    const target = await resolveTarget(delivery.url, this.settings.allowPrivate, this.resolve);
+    if (!target.ok) return { ok: false, permanent: target.permanent, error: target.reason, status: null };
+
+    const body = webhookBody(delivery.payload);
+    const timestamp = Math.floor(now.getTime() / 1000);
+    const headers = {
+      'content-type': 'application/json',
+      'user-agent': USER_AGENT,
+      'webhook-id': delivery.id,
+      'webhook-timestamp': String(timestamp),
+      'webhook-signature': signWebhook(secrets, delivery.id, timestamp, body),
+    };
+    try {
+      const res = await postToAddress(target.url, target.address, headers, body, this.timeoutMs);
+      if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
+      const snippet = res.bodySnippet.replace(/\s+/g, ' ').trim().slice(0, 200);
+      return {
+        ok: false,
+        permanent: false,
+        error: `HTTP ${res.status}${snippet ? `: ${snippet}` : ''}`,
+        status: res.status,
+      };
+    } catch (err) {
+      return { ok: false, permanent: false, error: (err as Error).message, status: null };
+    }
+  }
+
+  async list(filter: DeliveryFilter): Promise<WebhookDelivery[]> {
+    return listDeliveries(this.db, filter);
+  }
+
+  async get(id: string): Promise<WebhookDelivery> {
+    const delivery = isDeliveryId(id) ? await findDelivery(this.db, id) : null;
+    if (!delivery) throw notFound(id);
+    return delivery;
+  }
+
+  /** An operator sends a dead or delivered delivery again: pending, attempts reset, a new window. */
+  async replay(id: string, origin: RequestOrigin): Promise<WebhookDelivery> {
+    const current = await this.get(id);
+    const replayed = await this.db.transaction(async (tx) => {
+      const reset = await resetForReplay(tx, current.id, this.clock.now());
+      if (!reset) return null;
+      await this.audit.append(tx, {
+        type: 'webhook.replayed',
+        actor: origin.actor,
+        agentId: reset.agentId,
+        permissionId: reset.permissionId,
+        ip: origin.ip ?? null,
+        userAgent: origin.userAgent ?? null,
+        details: { deliveryId: reset.id, eventType: reset.eventType, previousStatus: current.status },
+      });
+      return reset;
+    });
+    if (!replayed) {
+      throw new AppError(
+        'CONFLICT',
+        `Delivery ${current.id} is still pending; only dead or delivered ones can be replayed`,
+        {
+          status: 'pending',
+        },
+      );
+    }
+    await this.enqueue(replayed.id);
+    return replayed;
+  }
+
+  /** For the reconciler: re-queues pending deliveries whose job was lost (a Redis flush). */
+  async requeueOverdue(): Promise<number> {
+    if (!this.queue) return 0;
+    const before = new Date(this.clock.now().getTime() - OVERDUE_GRACE_MS);
+    const ids = await overdueDeliveries(this.db, before, REPAIR_BATCH);
+    for (const id of ids) await this.queue.webhook(id);
+    return ids.length;
+  }
+
+  private async enqueue(id: string): Promise<void> {
+    if (!this.queue) return;
+    try {
+      await this.queue.webhook(id);
+    } catch (err) {
+      this.logger.warn(
+        { err: (err as Error).message, deliveryId: id },
+        'enqueue failed; the reconciler will repair it',
+      );
+    }
+  }
+}
+
+/** The URL without credentials, for the audit trail and logs. */
+export function displayUrl(raw: string): string {
+  try {
+    const url = new URL(raw);
+    url.username = '';
+    url.password = '';
+    return url.toString();
+  } catch {
+    return '[invalid URL]';
+  }
+}
+
+const notFound = (id: string) => new AppError('NOT_FOUND', `Webhook delivery ${id.slice(0, 64)} not found`);
