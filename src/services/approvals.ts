@@ -114,19 +114,8 @@ export class ApprovalService {
     const card = await this.card(permission);
     const failures: string[] = [];
     for (const target of this.targets(permission)) {
-      if (posted.some((m) => m.platform === target.platform.platform && m.channel === target.channel))
-        continue;
       try {
-        const { messageRef, permalink } = await target.platform.post(target.channel, card);
-        await saveChatMessage(this.db, {
-          permissionId,
-          platform: target.platform.platform,
-          channel: target.channel,
-          messageRef,
-          permalink,
-          renderedState: renderSignature(permission),
-        });
-        if (permalink) await setApprovalUrl(this.db, permissionId, permalink);
+        await this.postOnce(permission, posted, target, card);
       } catch (err) {
         failures.push(`${target.platform.platform}:${target.channel}: ${(err as Error).message}`);
       }
@@ -137,6 +126,29 @@ export class ApprovalService {
     const latest = await findPermission(this.db, permissionId);
     if (latest && renderSignature(latest) !== renderSignature(permission))
       await this.syncMessages(permissionId);
+  }
+
+  /**
+   * Posts the card to one channel unless it is already there, and records the message (and the
+   * first permalink as the request's approvalUrl) so every later state can edit it.
+   */
+  private async postOnce(
+    permission: Permission,
+    posted: readonly { platform: PlatformName; channel: string }[],
+    target: { platform: ChatPlatform; channel: string },
+    card: ApprovalCard,
+  ): Promise<void> {
+    if (posted.some((m) => m.platform === target.platform.platform && m.channel === target.channel)) return;
+    const { messageRef, permalink } = await target.platform.post(target.channel, card);
+    await saveChatMessage(this.db, {
+      permissionId: permission.id,
+      platform: target.platform.platform,
+      channel: target.channel,
+      messageRef,
+      permalink,
+      renderedState: renderSignature(permission),
+    });
+    if (permalink) await setApprovalUrl(this.db, permission.id, permalink);
   }
 
   /** Edits every message of the permission whose shown state is not the current one. */
@@ -201,17 +213,7 @@ export class ApprovalService {
     for (const entry of escalateTo) {
       const target = this.resolveTarget(entry);
       if (target?.kind === 'channel') {
-        if (messages.some((m) => m.platform === target.platform.platform && m.channel === target.channel))
-          continue;
-        const { messageRef, permalink } = await target.platform.post(target.channel, card);
-        await saveChatMessage(this.db, {
-          permissionId,
-          platform: target.platform.platform,
-          channel: target.channel,
-          messageRef,
-          permalink,
-          renderedState: renderSignature(permission),
-        });
+        await this.postOnce(permission, messages, target, card);
       } else if (target?.kind === 'user') {
         for (const m of messages.filter((x) => x.platform === target.platform.platform)) {
           await target.platform.notice(m.channel, m.messageRef, 'Escalated: please decide on this request.', [

@@ -44,8 +44,17 @@ const BOB = { id: 'U0BOB', name: 'bob' }; // approver
 const CAROL = { id: 'U0CAROL', name: 'carol' }; // approver through the user group
 const MALLORY = { id: 'U0MALLORY', name: 'mallory' }; // not an approver
 
+const SECURITY_CHANNEL = 'C0SECURITY';
+
 const POLICIES = {
   policies: [
+    {
+      name: 'on-call changes',
+      priority: 20,
+      conditions: { action: 'oncall.*' },
+      action: 'require_approval',
+      approval: { remind_after: 1, escalate_after: 2, escalate_to: [`slack:${SECURITY_CHANNEL}`] },
+    },
     {
       name: 'two-person deploys',
       priority: 10,
@@ -60,7 +69,7 @@ function fakeSlack(): Promise<FakeSlack> {
   return startFakeSlack({
     users: Object.fromEntries([ALICE, BOB, CAROL, MALLORY].map((u) => [u.id, { name: u.name }])),
     usergroups: { [GROUP]: [CAROL.id] },
-    channels: [CHANNEL],
+    channels: [CHANNEL, SECURITY_CHANNEL],
     teamId: TEAM.id,
     serverPingIntervalMs: 0,
   });
@@ -478,6 +487,34 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
       const m = fake.getMessage(message.channel, message.ts);
       return m && !hasButtons(m) && shown(m).includes(`<@${BOB.id}>`);
     });
+  });
+
+  it('reminds in the thread and escalates to another channel while nobody decides', async () => {
+    const pending = await api.request({ action: 'oncall.page', resource: 'pager' });
+    const message = await messageOf(fake, pending.id);
+    const reminder = await fake.waitFor(
+      (c) => c.method === 'chat.postMessage' && c.args.thread_ts === message.ts && c.args.channel === CHANNEL,
+      8000,
+    );
+    expect(String(reminder.args.text)).toContain('still waiting');
+    expect(String(reminder.args.text)).toContain(`<@${ALICE.id}>`);
+    const escalated = await fake.waitFor(
+      (c) =>
+        c.method === 'chat.postMessage' &&
+        c.args.channel === SECURITY_CHANNEL &&
+        JSON.stringify(c.args.blocks ?? []).includes(pending.id),
+      8000,
+    );
+    expect(escalated.status).toBe(200);
+    // The escalated copy is a message of the request like the first: a decision edits both.
+    await send(click(message, ALICE, 'aotp_approve', pending.id));
+    await fake.waitFor(
+      (c) =>
+        c.method === 'chat.update' &&
+        c.args.channel === SECURITY_CHANNEL &&
+        String(c.args.text).includes('approved'),
+      8000,
+    );
   });
 
   it('answers a click after the decision with "already approved by …" and changes nothing', async () => {

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { AppError } from '../../core/errors.js';
 import type { AgentService } from '../../services/agents.js';
 import type { Agent } from '../../store/agentRepository.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const agentId = z.object({ id: z.string().max(64) }).strict();
@@ -82,22 +82,6 @@ export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
     updatedAt: agent.updatedAt.toISOString(),
     revokedAt: agent.revokedAt?.toISOString() ?? null,
   };
-}
-
-/** Opaque keyset cursor over (createdAt, id). */
-function encodeCursor(agent: Agent): string {
-  return Buffer.from(JSON.stringify([agent.createdAt.toISOString(), agent.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
-    const date = new Date(createdAt);
-    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
-    return { createdAt: date, id };
-  } catch {
-    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
-  }
 }
 
 export function registerAgentRoutes(route: Router, agents: AgentService): void {

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { AppError } from '../../core/errors.js';
 import {
   PERMISSION_STATUSES,
   type Permission,
@@ -10,6 +9,7 @@ import { isTokenHash } from '../../core/token.js';
 import type { PermissionService } from '../../services/permissions.js';
 import type { RateLimiter } from '../../services/rateLimits.js';
 import type { PermissionWaiters } from '../../services/waiters.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
 import { type Router, requireAgent } from '../route.js';
 import { streamPermissionEvents } from './permissionEvents.js';
 
@@ -111,21 +111,6 @@ export function permissionDto(p: Permission) {
 }
 
 const STATUS_CODE: Partial<Record<Permission['status'], number>> = { approved: 201, pending: 202 };
-
-function encodeCursor(p: Permission): string {
-  return Buffer.from(JSON.stringify([p.createdAt.toISOString(), p.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
-    const date = new Date(createdAt);
-    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
-    return { createdAt: date, id };
-  } catch {
-    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
-  }
-}
 
 export function registerPermissionRoutes(
   route: Router,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { AppError } from '../../core/errors.js';
 import { displayUrl, type WebhookService } from '../../services/webhooks.js';
 import { DELIVERY_STATUSES, type WebhookDelivery } from '../../store/webhookRepository.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const listQuery = z
@@ -48,21 +48,6 @@ export function deliveryDto(d: WebhookDelivery): z.infer<typeof deliveryResponse
     nextAttemptAt: d.status === 'pending' ? d.nextAttemptAt.toISOString() : null,
     deliveredAt: d.deliveredAt?.toISOString() ?? null,
   };
-}
-
-function encodeCursor(d: WebhookDelivery): string {
-  return Buffer.from(JSON.stringify([d.createdAt.toISOString(), d.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
-    const date = new Date(createdAt);
-    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
-    return { createdAt: date, id };
-  } catch {
-    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
-  }
 }
 
 export function registerWebhookRoutes(route: Router, webhooks: WebhookService): void {
