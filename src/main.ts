@@ -231,7 +231,11 @@ export async function startService(
   });
   policies.onChange(() => publish('policies-changed', '1'));
   permissions.onChange(({ type, permission }) => {
-    if (type !== 'requested') publish('permission-changed', permission.id);
+    // A policy decides only at creation, when nobody can be waiting yet: skip the publish then
+    // (it would cost every auto-approved request a Redis round trip for nothing).
+    const decidedAtCreation =
+      permission.decidedBy?.type === 'policy' && (type === 'approved' || type === 'denied');
+    if (type !== 'requested' && !decidedAtCreation) publish('permission-changed', permission.id);
     if (!approvals.enabled) return;
     const now = clock.now();
     if (type === 'requested' && permission.status === 'pending') {
