@@ -52,3 +52,28 @@ export function actorName(actor: Actor | null): string {
   if (!actor) return 'someone';
   return actor.userName ?? actor.name ?? actor.userId ?? actor.id ?? actor.type;
 }
+
+/**
+ * The state in a few plain words, for notification text and content lines. `actor` renders the
+ * decider in the platform's own way (a mention on Discord, a name in Slack's plain fallback).
+ */
+export function stateInWords(state: CardState, actor: (a: Actor | null) => string = actorName): string {
+  switch (state.kind) {
+    case 'pending':
+      return state.required > 1
+        ? `approval needed (${state.approvals}/${state.required})`
+        : 'approval needed';
+    case 'approved':
+      return `approved by ${actor(state.by)}`;
+    case 'denied':
+      return `denied by ${actor(state.by)}`;
+    case 'used':
+      return 'used';
+    case 'expired':
+      return state.unused ? 'expired unused' : 'expired';
+    case 'revoked':
+      return 'revoked';
+    case 'cancelled':
+      return 'cancelled by the agent';
+  }
+}

@@ -1,3 +1,4 @@
+import type { ExportRow } from '../core/audit/export.js';
 import type { Actor, AuditEvent } from '../core/audit/index.js';
 import { type Queryable, toNumber } from './db.js';
 
@@ -265,24 +266,7 @@ interface ExportDbRow extends Omit<AuditRow, 'actor' | 'details'> {
 }
 
 /** An event for export: actor and details kept as the JSON text Postgres returned. */
-export interface ExportedAuditEvent {
-  seq: number;
-  id: string;
-  occurredAt: Date;
-  type: string;
-  actorType: string;
-  actorJson: string;
-  agentId: string | null;
-  permissionId: string | null;
-  detailsJson: string;
-  ip: string | null;
-  userAgent: string | null;
-  detailsHash: string;
-  chainIndex: number | null;
-  prevHash: string | null;
-  hash: string | null;
-  redactedAt: Date | null;
-}
+export type ExportedAuditEvent = ExportRow;
 
 /**
  * The last chain index retention may purge: the end of the longest chain prefix (after the

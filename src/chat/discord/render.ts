@@ -21,7 +21,7 @@ import {
   ComponentType,
 } from 'discord-api-types/v10';
 import type { Actor } from '../../core/audit/index.js';
-import { type ApprovalCard, actorName } from '../card.js';
+import { type ApprovalCard, actorName, stateInWords } from '../card.js';
 import { TRUNCATION_MARKER, truncate } from '../text.js';
 
 /** Discord's limits (API reference: embeds, components, modals), enforced here and in modal.ts. */
@@ -165,27 +165,6 @@ export function discordStateLine(card: ApprovalCard): string | null {
       return `🚫 Revoked ${discordTimestamp(s.at)}`;
     case 'cancelled':
       return `Cancelled by the agent ${discordTimestamp(s.at)}`;
-  }
-}
-
-/** The state in short words, for the content line (markdown: user text already escaped). */
-function shortState(card: ApprovalCard): string {
-  const s = card.state;
-  switch (s.kind) {
-    case 'pending':
-      return s.required > 1 ? `approval needed (${s.approvals}/${s.required})` : 'approval needed';
-    case 'approved':
-      return `approved by ${discordActor(s.by)}`;
-    case 'denied':
-      return `denied by ${discordActor(s.by)}`;
-    case 'used':
-      return 'used';
-    case 'expired':
-      return s.unused ? 'expired unused' : 'expired';
-    case 'revoked':
-      return 'revoked';
-    case 'cancelled':
-      return 'cancelled by the agent';
   }
 }
 
@@ -435,7 +414,7 @@ export function renderDiscordMessage(card: ApprovalCard): DiscordMessage {
   const resource = card.resource?.trim() ? ` on ${escapeTruncate(card.resource.trim(), 150)}` : '';
   const content = truncateDiscord(
     `Approval requested: ${escapeTruncate(card.agentName, 80)} wants to ${escapeTruncate(card.action, 150)}` +
-      `${resource} — ${shortState(card)}`,
+      `${resource} — ${stateInWords(card.state, discordActor)}`,
     500,
   );
 

@@ -99,7 +99,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
     await ack();
     const permission = await findPermission(opts.db, action.value ?? '');
     const user = userOf(body);
-    if (!permission || permission.status !== 'pending') {
+    if (permission?.status !== 'pending') {
       if (body.channel?.id) {
         await opts.platform
           .ephemeral(body.channel.id, user.userId, 'This request is no longer pending.')
@@ -123,7 +123,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       return;
     }
     const permission = await findPermission(opts.db, permissionId);
-    if (!permission || permission.status !== 'pending') {
+    if (permission?.status !== 'pending') {
       await ack({
         response_action: 'errors',
         errors: { [REASON_BLOCK_ID]: 'This request is no longer pending.' },

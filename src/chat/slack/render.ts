@@ -15,7 +15,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import type { Actor } from '../../core/audit/index.js';
-import { type ApprovalCard, actorName } from '../card.js';
+import { type ApprovalCard, actorName, stateInWords } from '../card.js';
 import { escapeMrkdwn, escapeTruncate, truncate, truncateMrkdwn } from '../text.js';
 
 /** Slack's limits (Block Kit reference), enforced by the renderers and checked by the tests. */
@@ -149,31 +149,10 @@ export function slackStateLine(card: ApprovalCard): string | null {
   }
 }
 
-/** The same state in plain words, for the notification text. */
-function plainState(card: ApprovalCard): string {
-  const s = card.state;
-  switch (s.kind) {
-    case 'pending':
-      return s.required > 1 ? `approval needed (${s.approvals}/${s.required})` : 'approval needed';
-    case 'approved':
-      return `approved by ${actorName(s.by)}`;
-    case 'denied':
-      return `denied by ${actorName(s.by)}`;
-    case 'used':
-      return 'used';
-    case 'expired':
-      return s.unused ? 'expired unused' : 'expired';
-    case 'revoked':
-      return 'revoked';
-    case 'cancelled':
-      return 'cancelled by the agent';
-  }
-}
-
 /** The notification fallback: plain words (escaped, since Slack parses `text` too), ≤ 300. */
 function fallbackText(card: ApprovalCard): string {
   const resource = card.resource ? ` on ${truncate(card.resource, 80)}` : '';
-  const raw = `${truncate(card.agentName, 60)} requests ${truncate(card.action, 80)}${resource}: ${plainState(card)}`;
+  const raw = `${truncate(card.agentName, 60)} requests ${truncate(card.action, 80)}${resource}: ${stateInWords(card.state)}`;
   return escapeTruncate(raw, SLACK_LIMITS.fallbackText);
 }
 
