@@ -7,14 +7,11 @@
 import {
   AgentOTPError,
   AuthenticationError,
-  InvalidTokenError,
+  errorForCode,
   PermissionDeniedError,
   PermissionExpiredError,
   redactSecrets,
-  ScopeViolationError,
   TimeoutError,
-  TokenExpiredError,
-  TokenRevokedError,
   TokenUsedError,
   ValidationError,
 } from './errors.js';
@@ -396,22 +393,13 @@ function pendingInfo(data: WirePermission): PendingApprovalInfo {
 
 /** The error `executeWithPermission` throws when the pre-flight verify says no. */
 function verificationError(id: string, check: TokenVerificationResult): AgentOTPError {
-  const init = { permissionId: id };
-  const message = `Token for permission ${id} failed verification: ${check.reason ?? 'invalid'}`;
-  switch (check.reason) {
-    case 'SCOPE_VIOLATION':
-      return new ScopeViolationError(message, { ...init, violations: check.violations ?? [] });
-    case 'TOKEN_USED':
-      return new TokenUsedError(message, init);
-    case 'TOKEN_EXPIRED':
-      return new TokenExpiredError(message, init);
-    case 'TOKEN_REVOKED':
-      return new TokenRevokedError(message, init);
-    case 'INVALID_TOKEN':
-      return new InvalidTokenError(message, init);
-    default:
-      return new AgentOTPError(message, { ...init, code: check.reason ?? 'INVALID_TOKEN' });
-  }
+  const code = check.reason ?? 'INVALID_TOKEN';
+  const message = `Token for permission ${id} failed verification: ${code}`;
+  const init = { code, permissionId: id };
+  return (
+    errorForCode(code, message, init, { details: { violations: check.violations ?? [] } }) ??
+    new AgentOTPError(message, init)
+  );
 }
 
 /**

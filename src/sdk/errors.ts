@@ -270,6 +270,48 @@ const VALIDATION_CODES = new Set([
 const AUTH_CODES = new Set(['MISSING_API_KEY', 'INVALID_API_KEY', 'EXPIRED_API_KEY']);
 
 /**
+ * The typed error for a server error code (the codes shared by HTTP answers and by a failed
+ * verify's `reason`), or null when the code alone does not decide the class.
+ */
+export function errorForCode(
+  code: string,
+  message: string,
+  init: AgentOTPErrorInit,
+  extra: { details?: unknown; retryAfter?: number } = {},
+): AgentOTPError | null {
+  switch (code) {
+    case 'INVALID_TOKEN':
+      return new InvalidTokenError(message, init);
+    case 'TOKEN_USED':
+      return new TokenUsedError(message, init);
+    case 'TOKEN_EXPIRED':
+      return new TokenExpiredError(message, init);
+    case 'TOKEN_REVOKED':
+      return new TokenRevokedError(message, init);
+    case 'SCOPE_VIOLATION': {
+      const details = (extra.details ?? {}) as { violations?: unknown; key?: unknown };
+      const violations = Array.isArray(details.violations) ? (details.violations as ScopeViolation[]) : [];
+      return new ScopeViolationError(message, {
+        ...init,
+        violations,
+        ...(typeof details.key === 'string' ? { key: details.key } : {}),
+      });
+    }
+    case 'FORBIDDEN':
+      return new ForbiddenError(message, init);
+    case 'NOT_FOUND':
+      return new NotFoundError(message, init);
+    case 'CONFLICT':
+    case 'ALREADY_DECIDED':
+      return new ConflictError(message, init);
+    case 'RATE_LIMITED':
+      return rateLimited(message, init, extra.retryAfter, extra.details);
+    default:
+      return null;
+  }
+}
+
+/**
  * Turns an error answer into its typed error: by the server's `error.code` first (a 401 can be
  * a bad key or a bad token; a 403 a scope violation or a forbidden route), by status second
  * (proxies and older servers answer without our envelope).
@@ -292,36 +334,10 @@ export function errorFromResponse(
     ...(err?.details !== undefined ? { details: err.details } : {}),
   };
 
-  switch (serverCode) {
-    case 'INVALID_TOKEN':
-      return new InvalidTokenError(message, init);
-    case 'TOKEN_USED':
-      return new TokenUsedError(message, init);
-    case 'TOKEN_EXPIRED':
-      return new TokenExpiredError(message, init);
-    case 'TOKEN_REVOKED':
-      return new TokenRevokedError(message, init);
-    case 'SCOPE_VIOLATION': {
-      const details = (err?.details ?? {}) as { violations?: unknown; key?: unknown };
-      const violations = Array.isArray(details.violations) ? (details.violations as ScopeViolation[]) : [];
-      return new ScopeViolationError(message, {
-        ...init,
-        violations,
-        ...(typeof details.key === 'string' ? { key: details.key } : {}),
-      });
-    }
-    case 'FORBIDDEN':
-      return new ForbiddenError(message, init);
-    case 'NOT_FOUND':
-      return new NotFoundError(message, init);
-    case 'CONFLICT':
-    case 'ALREADY_DECIDED':
-      return new ConflictError(message, init);
-    case 'RATE_LIMITED':
-      return rateLimited(message, init, extra.retryAfter, err?.details);
-    default:
-      break;
-  }
+  const byCode = serverCode
+    ? errorForCode(serverCode, message, init, { details: err?.details, retryAfter: extra.retryAfter })
+    : null;
+  if (byCode) return byCode;
   if (serverCode && AUTH_CODES.has(serverCode)) return new AuthenticationError(message, init);
   if (serverCode && VALIDATION_CODES.has(serverCode)) return new ValidationError(message, init);
 
