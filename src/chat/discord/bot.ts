@@ -7,6 +7,7 @@ import {
   MessageFlags,
   type ModalSubmitInteraction,
 } from 'discord.js';
+import type { Permission } from '../../core/permission.js';
 import type { Logger } from '../../logger.js';
 import type { ApprovalService, ChatUser } from '../../services/approvals.js';
 import type { Db } from '../../store/db.js';
@@ -65,10 +66,15 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
   const ephemeral = (interaction: ButtonInteraction | ModalSubmitInteraction, content: string) =>
     interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
 
-  /** After a decision: this message is edited through the interaction, the others by sync. */
-  async function showDecision(interaction: ButtonInteraction | ModalSubmitInteraction, permissionId: string) {
-    const permission = await findPermission(opts.db, permissionId);
-    if (!permission) return;
+  /**
+   * After a decision: this message is edited through the interaction itself (Discord wants an
+   * answer to the click); every other message is edited by the message-update job the decision
+   * enqueued.
+   */
+  async function showDecision(
+    interaction: ButtonInteraction | ModalSubmitInteraction,
+    permission: Permission,
+  ) {
     const message = renderDiscordMessage(await opts.approvals.card(permission));
     if (interaction.isButton() || (interaction.isModalSubmit() && interaction.isFromMessage())) {
       await interaction.update({
@@ -82,9 +88,6 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
     } else {
       await ephemeral(interaction, 'Done.');
     }
-    await opts.approvals
-      .syncMessages(permissionId)
-      .catch((err) => log.warn({ err: err.message }, 'message sync failed'));
   }
 
   async function handle(interaction: Interaction) {
@@ -99,7 +102,7 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
         user,
         approved: parsed.kind === 'approve',
       });
-      if (outcome.kind === 'decided') return showDecision(interaction, parsed.permissionId);
+      if (outcome.kind === 'decided') return showDecision(interaction, outcome.permission);
       return ephemeral(interaction, outcome.message);
     }
 
@@ -130,7 +133,7 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
         reason: form.reason ?? undefined,
         scopeModifications: form.scopeModifications,
       });
-      if (outcome.kind === 'decided') return showDecision(interaction, permission.id);
+      if (outcome.kind === 'decided') return showDecision(interaction, outcome.permission);
       return ephemeral(interaction, outcome.message);
     }
   }

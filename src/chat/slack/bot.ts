@@ -84,10 +84,9 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       const permissionId = action.value ?? '';
       const user = userOf(body);
       const outcome = await opts.approvals.decideFromChat({ permissionId, user, approved });
-      if (outcome.kind === 'decided') {
-        // Edit the message now; the message-update job is the backstop.
-        await opts.approvals.syncMessages(permissionId).catch(() => undefined);
-      } else if (body.channel?.id) {
+      // A decision's messages are edited by the message-update job the decision enqueued (one
+      // path for every platform and channel); only a refusal is answered here.
+      if (outcome.kind !== 'decided' && body.channel?.id) {
         await opts.platform.ephemeral(body.channel.id, user.userId, outcome.message).catch(() => undefined);
       }
     }) satisfies Parameters<typeof app.action<BlockAction<ButtonAction>>>[1];
@@ -148,7 +147,6 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       return;
     }
     await ack();
-    await opts.approvals.syncMessages(permissionId).catch(() => undefined);
   });
 
   app.error(async (err) => {
