@@ -1,4 +1,29 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+
+/**
+ * Runs a Lua script by its SHA (EVALSHA) so the hot path sends a digest, not the script text,
+ * on every rate-limit check; the script is loaded once on NOSCRIPT (a new or flushed Redis).
+ */
+const shaOf = new Map<string, string>();
+async function runScript(
+  redis: Redis,
+  script: string,
+  keys: readonly string[],
+  args: readonly string[],
+): Promise<unknown> {
+  let sha = shaOf.get(script);
+  if (!sha) {
+    sha = createHash('sha1').update(script).digest('hex');
+    shaOf.set(script, sha);
+  }
+  try {
+    return await redis.evalsha(sha, keys.length, ...keys, ...args);
+  } catch (err) {
+    if (!String((err as Error).message).includes('NOSCRIPT')) throw err;
+    return redis.eval(script, keys.length, ...keys, ...args);
+  }
+}
 
 /**
  * Fixed-window counters in Redis (rate limits, failed-authentication counts). One round trip:
@@ -29,7 +54,9 @@ export class Counters {
   async hit(name: string, windowMs: number, now: number, by = 1): Promise<WindowCount> {
     const windowStart = Math.floor(now / windowMs) * windowMs;
     const key = `${this.prefix}:c:${name}:${windowStart}`;
-    const count = Number(await this.redis.eval(HIT_SCRIPT, 1, key, String(windowMs + 1000), String(by)));
+    const count = Number(
+      await runScript(this.redis, HIT_SCRIPT, [key], [String(windowMs + 1000), String(by)]),
+    );
     return { count, resetAt: windowStart + windowMs };
   }
 }
@@ -53,11 +80,11 @@ export async function hitWindows(
 ): Promise<WindowCount[]> {
   const starts = windowsMs.map((w) => Math.floor(now / w) * w);
   const keys = windowsMs.map((w, i) => `${prefix}:c:${name}:${w}:${starts[i]}`);
-  const counts = (await redis.eval(
+  const counts = (await runScript(
+    redis,
     HIT_MANY_SCRIPT,
-    keys.length,
-    ...keys,
-    ...windowsMs.map((w) => String(w + 1000)),
+    keys,
+    windowsMs.map((w) => String(w + 1000)),
   )) as number[];
   return windowsMs.map((w, i) => ({ count: Number(counts[i]), resetAt: (starts[i] ?? 0) + w }));
 }
