@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { isConfiguredWebhookSecret } from './core/webhook.js';
 
 /**
  * The one schema for the whole environment. Parsed once at start and frozen; a bad value stops
@@ -36,6 +37,7 @@ export const SECRET_VARIABLES = [
   'SLACK_APP_TOKEN',
   'DISCORD_BOT_TOKEN',
   'METRICS_TOKEN',
+  'ALERT_WEBHOOK_SECRET',
 ] as const;
 
 const base64Length = (v: string) =>
@@ -133,6 +135,16 @@ export const configSchema = z.object({
   ALERT_FAILED_AUTH_PER_MIN: int(1).default(20),
   /** The rate alerts need at least this many decisions / finished tokens in the hour. */
   ALERT_MIN_VOLUME: int(1).default(10),
+  /** When set, alerts (triggered and cleared) are also POSTed here as signed webhooks. */
+  ALERT_WEBHOOK_URL: url(['http:', 'https:']).optional(),
+  /** Signs the alert webhooks (Standard Webhooks); required with ALERT_WEBHOOK_URL. */
+  ALERT_WEBHOOK_SECRET: z
+    .string()
+    .refine(isConfiguredWebhookSecret, {
+      message:
+        'must be whsec_ followed by the base64 of at least 24 random bytes (e.g. `echo "whsec_$(openssl rand -base64 32)"`)',
+    })
+    .optional(),
 
   // Slack (approvals in Slack are on when SLACK_BOT_TOKEN is set)
   SLACK_BOT_TOKEN: z
@@ -224,6 +236,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Readonly<Confi
   if (parsed.SLACK_BOT_TOKEN && !parsed.SLACK_APP_TOKEN && !parsed.SLACK_SIGNING_SECRET) {
     throw new ConfigError(
       'Invalid configuration:\n  SLACK_SIGNING_SECRET: required with SLACK_BOT_TOKEN unless SLACK_APP_TOKEN (Socket Mode) is set',
+    );
+  }
+  if (parsed.ALERT_WEBHOOK_URL && !parsed.ALERT_WEBHOOK_SECRET) {
+    throw new ConfigError(
+      'Invalid configuration:\n  ALERT_WEBHOOK_SECRET: required with ALERT_WEBHOOK_URL (alert webhooks are always signed)',
     );
   }
   return Object.freeze({ ...parsed, dataDir: path.resolve(parsed.AGENT_OTP_DATA_DIR) });

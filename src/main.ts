@@ -161,6 +161,8 @@ export async function startService(
       allowPrivate: config.WEBHOOK_ALLOW_PRIVATE,
       timeoutMs: config.WEBHOOK_TIMEOUT_MS,
       retryWindowMs: config.WEBHOOK_RETRY_WINDOW_SECONDS * 1000,
+      alertUrl: config.ALERT_WEBHOOK_URL,
+      alertSecret: config.ALERT_WEBHOOK_SECRET,
     },
     jobs,
   );
@@ -265,6 +267,7 @@ export async function startService(
     auth,
     permissions,
     sink: approvals,
+    alertWebhooks: config.ALERT_WEBHOOK_URL ? webhooks : null,
     queueDepth: () => jobs.depth(),
     evaluateAlerts: roles.includes('worker'),
   });

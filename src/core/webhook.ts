@@ -16,16 +16,29 @@ export const WEBHOOK_EVENT_TYPES = {
   revoked: 'permission.revoked',
 } as const;
 
-export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[keyof typeof WEBHOOK_EVENT_TYPES];
+export type PermissionWebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[keyof typeof WEBHOOK_EVENT_TYPES];
 
-export function webhookEventType(permissionEvent: string): WebhookEventType | null {
+/**
+ * Monitoring alerts, sent to the operator's ALERT_WEBHOOK_URL: one when a threshold is crossed,
+ * one when it clears (the clearing closes the incident the first one opened).
+ */
+export const ALERT_EVENT_TYPES = {
+  triggered: 'alert.triggered',
+  cleared: 'alert.cleared',
+} as const;
+
+export type AlertEventType = (typeof ALERT_EVENT_TYPES)[keyof typeof ALERT_EVENT_TYPES];
+
+export type WebhookEventType = PermissionWebhookEventType | AlertEventType;
+
+export function webhookEventType(permissionEvent: string): PermissionWebhookEventType | null {
   return Object.hasOwn(WEBHOOK_EVENT_TYPES, permissionEvent)
     ? WEBHOOK_EVENT_TYPES[permissionEvent as keyof typeof WEBHOOK_EVENT_TYPES]
     : null;
 }
 
-export interface WebhookPayload {
-  type: WebhookEventType;
+export interface PermissionWebhookPayload {
+  type: PermissionWebhookEventType;
   timestamp: string;
   data: {
     id: string;
@@ -45,7 +58,11 @@ export interface WebhookPayload {
  * The payload names each field it carries: the token and its hash are never among them, and
  * nothing added to Permission later reaches a receiver by accident.
  */
-export function webhookPayload(type: WebhookEventType, p: Permission, at: Date): WebhookPayload {
+export function webhookPayload(
+  type: PermissionWebhookEventType,
+  p: Permission,
+  at: Date,
+): PermissionWebhookPayload {
   return {
     type,
     timestamp: at.toISOString(),
@@ -64,11 +81,51 @@ export function webhookPayload(type: WebhookEventType, p: Permission, at: Date):
   };
 }
 
+export type AlertName = 'denial_rate' | 'unused_token_rate' | 'failed_auth_per_min';
+
+/** One alert crossing its threshold or clearing, as the alert evaluation found it. */
+export interface AlertChange {
+  name: AlertName;
+  kind: 'triggered' | 'cleared';
+  /** The measured value (a rate 0..1, or failed authentications in a minute). */
+  value: number;
+  threshold: number;
+  /** The human sentence, as posted to chat without its emoji. */
+  summary: string;
+}
+
+export interface AlertWebhookPayload {
+  type: AlertEventType;
+  timestamp: string;
+  data: { alert: AlertName; value: number; threshold: number; summary: string };
+}
+
+export type WebhookPayload = PermissionWebhookPayload | AlertWebhookPayload;
+
+export function alertWebhookPayload(change: AlertChange, at: Date): AlertWebhookPayload {
+  return {
+    type: ALERT_EVENT_TYPES[change.kind],
+    timestamp: at.toISOString(),
+    data: { alert: change.name, value: change.value, threshold: change.threshold, summary: change.summary },
+  };
+}
+
+const isAlertPayload = (payload: WebhookPayload): payload is AlertWebhookPayload =>
+  payload.type === ALERT_EVENT_TYPES.triggered || payload.type === ALERT_EVENT_TYPES.cleared;
+
 /**
  * The body as sent, with the fields in a fixed order (a payload read back from jsonb has its
  * keys reordered), so every attempt of a delivery carries the same bytes.
  */
 export function webhookBody(payload: WebhookPayload): string {
+  if (isAlertPayload(payload)) {
+    const a = payload.data;
+    return JSON.stringify({
+      type: payload.type,
+      timestamp: payload.timestamp,
+      data: { alert: a.alert, value: a.value, threshold: a.threshold, summary: a.summary },
+    });
+  }
   const d = payload.data;
   return JSON.stringify({
     type: payload.type,
@@ -100,6 +157,21 @@ export function isWebhookSecret(value: string): boolean {
   if (!value.startsWith(WEBHOOK_SECRET_PREFIX)) return false;
   const encoded = value.slice(WEBHOOK_SECRET_PREFIX.length);
   return /^[A-Za-z0-9+/]+={0,2}$/.test(encoded) && Buffer.from(encoded, 'base64').length === SECRET_BYTES;
+}
+
+/** The shortest key accepted from configuration (Standard Webhooks asks for 24 to 64 bytes). */
+export const MIN_CONFIGURED_SECRET_BYTES = 24;
+
+/**
+ * A secret an operator configures (ALERT_WEBHOOK_SECRET): `whsec_` and the canonical base64 of
+ * at least 24 bytes. Canonical, so that the key this server signs with is the key every verifier
+ * (the SDK's verifyWebhook, any Standard Webhooks library) decodes from the same text.
+ */
+export function isConfiguredWebhookSecret(value: string): boolean {
+  if (!value.startsWith(WEBHOOK_SECRET_PREFIX)) return false;
+  const encoded = value.slice(WEBHOOK_SECRET_PREFIX.length);
+  const key = Buffer.from(encoded, 'base64');
+  return key.length >= MIN_CONFIGURED_SECRET_BYTES && key.toString('base64') === encoded;
 }
 
 /** The HMAC key: the base64-decoded part after `whsec_`. */

@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../logger.js';
-import { AlertService, type AlertSink } from '../services/alerts.js';
+import { AlertService, type AlertSink, type AlertWebhooks } from '../services/alerts.js';
 import type { AuthService } from '../services/auth.js';
 import { AuthFailureRecorder, MetricsService } from '../services/metrics.js';
 import type { PermissionService } from '../services/permissions.js';
@@ -32,6 +32,8 @@ export function startMonitoring(deps: {
   auth: AuthService;
   permissions: PermissionService;
   sink: AlertSink;
+  /** Records and queues alert webhooks (set when ALERT_WEBHOOK_URL is). */
+  alertWebhooks: AlertWebhooks | null;
   queueDepth: () => Promise<Record<string, number>>;
   evaluateAlerts: boolean;
 }): Monitoring {
@@ -57,6 +59,7 @@ export function startMonitoring(deps: {
       minVolume: config.ALERT_MIN_VOLUME,
     },
     logger,
+    deps.alertWebhooks,
   );
   const flush = () =>
     failures

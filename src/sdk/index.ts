@@ -73,6 +73,7 @@ export type {
 } from './types.js';
 export { SDK_VERSION } from './version.js';
 export {
+  type AlertWebhookEvent,
   type VerifyWebhookOptions,
   verifyWebhook,
   type WebhookEvent,

@@ -44,6 +44,25 @@ export interface WebhookEvent {
   };
 }
 
+/**
+ * A monitoring alert, sent to the server's ALERT_WEBHOOK_URL and signed with its
+ * ALERT_WEBHOOK_SECRET: `alert.triggered` when a threshold is crossed, `alert.cleared` when it
+ * is no longer. Verify it like any delivery: `verifyWebhook<AlertWebhookEvent>(…)`.
+ */
+export interface AlertWebhookEvent {
+  type: 'alert.triggered' | 'alert.cleared';
+  /** When the evaluation found the change (ISO 8601). */
+  timestamp: string;
+  data: {
+    alert: 'denial_rate' | 'unused_token_rate' | 'failed_auth_per_min';
+    /** The measured value: a rate (0..1), or failed authentications in one minute. */
+    value: number;
+    threshold: number;
+    /** One human sentence, e.g. "Agent OTP alert: denial rate 62.5% over the last hour (…)." */
+    summary: string;
+  };
+}
+
 const SECRET_PREFIX = 'whsec_';
 
 /**

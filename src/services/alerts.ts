@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.js';
+import type { AlertChange, AlertName } from '../core/webhook.js';
 import type { Logger } from '../logger.js';
-import type { Db } from '../store/db.js';
+import type { Db, Queryable } from '../store/db.js';
 import type { MetricsService } from './metrics.js';
 
 /** Advisory lock held while one instance evaluates alerts (try-lock: others skip that minute). */
@@ -18,19 +19,24 @@ export interface AlertThresholds {
   minVolume: number;
 }
 
-export type AlertName = 'denial_rate' | 'unused_token_rate' | 'failed_auth_per_min';
+export type { AlertName } from '../core/webhook.js';
 
-export interface AlertTransition {
-  name: AlertName;
-  kind: 'triggered' | 'cleared';
-  value: number;
-  threshold: number;
+export interface AlertTransition extends AlertChange {
+  /** The chat note: the summary with an emoji. */
   text: string;
 }
 
 /** Where alert notes go: ApprovalService.broadcast (each chat platform's approval channel). */
 export interface AlertSink {
   broadcast(text: string): Promise<string[]>;
+}
+
+/** Where alert webhooks go: WebhookService, when ALERT_WEBHOOK_URL is set. */
+export interface AlertWebhooks {
+  /** Records the delivery of one change inside the transaction that records the new state. */
+  recordAlert(tx: Queryable, change: AlertChange): Promise<{ id: string } | null>;
+  /** Queues a recorded delivery after the commit; never throws (the reconciler re-queues lost jobs). */
+  enqueue(deliveryId: string): Promise<void>;
 }
 
 interface Reading {
@@ -47,8 +53,10 @@ const pct = (v: number) => `${(v * 100).toFixed(1)}%`;
  * Evaluates the monitoring thresholds (security guide, "Monitoring and Alerting") once a minute.
  * An alert is announced once when its threshold is crossed and once more when it clears; the
  * state lives in `alert_state`, so restarts and several instances do not repeat it. One
- * instance evaluates at a time (a transaction-scoped advisory try-lock); notes are sent after
- * the state change commits (at most once).
+ * instance evaluates at a time (a transaction-scoped advisory try-lock); chat notes are sent
+ * after the state change commits (at most once). An alert webhook is recorded in the same
+ * transaction as the state change and queued after it commits, so it is sent at least once
+ * (retried, repaired by the reconciler) and recorded exactly once.
  */
 export class AlertService {
   constructor(
@@ -58,6 +66,7 @@ export class AlertService {
     private readonly clock: Clock,
     private readonly thresholds: AlertThresholds,
     private readonly logger?: Logger,
+    private readonly webhooks: AlertWebhooks | null = null,
   ) {}
 
   private async readings(): Promise<Reading[]> {
@@ -97,6 +106,7 @@ export class AlertService {
   async evaluate(): Promise<AlertTransition[]> {
     // Read before the transaction: PGlite has one connection, which the transaction holds.
     const readings = await this.readings();
+    const deliveries: string[] = [];
     const transitions = await this.db.transaction(async (tx) => {
       const { rows: lock } = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [
         ALERTS_LOCK,
@@ -120,18 +130,23 @@ export class AlertService {
           [r.name, r.crossed, now, r.value],
         );
         if (!changed) continue;
-        out.push({
+        const change: AlertChange = {
           name: r.name,
           kind: r.crossed ? 'triggered' : 'cleared',
           value: r.value,
           threshold: r.threshold,
-          text: r.crossed
-            ? `:rotating_light: Agent OTP alert: ${r.describe}.`
-            : `:white_check_mark: Agent OTP alert cleared: ${r.describe}.`,
+          summary: r.crossed ? `Agent OTP alert: ${r.describe}.` : `Agent OTP alert cleared: ${r.describe}.`,
+        };
+        const delivery = await this.webhooks?.recordAlert(tx, change);
+        if (delivery) deliveries.push(delivery.id);
+        out.push({
+          ...change,
+          text: `${r.crossed ? ':rotating_light:' : ':white_check_mark:'} ${change.summary}`,
         });
       }
       return out;
     });
+    for (const id of deliveries) await this.webhooks?.enqueue(id);
     for (const t of transitions) {
       this.logger?.warn({ alert: t.name, kind: t.kind, value: t.value, threshold: t.threshold }, t.text);
       await this.sink

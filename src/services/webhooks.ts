@@ -2,18 +2,21 @@ import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import type { Permission } from '../core/permission.js';
 import {
+  type AlertChange,
+  alertWebhookPayload,
   DEFAULT_RETRY_WINDOW_MS,
   isDeliveryId,
   newDeliveryId,
   nextRetry,
   signWebhook,
+  type WebhookPayload,
   webhookBody,
   webhookEventType,
   webhookPayload,
 } from '../core/webhook.js';
 import type { Logger } from '../logger.js';
 import { findAgent } from '../store/agentRepository.js';
-import type { Db } from '../store/db.js';
+import type { Db, Queryable } from '../store/db.js';
 import {
   type DeliveryFilter,
   findDelivery,
@@ -42,6 +45,10 @@ export interface WebhookSettings {
   resolve?: Resolver;
   /** How long an agent's webhookUrl is cached (changes on this or any instance invalidate it). */
   agentCacheMs?: number;
+  /** ALERT_WEBHOOK_URL: where alert deliveries go (none are recorded without it). */
+  alertUrl?: string;
+  /** ALERT_WEBHOOK_SECRET: signs alert deliveries (they have no agent, so no agent secret). */
+  alertSecret?: string;
 }
 
 export type DeliveryOutcome =
@@ -61,7 +68,8 @@ const REPAIR_BATCH = 200;
  * Signed webhooks (DESIGN §9): a delivery row per permission event that has a target (the
  * request's webhookUrl, else the agent's), then a queue job that POSTs it, signed per Standard
  * Webhooks, retried with exponential backoff for a window, then dead (kept, audited, replayable).
- * Permissions without a target cost nothing: no row, no queue work.
+ * Permissions without a target cost nothing: no row, no queue work. Monitoring alerts use the
+ * same rows and queue (no permission, no agent), sent to the operator's ALERT_WEBHOOK_URL.
  */
 export class WebhookService {
   private readonly agentUrls = new Map<string, { url: string | null; until: number }>();
@@ -106,23 +114,33 @@ export class WebhookService {
     const now = this.clock.now();
     const url = permission.webhookUrl ?? (await this.agentWebhookUrl(permission.agentId));
     if (!url) return null;
-    const delivery: WebhookDelivery = {
-      id: newDeliveryId(),
-      permissionId: permission.id,
-      agentId: permission.agentId,
+    const delivery = newDelivery(
+      { permissionId: permission.id, agentId: permission.agentId },
       url,
-      eventType,
-      payload: webhookPayload(eventType, permission, now),
-      status: 'pending',
-      attempts: 0,
-      lastError: null,
-      lastStatus: null,
-      createdAt: now,
-      firstAttemptAt: null,
-      nextAttemptAt: now,
-      deliveredAt: null,
-    };
+      webhookPayload(eventType, permission, now),
+      now,
+    );
     await insertDelivery(this.db, delivery);
+    return delivery;
+  }
+
+  /**
+   * Stores the delivery of an alert (triggered or cleared) to ALERT_WEBHOOK_URL in the caller's
+   * transaction, the one that records the alert's new state: each change is recorded exactly
+   * once, and the reconciler re-queues it if its queue job is lost. Call enqueue() after commit.
+   * Null when no ALERT_WEBHOOK_URL is configured.
+   */
+  async recordAlert(tx: Queryable, change: AlertChange): Promise<WebhookDelivery | null> {
+    const url = this.settings.alertUrl;
+    if (!url) return null;
+    const now = this.clock.now();
+    const delivery = newDelivery(
+      { permissionId: null, agentId: null },
+      url,
+      alertWebhookPayload(change, now),
+      now,
+    );
+    await insertDelivery(tx, delivery);
     return delivery;
   }
 
@@ -143,9 +161,10 @@ export class WebhookService {
   }
 
   /**
-   * One attempt of a pending delivery: sign with every active secret of the agent, POST to the
-   * checked address, record the outcome. A refused target or a missing secret is permanent
-   * (dead at once); anything else is retried until the window since the first attempt is over.
+   * One attempt of a pending delivery: sign with every active secret of the agent (an alert:
+   * with ALERT_WEBHOOK_SECRET), POST to the checked address, record the outcome. A refused
+   * target or a missing secret is permanent (dead at once); anything else is retried until the
+   * window since the first attempt is over.
    */
   async deliver(id: string): Promise<DeliveryOutcome> {
     const delivery = await findDelivery(this.db, id);
@@ -197,7 +216,13 @@ export class WebhookService {
       });
       if (!dead) return { outcome: 'skipped' };
       this.logger.warn(
-        { deliveryId: id, permissionId: dead.permissionId, attempts: dead.attempts, reason },
+        {
+          deliveryId: id,
+          eventType: dead.eventType,
+          permissionId: dead.permissionId,
+          attempts: dead.attempts,
+          reason,
+        },
         'webhook delivery is dead',
       );
       return { outcome: 'dead', error: reason, delivery: dead };
@@ -219,27 +244,14 @@ export class WebhookService {
   ): Promise<
     { ok: true; status: number } | { ok: false; permanent: boolean; error: string; status: number | null }
   > {
-    let secrets: string[];
-    try {
-      secrets = await this.secrets.active(this.db, delivery.agentId, now);
-    } catch (err) {
-      // A wrong SECRETS_ENCRYPTION_KEY on this instance: another worker may have the right one.
-      return {
-        ok: false,
-        permanent: false,
-        error: `cannot decrypt the webhook secret: ${(err as Error).message}`,
-        status: null,
-      };
-    }
-    if (secrets.length === 0) {
-      return {
-        ok: false,
-        permanent: true,
-        error: 'the agent has no webhook secret (rotate its key to issue one)',
-        status: null,
-      };
-    }
-    const target = await resolveTarget(delivery.url, this.settings.allowPrivate, this.resolve);
+    const signing = await this.signingSecrets(delivery.agentId, now);
+    if (!signing.ok) return { ok: false, permanent: signing.permanent, error: signing.error, status: null };
+    const { secrets } = signing;
+    // An alert goes to the operator's own ALERT_WEBHOOK_URL, often a relay inside their network
+    // (an Alertmanager, an on-call bridge). The private-address guard protects against URLs an
+    // agent chooses, which an alert never has (its row has no agent), so it does not apply.
+    const allowPrivate = delivery.agentId === null || this.settings.allowPrivate;
+    const target = await resolveTarget(delivery.url, allowPrivate, this.resolve);
     if (!target.ok) return { ok: false, permanent: target.permanent, error: target.reason, status: null };
 
     const body = webhookBody(delivery.payload);
@@ -264,6 +276,42 @@ export class WebhookService {
     } catch (err) {
       return { ok: false, permanent: false, error: (err as Error).message, status: null };
     }
+  }
+
+  /** The secrets a delivery is signed with: the agent's active ones, or, for an alert, ALERT_WEBHOOK_SECRET. */
+  private async signingSecrets(
+    agentId: string | null,
+    now: Date,
+  ): Promise<{ ok: true; secrets: string[] } | { ok: false; permanent: boolean; error: string }> {
+    if (agentId === null) {
+      const secret = this.settings.alertSecret;
+      return secret
+        ? { ok: true, secrets: [secret] }
+        : {
+            ok: false,
+            permanent: true,
+            error: 'ALERT_WEBHOOK_SECRET is not set on this instance, so the alert cannot be signed',
+          };
+    }
+    let secrets: string[];
+    try {
+      secrets = await this.secrets.active(this.db, agentId, now);
+    } catch (err) {
+      // A wrong SECRETS_ENCRYPTION_KEY on this instance: another worker may have the right one.
+      return {
+        ok: false,
+        permanent: false,
+        error: `cannot decrypt the webhook secret: ${(err as Error).message}`,
+      };
+    }
+    if (secrets.length === 0) {
+      return {
+        ok: false,
+        permanent: true,
+        error: 'the agent has no webhook secret (rotate its key to issue one)',
+      };
+    }
+    return { ok: true, secrets };
   }
 
   async list(filter: DeliveryFilter): Promise<WebhookDelivery[]> {
@@ -315,7 +363,8 @@ export class WebhookService {
     return ids.length;
   }
 
-  private async enqueue(id: string): Promise<void> {
+  /** Queues a recorded delivery; a failure is only logged (the reconciler re-queues it). */
+  async enqueue(id: string): Promise<void> {
     if (!this.queue) return;
     try {
       await this.queue.webhook(id);
@@ -326,6 +375,29 @@ export class WebhookService {
       );
     }
   }
+}
+
+function newDelivery(
+  owner: { permissionId: string | null; agentId: string | null },
+  url: string,
+  payload: WebhookPayload,
+  now: Date,
+): WebhookDelivery {
+  return {
+    id: newDeliveryId(),
+    ...owner,
+    url,
+    eventType: payload.type,
+    payload,
+    status: 'pending',
+    attempts: 0,
+    lastError: null,
+    lastStatus: null,
+    createdAt: now,
+    firstAttemptAt: null,
+    nextAttemptAt: now,
+    deliveredAt: null,
+  };
 }
 
 /** The URL without credentials, for the audit trail and logs. */

@@ -73,8 +73,9 @@ export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
 export interface WebhookDelivery {
   id: string;
-  permissionId: string;
-  agentId: string;
+  /** Null for an alert delivery (alert.*): it belongs to no permission and no agent. */
+  permissionId: string | null;
+  agentId: string | null;
   url: string;
   eventType: WebhookEventType;
   payload: WebhookPayload;
@@ -90,8 +91,8 @@ export interface WebhookDelivery {
 
 interface DeliveryRow {
   id: string;
-  permission_id: string;
-  agent_id: string;
+  permission_id: string | null;
+  agent_id: string | null;
   url: string;
   event_type: WebhookEventType;
   payload: WebhookPayload;
@@ -192,6 +193,7 @@ export async function resetForReplay(tx: Queryable, id: string, now: Date): Prom
 
 export interface DeliveryFilter {
   status?: DeliveryStatus;
+  /** One agent's deliveries (never the alert deliveries, which have no agent). */
   agentId?: string;
   limit: number;
   /** Keyset cursor: rows strictly older than this (createdAt, id), newest first. */

@@ -10,7 +10,7 @@ import type { Clock } from '../../src/core/clock.js';
 import { AppError } from '../../src/core/errors.js';
 import type { Permission } from '../../src/core/permission.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
-import { MAX_RETRY_DELAY_MS } from '../../src/core/webhook.js';
+import { MAX_RETRY_DELAY_MS, type PermissionWebhookPayload } from '../../src/core/webhook.js';
 import { createLogger } from '../../src/logger.js';
 import { JobQueue } from '../../src/queue/jobQueue.js';
 import { verifyWebhook, WebhookVerificationError } from '../../src/sdk/index.js';
@@ -92,6 +92,12 @@ async function failure(promise: Promise<unknown>): Promise<AppError> {
     throw err;
   }
   throw new Error('expected the call to fail');
+}
+
+/** The payload of a permission event's delivery (the tests below record no alerts). */
+function permissionData(d: WebhookDelivery | undefined): PermissionWebhookPayload['data'] {
+  if (!d) throw new Error('no such delivery');
+  return (d.payload as PermissionWebhookPayload).data;
 }
 
 function independentSignature(secret: string, id: string, timestamp: string, body: string): string {
@@ -400,7 +406,7 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
       ['permission.expired', 'https://agent-level.example.com/hook'],
     ]);
     const deliveries = all.filter((d) => d.agentId === agent.id && d.url === own);
-    expect(deliveries.map((d) => [d.eventType, d.url, d.payload.data.status])).toEqual([
+    expect(deliveries.map((d) => [d.eventType, d.url, permissionData(d).status])).toEqual([
       ['permission.approved', own, 'approved'],
       ['permission.used', own, 'used'],
       ['permission.approved', own, 'approved'],
@@ -409,8 +415,8 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
       ['permission.expired', own, 'expired'],
     ]);
     expect(deliveries[5]?.permissionId).toBe(pending.permission.id);
-    expect(deliveries[3]?.payload.data.reason).toBe('no longer needed');
-    expect(deliveries[1]?.payload.data.usesRemaining).toBe(0);
+    expect(permissionData(deliveries[3]).reason).toBe('no longer needed');
+    expect(permissionData(deliveries[1]).usesRemaining).toBe(0);
   });
 
   it('records nothing and queues nothing for a permission without a target', async () => {

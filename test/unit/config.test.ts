@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, KNOWN_VARIABLES, loadConfig, SECRET_VARIABLES } from '../../src/config.js';
 import { classifyKey } from '../../src/core/credentials.js';
+import { newWebhookSecret } from '../../src/core/webhook.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'aotp-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -189,6 +191,66 @@ describe('loadConfig', () => {
         TLS_KEY_FILE: '/k.pem',
       });
     });
+  });
+});
+
+describe('alert webhooks', () => {
+  const URL_ = 'https://alerts.example.com/hooks/agent-otp';
+  const secret = (bytes: number) => `whsec_${randomBytes(bytes).toString('base64')}`;
+
+  it('accept a URL with a whsec_ secret of 24 bytes or more, also from a file', () => {
+    const value = secret(32);
+    expect(loadConfig({ ALERT_WEBHOOK_URL: URL_, ALERT_WEBHOOK_SECRET: value })).toMatchObject({
+      ALERT_WEBHOOK_URL: URL_,
+      ALERT_WEBHOOK_SECRET: value,
+    });
+    const short = secret(24);
+    expect(loadConfig({ ALERT_WEBHOOK_URL: URL_, ALERT_WEBHOOK_SECRET: short }).ALERT_WEBHOOK_SECRET).toBe(
+      short,
+    );
+    // The secrets agents get work too.
+    const agentLike = newWebhookSecret();
+    expect(loadConfig({ ALERT_WEBHOOK_SECRET: agentLike }).ALERT_WEBHOOK_SECRET).toBe(agentLike);
+    const fromFile = loadConfig({
+      ALERT_WEBHOOK_URL: URL_,
+      ALERT_WEBHOOK_SECRET_FILE: secretFile(`${value}\n`),
+    });
+    expect(fromFile.ALERT_WEBHOOK_SECRET).toBe(value);
+    expect(KNOWN_VARIABLES).toContain('ALERT_WEBHOOK_SECRET_FILE');
+  });
+
+  it('refuse a URL without a secret, naming ALERT_WEBHOOK_SECRET', () => {
+    const err = configError({ ALERT_WEBHOOK_URL: URL_ });
+    expect(err.message).toContain('ALERT_WEBHOOK_SECRET');
+    expect(err.message).toContain('required');
+  });
+
+  it('refuse a URL that is not http or https', () => {
+    expect(configError({ ALERT_WEBHOOK_URL: 'ftp://alerts.example.com/x' }).message).toContain(
+      'ALERT_WEBHOOK_URL',
+    );
+  });
+
+  it.each([
+    ['too short (16 bytes)', `whsec_${randomBytes(16).toString('base64')}`],
+    ['no whsec_ prefix', randomBytes(32).toString('base64')],
+    ['not base64', `whsec_${'hunter2!'.repeat(6)}`],
+    [
+      'base64url instead of base64',
+      `whsec_${Buffer.from('\xfb'.repeat(32), 'latin1').toString('base64url')}`,
+    ],
+    ['unpadded', `whsec_${randomBytes(32).toString('base64').replace(/=+$/, '')}`],
+  ])('refuse a malformed secret (%s) without echoing it', (_case, value) => {
+    for (const env of [
+      { ALERT_WEBHOOK_URL: URL_, ALERT_WEBHOOK_SECRET: value },
+      { ALERT_WEBHOOK_URL: URL_, ALERT_WEBHOOK_SECRET_FILE: secretFile(value) },
+    ]) {
+      const err = configError(env);
+      expect(err.message).toContain('ALERT_WEBHOOK_SECRET');
+      expect(err.message).toMatch(/whsec_ followed by the base64 of at least 24/);
+      expect(err.message).not.toContain(value);
+      expect(err.message).not.toContain(value.replace(/^whsec_/, '').slice(0, 12));
+    }
   });
 });
 

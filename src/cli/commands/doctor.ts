@@ -85,6 +85,22 @@ function checkPublicUrl(config: Config): CheckResult {
   return { check: 'PUBLIC_URL', status: 'pass', detail: config.PUBLIC_URL };
 }
 
+/** Alerts carry operational details, and their signature is only as good as the channel's secrecy. */
+function checkAlertWebhook(config: Config): CheckResult[] {
+  if (!config.ALERT_WEBHOOK_URL) return [];
+  const url = new URL(config.ALERT_WEBHOOK_URL);
+  // The host only: a URL may carry credentials or a token in its path or query.
+  return url.protocol === 'https:'
+    ? [{ check: 'ALERT_WEBHOOK_URL', status: 'pass', detail: `HTTPS to ${url.host}` }]
+    : [
+        {
+          check: 'ALERT_WEBHOOK_URL',
+          status: 'warn',
+          detail: `not HTTPS (${url.host}): alerts travel in clear`,
+        },
+      ];
+}
+
 function checkApprovers(config: Config): CheckResult {
   const n =
     (config.SLACK_APPROVERS?.length ?? 0) +
@@ -270,6 +286,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<C
     checkAdminToken(config.ADMIN_TOKEN),
     ...checkSecrets(config),
     checkPublicUrl(config),
+    ...checkAlertWebhook(config),
     checkApprovers(config),
   );
   try {

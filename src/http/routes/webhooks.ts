@@ -17,8 +17,9 @@ const idParams = z.object({ id: z.string().max(100) }).strict();
 
 const deliveryResponse = z.object({
   id: z.string(),
-  permissionId: z.string(),
-  agentId: z.string(),
+  /** Both null for a monitoring alert (alert.triggered, alert.cleared), sent to ALERT_WEBHOOK_URL. */
+  permissionId: z.string().nullable(),
+  agentId: z.string().nullable(),
   url: z.string(),
   eventType: z.string(),
   status: z.enum(DELIVERY_STATUSES),
@@ -56,7 +57,8 @@ export function registerWebhookRoutes(route: Router, webhooks: WebhookService): 
     url: '/api/v1/webhooks/deliveries',
     auth: 'operator',
     tag: 'webhooks',
-    summary: 'List webhook deliveries, newest first (status=dead for the dead letters)',
+    summary:
+      'List webhook deliveries, newest first (status=dead for the dead letters); alert deliveries have no agent',
     query: listQuery,
     response: z.object({ deliveries: z.array(deliveryResponse), nextCursor: z.string().nullable() }),
     async handler({ query }) {
