@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -152,6 +152,18 @@ describe('loadConfig', () => {
       expect(config.ADMIN_TOKEN).toBe(ADMIN_TOKEN);
       expect(config.DATABASE_URL).toBe('postgres://app:pw@db/otp');
       expect(config.REDIS_URL).toBe('redis://127.0.0.1:6379');
+    });
+
+    it('cover every variable the documentation says accepts one', () => {
+      // .env.example names the secrets that take NAME_FILE; each must really read the file.
+      const key = Buffer.alloc(32, 7).toString('base64');
+      const config = loadConfig({ SECRETS_ENCRYPTION_KEY_FILE: secretFile(`${key}\n`) });
+      expect(config.SECRETS_ENCRYPTION_KEY).toBe(key);
+      const header = readFileSync('.env.example', 'utf8').split('\n# ---')[0] ?? '';
+      for (const name of header.match(/\b[A-Z][A-Z0-9_]{3,}\b/g) ?? []) {
+        if (name.endsWith('_FILE') || !KNOWN_VARIABLES.includes(name)) continue;
+        expect(SECRET_VARIABLES as readonly string[]).toContain(name);
+      }
     });
 
     it('exist for every secret variable', () => {
