@@ -11,10 +11,10 @@ import { newId } from '../core/ids.js';
 import {
   type AuditExportFilter,
   type AuditQuery,
-  auditEventsAfterSeq,
   chainHead,
   countUnsealed,
   type ExportedAuditEvent,
+  eachAuditEventAfterSeq,
   earliestCheckpoint,
   eventsMentioning,
   insertAuditEvents,
@@ -184,14 +184,22 @@ export class AuditService {
     }
   }
 
-  /** Pages of events in insertion order for export: constant memory however many match. */
-  async *exportPages(filter: AuditExportFilter, pageSize = 1000): AsyncGenerator<ExportedAuditEvent[]> {
+  /**
+   * Hands every matching event, in insertion order, to onEvent, a page at a time and without
+   * keeping any: constant memory however many match. Between pages it awaits `betweenPages`
+   * (the caller's backpressure), which returns false to stop early.
+   */
+  async exportEvents(
+    filter: AuditExportFilter,
+    onEvent: (event: ExportedAuditEvent) => void,
+    betweenPages: () => Promise<boolean>,
+    pageSize = 1000,
+  ): Promise<void> {
     let after = 0;
     for (;;) {
-      const page = await auditEventsAfterSeq(this.db, filter, after, pageSize);
-      if (page.length > 0) yield page;
-      if (page.length < pageSize) return;
-      after = page[page.length - 1]?.seq ?? after;
+      const page = await eachAuditEventAfterSeq(this.db, filter, after, pageSize, onEvent);
+      if (page.count < pageSize || !(await betweenPages())) return;
+      after = page.lastSeq;
     }
   }
 

@@ -1,6 +1,6 @@
 import type { ExportRow } from '../core/audit/export.js';
 import type { Actor, AuditEvent } from '../core/audit/index.js';
-import { type Queryable, toNumber } from './db.js';
+import { type Db, type Queryable, toNumber } from './db.js';
 
 interface AuditRow {
   seq: unknown;
@@ -215,13 +215,17 @@ export interface AuditExportFilter {
   endDate?: Date;
 }
 
-/** One page of events in insertion order after `afterSeq` (keyset pagination for export). */
-export async function auditEventsAfterSeq(
-  db: Queryable,
+/**
+ * One page of events in insertion order after `afterSeq` (keyset pagination for export), each
+ * handed to onEvent as the database returns it. Returns how many there were and the last seq.
+ */
+export async function eachAuditEventAfterSeq(
+  db: Db,
   filter: AuditExportFilter,
   afterSeq: number,
   limit: number,
-): Promise<ExportedAuditEvent[]> {
+  onEvent: (event: ExportedAuditEvent) => void,
+): Promise<{ count: number; lastSeq: number }> {
   const params: unknown[] = [afterSeq];
   const where = ['seq > $1'];
   const add = (clause: string, value: unknown) => {
@@ -233,31 +237,36 @@ export async function auditEventsAfterSeq(
   if (filter.startDate) add('occurred_at >= ?', filter.startDate);
   if (filter.endDate) add('occurred_at <= ?', filter.endDate);
   params.push(limit);
+  let lastSeq = afterSeq;
   // actor and details as JSON text: the export writes them as they are, without parsing.
-  const { rows } = await db.query<ExportDbRow>(
+  const count = await db.eachRow<ExportDbRow>(
     `SELECT seq, id, occurred_at, type, permission_id, agent_id, actor_type, actor::text AS actor,
             details::text AS details, ip, user_agent, details_hash, chain_index, prev_hash, hash, redacted_at
        FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
     params,
+    (r) => {
+      lastSeq = toNumber(r.seq);
+      onEvent({
+        seq: lastSeq,
+        id: r.id,
+        occurredAt: r.occurred_at,
+        type: r.type,
+        actorType: r.actor_type,
+        actorJson: r.actor,
+        agentId: r.agent_id,
+        permissionId: r.permission_id,
+        detailsJson: r.details,
+        ip: r.ip,
+        userAgent: r.user_agent,
+        detailsHash: r.details_hash,
+        chainIndex: r.chain_index === null ? null : toNumber(r.chain_index),
+        prevHash: r.prev_hash,
+        hash: r.hash,
+        redactedAt: r.redacted_at,
+      });
+    },
   );
-  return rows.map((r) => ({
-    seq: toNumber(r.seq),
-    id: r.id,
-    occurredAt: r.occurred_at,
-    type: r.type,
-    actorType: r.actor_type,
-    actorJson: r.actor,
-    agentId: r.agent_id,
-    permissionId: r.permission_id,
-    detailsJson: r.details,
-    ip: r.ip,
-    userAgent: r.user_agent,
-    detailsHash: r.details_hash,
-    chainIndex: r.chain_index === null ? null : toNumber(r.chain_index),
-    prevHash: r.prev_hash,
-    hash: r.hash,
-    redactedAt: r.redacted_at,
-  }));
+  return { count, lastSeq };
 }
 
 interface ExportDbRow extends Omit<AuditRow, 'actor' | 'details'> {

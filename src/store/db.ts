@@ -12,6 +12,15 @@ export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   /** Runs fn in one transaction: committed if it resolves, rolled back if it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs a query and hands each row to onRow as it arrives, keeping none: for results too large
+   * to hold (the audit export). Resolves with the number of rows; a throwing onRow rejects it.
+   */
+  eachRow<T = Record<string, unknown>>(
+    sql: string,
+    params: readonly unknown[],
+    onRow: (row: T) => void,
+  ): Promise<number>;
   /** Like transaction(), holding a transaction-scoped advisory lock (waits until granted). */
   lockedTransaction<T>(key: number, fn: (tx: Queryable) => Promise<T>): Promise<T>;
   ping(): Promise<void>;

@@ -28,6 +28,12 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db> {
   return {
     kind: 'pglite',
     ...asQueryable(pglite),
+    // PGlite hands over a query's rows at once; callers page their queries to bound that.
+    async eachRow(sql, params, onRow) {
+      const { rows } = await pglite.query(sql, params as unknown[]);
+      for (const row of rows) onRow(row as never);
+      return rows.length;
+    },
     transaction: (fn) => pglite.transaction((tx) => fn(asQueryable(tx))),
     // One connection in one process: a transaction already excludes every other statement.
     lockedTransaction: (_key, fn) => pglite.transaction((tx) => fn(asQueryable(tx))),

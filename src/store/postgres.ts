@@ -47,6 +47,7 @@ export function createPostgresDb(options: PostgresOptions): Db {
     async exec(sql) {
       await pool.query(sql);
     },
+    eachRow: (sql, params, onRow) => eachRow(pool, toQuery(sql, params), onRow),
     transaction: (fn) => inTransaction(pool, null, fn),
     lockedTransaction: (key, fn) => inTransaction(pool, key, fn),
     async ping() {
@@ -57,6 +58,39 @@ export function createPostgresDb(options: PostgresOptions): Db {
     },
   };
   return db;
+}
+
+/**
+ * A query whose rows are passed on one by one as pg parses them, never collected into a result
+ * (pg keeps no rows for a Query that has a 'row' listener and no callback). Collecting a page of
+ * rows keeps them alive across young-generation GCs, and V8 then allocates pg's row objects
+ * straight into the old generation (allocation-site pretenuring), where only a full GC frees
+ * them: exporting 1M events peaked at ~280 MB of RSS that way, against ~175 MB streamed.
+ */
+async function eachRow<T>(pool: pg.Pool, query: pg.QueryConfig, onRow: (row: T) => void): Promise<number> {
+  const client = await pool.connect();
+  let failed: unknown = null;
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      let count = 0;
+      const submitted = new pg.Query(query);
+      submitted.on('row', (row: T) => {
+        if (failed) return;
+        try {
+          onRow(row);
+          count += 1;
+        } catch (err) {
+          // Not thrown into pg's parser: the rest of the rows are read and dropped, then we fail.
+          failed = err;
+        }
+      });
+      submitted.on('error', reject);
+      submitted.on('end', () => (failed ? reject(failed) : resolve(count)));
+      client.query(submitted);
+    });
+  } finally {
+    client.release();
+  }
 }
 
 async function inTransaction<T>(

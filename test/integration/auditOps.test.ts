@@ -50,6 +50,41 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))(
     const count = async () =>
       Number((await db.query<{ n: unknown }>('SELECT count(*) AS n FROM audit_events')).rows[0]?.n);
 
+    it('exports every matching event once, oldest first, page by page, and stops when told to', async () => {
+      await write(7);
+      await db.transaction((tx) =>
+        audit.append(tx, {
+          type: 'use',
+          actor: { type: 'system' },
+          agentId: 'agt_other',
+          details: { i: 99 },
+        }),
+      );
+      const all: number[] = [];
+      let pauses = 0;
+      const between = async () => {
+        pauses += 1;
+        return true;
+      };
+      await audit.exportEvents({}, (e) => all.push(JSON.parse(e.detailsJson).i), between, 3);
+      expect(all).toEqual([0, 1, 2, 3, 4, 5, 6, 99]);
+      expect(pauses).toBe(2); // after the two full pages; the short third page ends it
+
+      const filtered: string[] = [];
+      await audit.exportEvents({ agentId: 'agt_other' }, (e) => filtered.push(e.type), between, 3);
+      expect(filtered).toEqual(['use']);
+
+      // A client that goes away: the export reads no further page.
+      const partial: number[] = [];
+      await audit.exportEvents(
+        {},
+        (e) => partial.push(e.seq),
+        async () => false,
+        3,
+      );
+      expect(partial).toHaveLength(3);
+    });
+
     it('purges sealed events older than the retention period behind a checkpoint; verify still passes', async () => {
       await write(5);
       clock.advance(100 * DAY);

@@ -124,6 +124,36 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
     await db?.close();
   });
 
+  describe('eachRow', () => {
+    it('hands over every row in order without collecting them, and counts them', async () => {
+      const seen: number[] = [];
+      const count = await db.eachRow<{ n: unknown }>(
+        'SELECT g AS n FROM generate_series(1, $1::int) AS g ORDER BY g',
+        [2500],
+        (row) => seen.push(Number(row.n)),
+      );
+      expect(count).toBe(2500);
+      expect(seen).toEqual(Array.from({ length: 2500 }, (_, i) => i + 1));
+      expect(await db.eachRow('SELECT 1 WHERE false AND $1::int = 1', [1], () => undefined)).toBe(0);
+    });
+
+    it("rejects with the callback's error and leaves the database usable", async () => {
+      let calls = 0;
+      const failing = db.eachRow('SELECT g FROM generate_series(1, $1::int) AS g', [100], () => {
+        calls += 1;
+        if (calls === 3) throw new Error('client went away');
+      });
+      await expect(failing).rejects.toThrow('client went away');
+      expect(calls).toBe(3);
+      // A bad statement is an error too, not a hang.
+      await expect(
+        db.eachRow('SELECT nope FROM nowhere WHERE $1::int = 1', [1], () => undefined),
+      ).rejects.toThrow();
+      const { rows } = await db.query<{ ok: number }>('SELECT 1 AS ok');
+      expect(rows[0]?.ok).toBe(1);
+    });
+  });
+
   // One empty database for the block; its tests run in order on it.
   describe('migrations', () => {
     let fresh: { dbs: Db[]; dispose(): Promise<void> };
