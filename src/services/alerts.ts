@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.js';
 import type { AlertChange, AlertName } from '../core/webhook.js';
 import type { Logger } from '../logger.js';
-import type { Db, Queryable } from '../store/db.js';
+import { type Db, type Queryable, TRY_LOCK_SQL } from '../store/db.js';
 import type { MetricsService } from './metrics.js';
 
 /** Advisory lock held while one instance evaluates alerts (try-lock: others skip that minute). */
@@ -108,10 +108,8 @@ export class AlertService {
     const readings = await this.readings();
     const deliveries: string[] = [];
     const transitions = await this.db.transaction(async (tx) => {
-      const { rows: lock } = await tx.query<{ ok: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS ok', [
-        ALERTS_LOCK,
-      ]);
-      if (!lock[0]?.ok) return [];
+      const { rows: lock } = await tx.query<{ locked: boolean }>(TRY_LOCK_SQL, [ALERTS_LOCK]);
+      if (!lock[0]?.locked) return [];
       const { rows } = await tx.query<{ name: string; active: boolean }>(
         'SELECT name, active FROM alert_state FOR UPDATE',
       );

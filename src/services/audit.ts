@@ -17,6 +17,7 @@ import {
   eachAuditEventAfterSeq,
   earliestCheckpoint,
   eventsMentioning,
+  forwardedThrough,
   insertAuditEvents,
   purgeThrough,
   queryAuditEvents,
@@ -28,7 +29,7 @@ import {
   unsealedEvents,
   updateRedactedDetails,
 } from '../store/auditRepository.js';
-import { type Db, LOCKS, type Queryable } from '../store/db.js';
+import { type Db, LOCK_SQL, LOCKS, type Queryable, TRY_LOCK_SQL } from '../store/db.js';
 
 export interface RetentionResult {
   /** False when another instance holds the retention lock. */
@@ -159,10 +160,7 @@ export class AuditService {
     let total = 0;
     for (;;) {
       const sealed = await this.db.transaction(async (tx) => {
-        const { rows } = await tx.query<{ locked: boolean }>(
-          'SELECT pg_try_advisory_xact_lock($1) AS locked',
-          [LOCKS.auditSealer],
-        );
+        const { rows } = await tx.query<{ locked: boolean }>(TRY_LOCK_SQL, [LOCKS.auditSealer]);
         if (!rows[0]?.locked) return -1;
         const batch = await unsealedEvents(tx, SEAL_BATCH);
         const head = await chainHead(tx);
@@ -206,17 +204,21 @@ export class AuditService {
   /**
    * Deletes sealed events older than the retention period, oldest first in chain order, and in
    * the same transaction records a checkpoint (the last deleted link) that verify and the sealer
-   * start from. One instance at a time (advisory lock); the sealer waits meanwhile.
+   * start from. One instance at a time (advisory lock); the sealer waits meanwhile. With SIEM
+   * forwarding on (`onlyForwarded`), events not yet delivered are kept, however old: the SIEM
+   * copy is the one a purge relies on.
    */
-  async applyRetention(retentionDays = 365): Promise<RetentionResult> {
+  async applyRetention(
+    retentionDays = 365,
+    options: { onlyForwarded?: boolean } = {},
+  ): Promise<RetentionResult> {
     const cutoff = new Date(this.clock.now().getTime() - retentionDays * 86_400_000);
     return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<{ locked: boolean }>('SELECT pg_try_advisory_xact_lock($1) AS locked', [
-        LOCKS.auditRetention,
-      ]);
+      const { rows } = await tx.query<{ locked: boolean }>(TRY_LOCK_SQL, [LOCKS.auditRetention]);
       if (!rows[0]?.locked) return { ran: false, purged: 0 };
-      await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCKS.auditSealer]);
-      const boundary = await retentionBoundary(tx, cutoff);
+      await tx.query(LOCK_SQL, [LOCKS.auditSealer]);
+      const notAfter = options.onlyForwarded ? await forwardedThrough(tx) : null;
+      const boundary = await retentionBoundary(tx, cutoff, notAfter);
       if (!boundary || boundary.count === 0) return { ran: true, purged: 0 };
       await purgeThrough(tx, boundary);
       return {

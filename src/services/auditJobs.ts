@@ -24,7 +24,7 @@ export function startAuditJobs(deps: {
   const { audit, config, logger } = deps;
   const runRetention = () => {
     audit
-      .applyRetention(config.AUDIT_RETENTION_DAYS)
+      .applyRetention(config.AUDIT_RETENTION_DAYS, { onlyForwarded: Boolean(config.AUDIT_FORWARD_URL) })
       .then((r) => {
         if (r.purged > 0) {
           logger.info({ purged: r.purged, checkpoint: r.checkpoint }, 'audit retention purged old events');

@@ -284,20 +284,35 @@ export type ExportedAuditEvent = ExportRow;
 export async function retentionBoundary(
   tx: Queryable,
   cutoff: Date,
+  /** Never past this chain index (events not yet forwarded to the SIEM); null: no such limit. */
+  notAfter: number | null = null,
 ): Promise<{ chainIndex: number; hash: string; count: number } | null> {
   const { rows } = await tx.query<{ chain_index: unknown; hash: string; n: unknown }>(
     `WITH cp AS (SELECT coalesce(max(chain_index), 0) AS ci FROM audit_checkpoints),
           stop AS (SELECT min(chain_index) AS ci FROM audit_events, cp
                     WHERE chain_index > cp.ci AND occurred_at >= $1),
           last AS (SELECT max(e.chain_index) AS ci FROM audit_events e, cp, stop
-                    WHERE e.chain_index > cp.ci AND (stop.ci IS NULL OR e.chain_index < stop.ci))
+                    WHERE e.chain_index > cp.ci AND (stop.ci IS NULL OR e.chain_index < stop.ci)
+                      AND ($2::bigint IS NULL OR e.chain_index <= $2::bigint))
      SELECT e.chain_index, e.hash,
             (SELECT count(*) FROM audit_events x, cp WHERE x.chain_index > cp.ci AND x.chain_index <= e.chain_index) AS n
        FROM audit_events e, last WHERE e.chain_index = last.ci`,
-    [cutoff],
+    [cutoff, notAfter],
   );
   const row = rows[0];
   return row?.hash ? { chainIndex: toNumber(row.chain_index), hash: row.hash, count: toNumber(row.n) } : null;
+}
+
+/** The row of `audit_forward_cursor` that SIEM forwarding keeps. */
+export const SIEM_CURSOR_ID = 'siem';
+
+/** The last chain index delivered to the SIEM (0 before the first delivery). */
+export async function forwardedThrough(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ chain_index: unknown }>(
+    'SELECT chain_index FROM audit_forward_cursor WHERE id = $1',
+    [SIEM_CURSOR_ID],
+  );
+  return toNumber(rows[0]?.chain_index ?? 0);
 }
 
 export async function purgeThrough(

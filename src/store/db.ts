@@ -27,12 +27,18 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
-/** Advisory lock keys, one per purpose, so holders never collide. */
+/**
+ * Advisory locks are database-wide; the second key scopes them to the current schema, so
+ * deployments (and test files) sharing one database in separate schemas never block each other.
+ */
+export const TRY_LOCK_SQL = 'SELECT pg_try_advisory_xact_lock($1, hashtext(current_schema())) AS locked';
+export const LOCK_SQL = 'SELECT pg_advisory_xact_lock($1, hashtext(current_schema()))';
+
+/** Advisory lock keys (the first key of TRY_LOCK_SQL / LOCK_SQL), one per purpose. */
 export const LOCKS = {
   migrations: 7_201_001,
   auditSealer: 7_201_002,
   auditRetention: 7_201_003,
-  auditForwarder: 7_201_004,
 } as const;
 
 /** pg returns int8 as string, PGlite as number: repositories normalise through this. */

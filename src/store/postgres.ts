@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../logger.js';
-import type { Db, Queryable } from './db.js';
+import { type Db, LOCK_SQL, type Queryable } from './db.js';
 
 export interface PostgresOptions {
   connectionString: string;
@@ -101,7 +101,7 @@ async function inTransaction<T>(
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    if (lockKey !== null) await client.query('SELECT pg_advisory_xact_lock($1)', [lockKey]);
+    if (lockKey !== null) await client.query(LOCK_SQL, [lockKey]);
     const value = await fn(wrap(client));
     await client.query('COMMIT');
     return value;

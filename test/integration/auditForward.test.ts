@@ -98,9 +98,78 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('audit forwardin
     const b = new AuditForwarder(db, { url: receiver.url, batchSize: 100, intervalMs: 1000 });
     const results = await Promise.all([a.forwardOnce(), b.forwardOnce()]);
     await receiver.close();
-    // The other either found the lock taken (-1) or, once it was free, nothing left to send (0).
+    // The other found the lease taken.
     expect(results.filter((r) => r === 5)).toHaveLength(1);
-    expect(results.filter((r) => r === 0 || r === -1)).toHaveLength(1);
+    expect(results.filter((r) => r === -1)).toHaveLength(1);
     expect(receiver.bodies).toHaveLength(1);
+  });
+
+  const writeSealed = async (n: number) => {
+    for (let i = 0; i < n; i += 1) {
+      await db.transaction((tx) =>
+        audit.append(tx, { type: 'request', actor: { type: 'system' }, details: { i } }),
+      );
+    }
+    await audit.sealPending();
+  };
+
+  it('does not hold the database while the SIEM is slow to answer', async () => {
+    let release: () => void = () => undefined;
+    let arrived: () => void = () => undefined;
+    const requestArrived = new Promise<void>((resolve) => {
+      arrived = resolve;
+    });
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      arrived();
+      release = () => res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await writeSealed(3);
+    const forwarder = new AuditForwarder(db, {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ingest`,
+      batchSize: 100,
+      intervalMs: 1000,
+    });
+    const sending = forwarder.forwardOnce();
+    await requestArrived;
+    // The SIEM has the batch and has not answered: the database still serves everyone else
+    // (PGlite has one connection; a transaction held across the POST would block this).
+    const answered = await Promise.race([
+      db.query<{ ok: number }>('SELECT 1 AS ok').then((r) => r.rows[0]?.ok),
+      new Promise((resolve) => setTimeout(() => resolve('blocked'), 5000)),
+    ]);
+    release();
+    expect(answered).toBe(1);
+    expect(await sending).toBe(3);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it('hands over when the sender stops or its lease runs out, and a stale sender cannot move the cursor', async () => {
+    const receiver = await startReceiver(0);
+    await writeSealed(2);
+    const a = new AuditForwarder(db, { url: receiver.url, batchSize: 100, intervalMs: 1000 });
+    const b = new AuditForwarder(db, { url: receiver.url, batchSize: 100, intervalMs: 1000 });
+    expect(await a.forwardOnce()).toBe(2);
+    expect(await b.forwardOnce()).toBe(-1);
+    // a stops: the lease is given up, b takes over at once.
+    await a.stop();
+    await writeSealed(1);
+    expect(await b.forwardOnce()).toBe(1);
+    expect(await a.forwardOnce()).toBe(-1);
+
+    // b dies without stopping: once its lease has run out, c takes over from the cursor.
+    await db.query("UPDATE audit_forward_cursor SET lease_until = now() - interval '1 second'");
+    await writeSealed(1);
+    const c = new AuditForwarder(db, { url: receiver.url, batchSize: 100, intervalMs: 1000 });
+    expect(await c.forwardOnce()).toBe(1);
+    // b comes back: the lease is c's now.
+    expect(await b.forwardOnce()).toBe(-1);
+    await receiver.close();
+    const { rows } = await db.query<{ chain_index: unknown; lease_owner: string | null }>(
+      'SELECT chain_index, lease_owner FROM audit_forward_cursor',
+    );
+    expect(Number(rows[0]?.chain_index)).toBe(4);
+    expect(receiver.bodies.flatMap((r) => r.body.trimEnd().split('\n'))).toHaveLength(4);
   });
 });

@@ -35,6 +35,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))(
     beforeEach(async () => {
       await db.query('DELETE FROM audit_events');
       await db.query('DELETE FROM audit_checkpoints');
+      await db.query('DELETE FROM audit_forward_cursor');
       clock = new FakeClock();
       audit = new AuditService(db, clock);
     });
@@ -83,6 +84,27 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))(
         3,
       );
       expect(partial).toHaveLength(3);
+    });
+
+    it('with SIEM forwarding on, keeps old events until they have been forwarded', async () => {
+      await write(5);
+      await audit.sealPending();
+      clock.advance(400 * DAY);
+      // Nothing forwarded yet: nothing may go.
+      expect(await audit.applyRetention(365, { onlyForwarded: true })).toMatchObject({
+        ran: true,
+        purged: 0,
+      });
+      await db.query("INSERT INTO audit_forward_cursor (id, chain_index) VALUES ('siem', 3)");
+      expect(await audit.applyRetention(365, { onlyForwarded: true })).toMatchObject({
+        purged: 3,
+        checkpoint: { chainIndex: 3 },
+      });
+      expect(await count()).toBe(2);
+      expect(await audit.verify()).toMatchObject({ valid: true, checked: 2 });
+      await db.query("UPDATE audit_forward_cursor SET chain_index = 5 WHERE id = 'siem'");
+      expect(await audit.applyRetention(365, { onlyForwarded: true })).toMatchObject({ purged: 2 });
+      expect(await count()).toBe(0);
     });
 
     it('purges sealed events older than the retention period behind a checkpoint; verify still passes', async () => {
