@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
@@ -32,6 +30,7 @@ import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
 import type { WebhookDelivery } from '../../src/store/webhookRepository.js';
 import { testDatabases } from '../helpers/databases.js';
+import { type Received, startWebhookReceiver } from '../helpers/webhookReceiver.js';
 
 /** On a minute boundary: failed authentications are counted per minute. */
 const T0 = new Date('2025-03-03T12:00:00.000Z');
@@ -51,35 +50,7 @@ const thresholds: AlertThresholds = {
   minVolume: 10,
 };
 
-interface Received {
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** The operator's alert receiver on 127.0.0.1, answering every request with the current status. */
-async function startReceiver() {
-  const received: Received[] = [];
-  let status = 200;
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.statusCode = status;
-      res.end(status >= 300 ? 'pager bridge down' : 'ok');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}/alerts`,
-    received,
-    answer: (s: number) => {
-      status = s;
-    },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
+const startReceiver = () => startWebhookReceiver('/alerts');
 
 const kinds = (transitions: { name: string; kind: string }[]) =>
   transitions.map((t) => `${t.name}:${t.kind}`);
@@ -315,7 +286,7 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
       status: 'dead',
       attempts: retries + 1,
       lastStatus: 500,
-      lastError: expect.stringMatching(/^HTTP 500: pager bridge down/),
+      lastError: expect.stringMatching(/^HTTP 500: receiver unavailable/),
       permissionId: null,
       agentId: null,
     });

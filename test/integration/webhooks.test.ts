@@ -1,7 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
@@ -26,6 +24,7 @@ import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
 import type { WebhookDelivery } from '../../src/store/webhookRepository.js';
 import { testDatabases } from '../helpers/databases.js';
+import { startWebhookReceiver } from '../helpers/webhookReceiver.js';
 
 const T0 = new Date('2025-03-03T12:00:00.000Z');
 const DAY_MS = 24 * 3600 * 1000;
@@ -47,42 +46,7 @@ const requireApproval: PolicyDecision = {
   reason: 'A human decides',
 };
 
-interface Received {
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A webhook receiver on 127.0.0.1 answering each request with the next status of a script. */
-async function startReceiver(): Promise<{
-  url: string;
-  port: number;
-  received: Received[];
-  answer: (status: number) => void;
-  close: () => Promise<void>;
-}> {
-  const received: Received[] = [];
-  let status = 200;
-  const server: Server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      received.push({ headers: req.headers, body: Buffer.concat(chunks).toString('utf8') });
-      res.statusCode = status;
-      res.end(status >= 300 ? 'receiver unavailable' : 'ok');
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}/hook`,
-    port,
-    received,
-    answer: (s) => {
-      status = s;
-    },
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
+const startReceiver = () => startWebhookReceiver('/hook');
 
 async function failure(promise: Promise<unknown>): Promise<AppError> {
   try {
