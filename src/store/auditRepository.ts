@@ -172,37 +172,25 @@ export async function sealedEventsAfter(
   return rows.map(fromRow);
 }
 
-export interface AuditQuery {
-  agentId?: string;
+export interface AuditQuery extends AuditExportFilter {
   permissionId?: string;
-  eventType?: string;
   /** The permission's action, for events that belong to a permission. */
   action?: string;
-  startDate?: Date;
-  endDate?: Date;
   /** Keyset cursor: the seq of the last row of the previous page. */
   beforeSeq?: number;
   limit: number;
 }
 
 export async function queryAuditEvents(db: Queryable, q: AuditQuery): Promise<StoredAuditEvent[]> {
-  const where: string[] = [];
   const params: unknown[] = [];
-  const add = (clause: string, value: unknown) => {
-    params.push(value);
-    where.push(clause.replace('?', `$${params.length}`));
-  };
-  if (q.agentId) add('agent_id = ?', q.agentId);
-  if (q.permissionId) add('permission_id = ?', q.permissionId);
-  if (q.eventType) add('type = ?', q.eventType);
-  if (q.action) add('permission_id IN (SELECT id FROM permissions WHERE action = ?)', q.action);
-  if (q.startDate) add('occurred_at >= ?', q.startDate);
-  if (q.endDate) add('occurred_at <= ?', q.endDate);
-  if (q.beforeSeq !== undefined) add('seq < ?', q.beforeSeq);
-  params.push(q.limit);
+  const where = filterClauses(q, params);
+  if (q.permissionId) where.push(`permission_id = ${param(params, q.permissionId)}`);
+  if (q.action)
+    where.push(`permission_id IN (SELECT id FROM permissions WHERE action = ${param(params, q.action)})`);
+  if (q.beforeSeq !== undefined) where.push(`seq < ${param(params, q.beforeSeq)}`);
   const { rows } = await db.query<AuditRow>(
     `SELECT ${COLUMNS} FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY seq DESC LIMIT $${params.length}`,
+      ORDER BY seq DESC LIMIT ${param(params, q.limit)}`,
     params,
   );
   return rows.map(fromRow);
@@ -213,6 +201,22 @@ export interface AuditExportFilter {
   eventType?: string;
   startDate?: Date;
   endDate?: Date;
+}
+
+/** Appends a query parameter and returns its placeholder. */
+function param(params: unknown[], value: unknown): string {
+  params.push(value);
+  return `$${params.length}`;
+}
+
+/** The filters the audit list and the export share, as WHERE clauses over `params`. */
+function filterClauses(f: AuditExportFilter, params: unknown[]): string[] {
+  const where: string[] = [];
+  if (f.agentId) where.push(`agent_id = ${param(params, f.agentId)}`);
+  if (f.eventType) where.push(`type = ${param(params, f.eventType)}`);
+  if (f.startDate) where.push(`occurred_at >= ${param(params, f.startDate)}`);
+  if (f.endDate) where.push(`occurred_at <= ${param(params, f.endDate)}`);
+  return where;
 }
 
 /**
@@ -227,22 +231,13 @@ export async function eachAuditEventAfterSeq(
   onEvent: (event: ExportedAuditEvent) => void,
 ): Promise<{ count: number; lastSeq: number }> {
   const params: unknown[] = [afterSeq];
-  const where = ['seq > $1'];
-  const add = (clause: string, value: unknown) => {
-    params.push(value);
-    where.push(clause.replace('?', `$${params.length}`));
-  };
-  if (filter.agentId) add('agent_id = ?', filter.agentId);
-  if (filter.eventType) add('type = ?', filter.eventType);
-  if (filter.startDate) add('occurred_at >= ?', filter.startDate);
-  if (filter.endDate) add('occurred_at <= ?', filter.endDate);
-  params.push(limit);
+  const where = ['seq > $1', ...filterClauses(filter, params)];
   let lastSeq = afterSeq;
   // actor and details as JSON text: the export writes them as they are, without parsing.
   const count = await db.eachRow<ExportDbRow>(
     `SELECT seq, id, occurred_at, type, permission_id, agent_id, actor_type, actor::text AS actor,
             details::text AS details, ip, user_agent, details_hash, chain_index, prev_hash, hash, redacted_at
-       FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT $${params.length}`,
+       FROM audit_events WHERE ${where.join(' AND ')} ORDER BY seq LIMIT ${param(params, limit)}`,
     params,
     (r) => {
       lastSeq = toNumber(r.seq);
