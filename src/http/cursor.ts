@@ -18,3 +18,9 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
     throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
   }
 }
+
+/** The cursor for the page after `page`: null when this page was not full (nothing follows). */
+export function nextCursor(page: readonly { createdAt: Date; id: string }[], limit: number): string | null {
+  const last = page[page.length - 1];
+  return page.length === limit && last ? encodeCursor(last) : null;
+}

@@ -644,9 +644,7 @@ export class PermissionService {
     actionDetails: Record<string, unknown> | undefined,
     now: Date,
   ): ScopeViolation[] {
-    if (actionDetails === undefined)
-      return checkActionDetails(permission.scope, {}, { now, totals: permission.totals });
-    return checkActionDetails(permission.scope, actionDetails, { now, totals: permission.totals });
+    return checkActionDetails(permission.scope, actionDetails ?? {}, { now, totals: permission.totals });
   }
 
   private eventBase(permission: Permission, origin: RequestOrigin) {

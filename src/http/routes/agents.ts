@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AgentService } from '../../services/agents.js';
 import type { Agent } from '../../store/agentRepository.js';
-import { decodeCursor, encodeCursor } from '../cursor.js';
+import { decodeCursor, nextCursor } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const agentId = z.object({ id: z.string().max(64) }).strict();
@@ -124,11 +124,10 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
         limit: query.limit,
         after: query.cursor ? decodeCursor(query.cursor) : undefined,
       });
-      const last = page[page.length - 1];
       return {
         data: {
           agents: page.map(agentDto),
-          nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
+          nextCursor: nextCursor(page, query.limit),
         },
       };
     },

@@ -6,10 +6,12 @@ import {
   TTL_MIN_SECONDS,
 } from '../../core/permission.js';
 import { isTokenHash } from '../../core/token.js';
+import type { Principal } from '../../services/auth.js';
 import type { PermissionService } from '../../services/permissions.js';
 import type { RateLimiter } from '../../services/rateLimits.js';
 import type { PermissionWaiters } from '../../services/waiters.js';
-import { decodeCursor, encodeCursor } from '../cursor.js';
+import type { Agent } from '../../store/agentRepository.js';
+import { decodeCursor, nextCursor } from '../cursor.js';
 import { type Router, requireAgent } from '../route.js';
 import { streamPermissionEvents } from './permissionEvents.js';
 
@@ -88,8 +90,11 @@ const permissionResponse = z.object({
   token: z.string().optional(),
 });
 
-/** The approvalUrl is shown only while pending, and only once a chat message exists to link to. */
-export function permissionDto(p: Permission) {
+/**
+ * The approvalUrl is shown only while pending, and only once a chat message exists to link to;
+ * the token only in the one answer that hands it over.
+ */
+export function permissionDto(p: Permission, token?: string) {
   return {
     id: p.id,
     agentId: p.agentId,
@@ -107,7 +112,13 @@ export function permissionDto(p: Permission) {
     usesRemaining: p.usesRemaining,
     maxUses: p.maxUses,
     ...(p.approvalUrl && p.status === 'pending' ? { approvalUrl: p.approvalUrl } : {}),
+    ...(token ? { token } : {}),
   };
+}
+
+/** Who reads a permission: an agent sees only its own, an operator any. */
+function readerOf(principal: Principal | null): { agent: Agent } | { operator: true } {
+  return principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true };
 }
 
 const STATUS_CODE: Partial<Record<Permission['status'], number>> = { approved: 201, pending: 202 };
@@ -140,7 +151,7 @@ export function registerPermissionRoutes(
       return {
         status: STATUS_CODE[permission.status] ?? 200,
         headers,
-        data: { ...permissionDto(permission), ...(token ? { token } : {}) },
+        data: permissionDto(permission, token),
       };
     },
   });
@@ -157,8 +168,12 @@ export function registerPermissionRoutes(
     query: getQuery,
     response: permissionResponse,
     async handler({ params, query, principal, origin, reply }) {
-      const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
-      const deadline = Date.now() + (query.wait ?? 0) * 1000;
+      const who = readerOf(principal);
+      if (!query.wait) {
+        const { permission, token } = await permissions.get(who, params.id, origin);
+        return { data: permissionDto(permission, token) };
+      }
+      const deadline = Date.now() + query.wait * 1000;
       const closed = new AbortController();
       reply.raw.once('close', () => closed.abort());
       for (;;) {
@@ -168,7 +183,7 @@ export function registerPermissionRoutes(
         if (permission.status !== 'pending' || Date.now() >= deadline || closed.signal.aborted) {
           armed.cancel();
           return {
-            data: { ...permissionDto(permission), ...(token ? { token } : {}) },
+            data: permissionDto(permission, token),
           };
         }
         await armed.wait;
@@ -184,11 +199,11 @@ export function registerPermissionRoutes(
     summary: 'Server-Sent Events: the permission now, then every change, until it reaches a final state',
     params: idParams,
     async handler({ params, principal, origin, reply, request }) {
-      const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
+      const who = readerOf(principal);
       await streamPermissionEvents({
         read: () => permissions.get(who, params.id, origin),
         arm: (timeoutMs, signal) => waiters.arm(params.id, timeoutMs, signal),
-        toEvent: (p, token) => ({ ...permissionDto(p), ...(token ? { token } : {}) }),
+        toEvent: permissionDto,
         reply,
         requestId: request.id,
       });
@@ -244,7 +259,7 @@ export function registerPermissionRoutes(
     params: idParams,
     body: reasonBody,
     async handler({ params, body, principal, origin }) {
-      const who = principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true as const };
+      const who = readerOf(principal);
       const revoked = await permissions.revoke(who, params.id, origin, body.reason);
       return { data: permissionDto(revoked) };
     },
@@ -278,11 +293,10 @@ export function registerPermissionRoutes(
         limit: query.limit,
         before: query.cursor ? decodeCursor(query.cursor) : undefined,
       });
-      const last = page[page.length - 1];
       return {
         data: {
           permissions: page.map((p) => permissionDto(p)),
-          nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
+          nextCursor: nextCursor(page, query.limit),
         },
       };
     },

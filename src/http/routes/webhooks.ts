@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { displayUrl, type WebhookService } from '../../services/webhooks.js';
 import { DELIVERY_STATUSES, type WebhookDelivery } from '../../store/webhookRepository.js';
-import { decodeCursor, encodeCursor } from '../cursor.js';
+import { decodeCursor, nextCursor } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const listQuery = z
@@ -68,11 +68,10 @@ export function registerWebhookRoutes(route: Router, webhooks: WebhookService): 
         limit: query.limit,
         before: query.cursor ? decodeCursor(query.cursor) : undefined,
       });
-      const last = page[page.length - 1];
       return {
         data: {
           deliveries: page.map(deliveryDto),
-          nextCursor: page.length === query.limit && last ? encodeCursor(last) : null,
+          nextCursor: nextCursor(page, query.limit),
         },
       };
     },
