@@ -74,12 +74,51 @@ export interface MetricsDetail extends MetricsSummary {
 const ratio = (numerator: number, denominator: number) => (denominator > 0 ? numerator / denominator : 0);
 const numOrNull = (v: unknown) => (v === null || v === undefined ? null : toNumber(v));
 
+/**
+ * A 30-day summary over a large table takes a while: answers are shared for a few seconds per
+ * (period, agent), and concurrent identical requests share one computation, so callers hammering
+ * the endpoint cost the database one query set per period, agent and interval.
+ */
+const SUMMARY_CACHE_MS = 5_000;
+const SUMMARY_CACHE_MAX = 1_000;
+
 /** Reads the metrics: four indexed queries, run concurrently, none scanning outside its period. */
 export class MetricsService {
+  private readonly cache = new Map<string, { until: number; value: Promise<MetricsSummary> }>();
+
   constructor(
     private readonly db: Queryable,
     private readonly clock: Clock,
   ) {}
+
+  /**
+   * The summary a caller may read: an agent key sees its own agent only (asking for another is
+   * FORBIDDEN), an operator every agent or one. Shared for a few seconds (SUMMARY_CACHE_MS).
+   */
+  async summaryFor(
+    caller: { agentId: string } | { operator: true },
+    period: MetricPeriod,
+    requestedAgentId: string | null,
+  ): Promise<MetricsSummary & { agentId: string | null }> {
+    let agentId = requestedAgentId;
+    if ('agentId' in caller) {
+      if (agentId && agentId !== caller.agentId) {
+        throw new AppError('FORBIDDEN', 'An agent key can read only its own metrics');
+      }
+      agentId = caller.agentId;
+    }
+    const key = `${period}|${agentId ?? ''}`;
+    const now = this.clock.now().getTime();
+    let entry = this.cache.get(key);
+    if (!entry || entry.until <= now) {
+      if (this.cache.size >= SUMMARY_CACHE_MAX) this.cache.clear();
+      const value = this.summary(period, agentId);
+      entry = { until: now + SUMMARY_CACHE_MS, value };
+      this.cache.set(key, entry);
+      value.catch(() => this.cache.delete(key));
+    }
+    return { ...(await entry.value), agentId };
+  }
 
   async summary(period: MetricPeriod, agentId?: string | null): Promise<MetricsSummary> {
     const {

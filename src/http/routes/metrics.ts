@@ -1,13 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { constantTimeEqualHex, sha256Hex } from '../../core/credentials.js';
-import { AppError } from '../../core/errors.js';
-import {
-  METRIC_PERIODS,
-  type MetricPeriod,
-  type MetricsService,
-  type MetricsSummary,
-} from '../../services/metrics.js';
+import { METRIC_PERIODS, type MetricPeriod, type MetricsService } from '../../services/metrics.js';
 import { type PromMetrics, promRegistry, useResult } from '../../services/prometheus.js';
 import { errorBody } from '../errors.js';
 import type { Router } from '../route.js';
@@ -23,14 +17,6 @@ const metricsQuery = z
 
 const USE_ROUTE = '/api/v1/permissions/:id/use';
 /**
- * A 30-day summary over a large table takes a while: answers are shared for a few seconds per
- * (period, agent), and concurrent identical requests share one computation, so callers hammering
- * the endpoint cost the database one query set per period, agent and interval.
- */
-const SUMMARY_CACHE_MS = 5_000;
-const SUMMARY_CACHE_MAX = 1_000;
-
-/**
  * `GET /api/v1/metrics` (security metrics from Postgres: an agent key sees its own agent only,
  * an operator key every agent or one) and `GET /metrics` (Prometheus text exposition, behind
  * `METRICS_TOKEN` when it is set), plus the hooks that time every request by route pattern.
@@ -40,7 +26,6 @@ export function registerMetricsRoutes(
   app: FastifyInstance,
   deps: { metrics: MetricsService; prom: PromMetrics; metricsToken?: string | undefined },
 ): void {
-  const cache = new Map<string, { until: number; value: Promise<MetricsSummary> }>();
   route({
     method: 'GET',
     url: '/api/v1/metrics',
@@ -49,25 +34,9 @@ export function registerMetricsRoutes(
     tag: 'metrics',
     query: metricsQuery,
     async handler({ query, principal }) {
-      let agentId = query.agent_id ?? null;
-      if (principal?.kind === 'agent') {
-        if (agentId && agentId !== principal.agent.id) {
-          throw new AppError('FORBIDDEN', 'An agent key can read only its own metrics');
-        }
-        agentId = principal.agent.id;
-      }
-      const key = `${query.period}|${agentId ?? ''}`;
-      const now = Date.now();
-      let entry = cache.get(key);
-      if (!entry || entry.until <= now) {
-        if (cache.size >= SUMMARY_CACHE_MAX) cache.clear();
-        const value = deps.metrics.summary(query.period, agentId);
-        entry = { until: now + SUMMARY_CACHE_MS, value };
-        cache.set(key, entry);
-        value.catch(() => cache.delete(key));
-      }
-      const summary = await entry.value;
-      return { data: { ...summary, agentId } };
+      const caller =
+        principal?.kind === 'agent' ? { agentId: principal.agent.id } : { operator: true as const };
+      return { data: await deps.metrics.summaryFor(caller, query.period, query.agent_id ?? null) };
     },
   });
 
