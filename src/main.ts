@@ -187,7 +187,6 @@ export async function startService(
         signingSecret: config.SLACK_SIGNING_SECRET,
         appToken: config.SLACK_APP_TOKEN,
         apiUrl,
-        db,
         approvals,
         platform,
         logger,
@@ -210,7 +209,7 @@ export async function startService(
       }),
     );
     if (roles.includes('bot')) {
-      discordBot = createDiscordBot(client, { token: config.DISCORD_BOT_TOKEN, db, approvals, logger });
+      discordBot = createDiscordBot(client, { token: config.DISCORD_BOT_TOKEN, approvals, logger });
     }
   }
 

@@ -1,5 +1,4 @@
 import type { Actor } from '../core/audit/index.js';
-import type { PermissionStatus } from '../core/permission.js';
 import type { ScopeRow } from '../core/scope/index.js';
 
 /**
@@ -37,10 +36,6 @@ export type CardState =
   | { kind: 'revoked'; at: Date }
   | { kind: 'cancelled'; at: Date };
 
-export function cardStateKind(status: PermissionStatus): CardState['kind'] {
-  return status;
-}
-
 /** What an approver can change in "Approve with changes…": caps to lower, lists to trim. */
 export interface NarrowingForm {
   caps: { key: string; label: string; current: number }[];
@@ -75,5 +70,38 @@ export function stateInWords(state: CardState, actor: (a: Actor | null) => strin
       return 'revoked';
     case 'cancelled':
       return 'cancelled by the agent';
+  }
+}
+
+/** How a platform writes the parts of a state line: people, times, and a denial reason. */
+export interface StateLineStyle {
+  actor(actor: Actor | null): string;
+  /** When a request was used, revoked or cancelled. */
+  time(date: Date): string;
+  /** When an approved token expires. */
+  expiry(date: Date): string;
+  /** A denial reason, trimmed and non-empty, escaped and cut for the platform. */
+  reason(text: string): string;
+}
+
+/** The state line shown instead of the buttons once the request is decided; null while pending. */
+export function stateLine(state: CardState, style: StateLineStyle): string | null {
+  switch (state.kind) {
+    case 'pending':
+      return null;
+    case 'approved':
+      return `✅ Approved by ${style.actor(state.by)} · expires ${style.expiry(state.expiresAt)}`;
+    case 'denied': {
+      const reason = state.reason?.trim() ? ` — ${style.reason(state.reason.trim())}` : '';
+      return `❌ Denied by ${style.actor(state.by)}${reason}`;
+    }
+    case 'used':
+      return `☑️ Used ${style.time(state.at)}`;
+    case 'expired':
+      return state.unused ? '⌛ Expired unused' : '⌛ Expired';
+    case 'revoked':
+      return `🚫 Revoked ${style.time(state.at)}`;
+    case 'cancelled':
+      return `Cancelled by the agent ${style.time(state.at)}`;
   }
 }

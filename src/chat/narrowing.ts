@@ -7,6 +7,7 @@
  * (`max_amount`, `allowed_recipients`), `reason` for the reason, and `_form` for a problem that
  * belongs to no input. A chat adapter maps those keys back to its own inputs.
  */
+import { sha256Hex } from '../core/credentials.js';
 import { AppError } from '../core/errors.js';
 import { applyModifications, describeScope, parseScopeKey, type Scope } from '../core/scope/index.js';
 import type { NarrowingForm } from './card.js';
@@ -76,6 +77,50 @@ export function narrowingForm(scope: Scope): NarrowingForm {
     }
   }
   return form;
+}
+
+/**
+ * The id of a cap's or allow-list's input: `<prefix>:<key>`, or `<prefix>#<sha256 of key>` when
+ * that would be longer than `maxLength` (the platform's limit on such ids).
+ */
+export function inputIdOf(prefix: 'cap' | 'list', key: string, maxLength: number): string {
+  const plain = `${prefix}:${key}`;
+  return plain.length <= maxLength ? plain : `${prefix}#${sha256Hex(key)}`;
+}
+
+/** Which caps and lists of a form get an input in a modal, and which stay as granted. */
+export interface FormLayout {
+  caps: NarrowingForm['caps'];
+  lists: NarrowingForm['lists'];
+  keptCaps: NarrowingForm['caps'];
+  keptLists: NarrowingForm['lists'];
+}
+
+/**
+ * Hands out a modal's `rows` inputs: caps first, in order, then the lists `listFits` accepts;
+ * whatever gets no row is kept. Decided from the scope alone, so rendering and parsing agree.
+ */
+export function layoutForm(
+  scope: Scope,
+  rows: number,
+  listFits: (values: readonly string[]) => boolean,
+): FormLayout {
+  const form = narrowingForm(scope);
+  let room = rows;
+  const out: FormLayout = { caps: [], lists: [], keptCaps: [], keptLists: [] };
+  for (const cap of form.caps) {
+    if (room > 0) {
+      out.caps.push(cap);
+      room--;
+    } else out.keptCaps.push(cap);
+  }
+  for (const list of form.lists) {
+    if (room > 0 && listFits(list.values)) {
+      out.lists.push(list);
+      room--;
+    } else out.keptLists.push(list);
+  }
+  return out;
 }
 
 const DECIMAL = /^(?:\d+(?:\.\d*)?|\.\d+)$/;

@@ -225,6 +225,20 @@ export class ApprovalService {
   }
 
   /**
+   * "Approve with changes…": the card to build the form from, as stored now, or why there is no
+   * form to show (only a pending request can be narrowed). Asked when the form opens and again
+   * when it is submitted.
+   */
+  async changesForm(
+    permissionId: string,
+  ): Promise<{ kind: 'open'; card: ApprovalCard } | { kind: 'closed'; message: string }> {
+    const permission = await findPermission(this.db, permissionId);
+    if (permission?.status !== 'pending')
+      return { kind: 'closed', message: 'This request is no longer pending.' };
+    return { kind: 'open', card: await this.card(permission) };
+  }
+
+  /**
    * A button press or form submission. Checks who may decide (configured approvers, the
    * self-approval ban), audits refusals, and decides through PermissionService.
    */

@@ -12,7 +12,7 @@ import {
 } from '../fakes/discordApi.js';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
 import { blockActionPayload, postSlack } from '../fakes/slackRequests.js';
-import { type Api, apiClient } from '../helpers/api.js';
+import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -106,80 +106,9 @@ function discordEnv(fake: FakeDiscord): NodeJS.ProcessEnv {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until `fn` returns something truthy. */
-async function waitUntil<T>(
-  what: string,
-  fn: () => T | Promise<T>,
-  timeoutMs = 5000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
-interface Permission {
-  id: string;
-  status: string;
-  scope: Record<string, unknown>;
-  approvalUrl?: string;
-  token?: string;
-  decidedBy: Record<string, unknown> | null;
-}
-
-interface AuditEvent {
-  type: string;
-  actor: Record<string, unknown>;
-  details: Record<string, unknown>;
-}
-
 /** An agent, an operator, and the few calls every scenario needs. */
-async function setUp(server: ServerProcess) {
-  const operator = apiClient(server.url, ADMIN);
-  const created = await operator<{ apiKey: string }>('POST', '/api/v1/agents', {
-    name: `agent-${randomBytes(3).toString('hex')}`,
-  });
-  expect(created.status, JSON.stringify(created.body)).toBe(201);
-  const agent = apiClient(server.url, created.body.data.apiKey);
-  const put = await operator('PUT', '/api/v1/policies', POLICIES);
-  expect(put.status, JSON.stringify(put.body)).toBe(200);
-  return { operator, agent, ...calls(operator, agent) };
-}
-
-function calls(operator: Api, agent: Api) {
-  return {
-    async request(body: Record<string, unknown>) {
-      const res = await agent<Permission>('POST', '/api/v1/permissions/request', body);
-      expect(res.status, JSON.stringify(res.body)).toBe(202);
-      expect(res.body.data.status).toBe('pending');
-      return res.body.data;
-    },
-    async get(id: string, wait?: number) {
-      const res = await agent<Permission>('GET', `/api/v1/permissions/${id}${wait ? `?wait=${wait}` : ''}`);
-      expect(res.status, JSON.stringify(res.body)).toBe(200);
-      return res.body.data;
-    },
-    async use(id: string, token: string | undefined, actionDetails?: Record<string, unknown>) {
-      return agent<{ success: boolean; status: string }>('POST', `/api/v1/permissions/${id}/use`, {
-        token,
-        ...(actionDetails ? { actionDetails } : {}),
-      });
-    },
-    async audit(id: string, type: string) {
-      const res = await operator<{ events: AuditEvent[] }>(
-        'GET',
-        `/api/v1/audit?permission_id=${id}&event_type=${type}`,
-      );
-      expect(res.status, JSON.stringify(res.body)).toBe(200);
-      return res.body.data.events;
-    },
-  };
-}
+const setUp = (server: ServerProcess) =>
+  chatApi(server, ADMIN, { policies: POLICIES, requestStatus: 'pending' });
 
 // ---- reading the fake Discord ------------------------------------------------------------------------
 
@@ -257,7 +186,7 @@ function expectEphemeral(cb: InteractionCallbackRecord, text: RegExp): string {
 describe('Discord approvals (gateway interactions, REST messages)', () => {
   let fake: FakeDiscord;
   let server: ServerProcess;
-  let api: Awaited<ReturnType<typeof setUp>>;
+  let api: ChatApi;
 
   const click = (m: StoredMessage, user: typeof ALICE, customId: string, timeoutMs?: number) =>
     fake.clickButton({
@@ -561,7 +490,7 @@ describe('one request in Slack and in Discord', () => {
   let discord: FakeDiscord;
   let slack: FakeSlack;
   let server: ServerProcess;
-  let api: Awaited<ReturnType<typeof setUp>>;
+  let api: ChatApi;
 
   beforeAll(async () => {
     discord = await fakeDiscord();

@@ -12,7 +12,7 @@ import {
   type SlackUserRef,
   viewSubmissionPayload,
 } from '../fakes/slackRequests.js';
-import { type Api, apiClient } from '../helpers/api.js';
+import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -89,23 +89,6 @@ function slackEnv(fake: FakeSlack, extra: Record<string, string> = {}): NodeJS.P
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls until `fn` returns something truthy. */
-async function waitUntil<T>(
-  what: string,
-  fn: () => T | Promise<T>,
-  timeoutMs = 5000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value as NonNullable<T>;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
-
 const mentions = (call: FakeCall, id: string) => JSON.stringify(call.args).includes(id);
 
 /** Top-level approval messages posted for a permission (not thread notices). */
@@ -142,59 +125,13 @@ function click(message: FakeMessage, user: SlackUserRef, actionId: string, permi
   });
 }
 
-interface Permission {
-  id: string;
-  status: string;
-  scope: Record<string, unknown>;
-  approvalUrl?: string;
-  token?: string;
-  decidedBy: Record<string, unknown> | null;
-}
-
-interface AuditEvent {
-  type: string;
-  actor: Record<string, unknown>;
-  details: Record<string, unknown>;
-}
-
 /** An agent, an operator, and the few calls every scenario needs. */
-async function setUp(server: ServerProcess) {
-  const operator = apiClient(server.url, ADMIN);
-  const created = await operator<{ apiKey: string }>('POST', '/api/v1/agents', {
-    name: `agent-${randomBytes(3).toString('hex')}`,
-  });
-  expect(created.status, JSON.stringify(created.body)).toBe(201);
-  const agent = apiClient(server.url, created.body.data.apiKey);
-  return { operator, agent, ...calls(operator, agent) };
-}
-
-function calls(operator: Api, agent: Api) {
-  return {
-    async request(body: Record<string, unknown>) {
-      const res = await agent<Permission>('POST', '/api/v1/permissions/request', body);
-      expect(res.status, JSON.stringify(res.body)).toBe(202);
-      return res.body.data;
-    },
-    async get(id: string, wait?: number) {
-      const res = await agent<Permission>('GET', `/api/v1/permissions/${id}${wait ? `?wait=${wait}` : ''}`);
-      expect(res.status, JSON.stringify(res.body)).toBe(200);
-      return res.body.data;
-    },
-    async audit(id: string, type: string) {
-      const res = await operator<{ events: AuditEvent[] }>(
-        'GET',
-        `/api/v1/audit?permission_id=${id}&event_type=${type}`,
-      );
-      expect(res.status, JSON.stringify(res.body)).toBe(200);
-      return res.body.data.events;
-    },
-  };
-}
+const setUp = (server: ServerProcess) => chatApi(server, ADMIN);
 
 describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
   let fake: FakeSlack;
   let server: ServerProcess;
-  let api: Awaited<ReturnType<typeof setUp>>;
+  let api: ChatApi;
   let eventsUrl: string;
 
   beforeAll(async () => {
@@ -551,7 +488,7 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
 describe('Slack approvals over Socket Mode', () => {
   let fake: FakeSlack;
   let server: ServerProcess;
-  let api: Awaited<ReturnType<typeof setUp>>;
+  let api: ChatApi;
 
   beforeAll(async () => {
     fake = await fakeSlack();

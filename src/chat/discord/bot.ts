@@ -10,8 +10,6 @@ import {
 import type { Permission } from '../../core/permission.js';
 import type { Logger } from '../../logger.js';
 import type { ApprovalService, ChatUser } from '../../services/approvals.js';
-import type { Db } from '../../store/db.js';
-import { findPermission } from '../../store/permissionRepository.js';
 import { modificationsFromForm } from '../narrowing.js';
 import { discordFieldErrorsMessage, parseNarrowingSubmission, renderNarrowingModal } from './modal.js';
 import { parseCustomId, renderDiscordMessage } from './render.js';
@@ -19,7 +17,6 @@ import { parseCustomId, renderDiscordMessage } from './render.js';
 export interface DiscordBotOptions {
   token: string;
   apiUrl?: string;
-  db: Db;
   approvals: ApprovalService;
   logger: Logger;
 }
@@ -107,27 +104,25 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
     }
 
     if (interaction.isButton() && parsed.kind === 'changes') {
-      const permission = await findPermission(opts.db, parsed.permissionId);
-      if (permission?.status !== 'pending')
-        return ephemeral(interaction, 'This request is no longer pending.');
-      return interaction.showModal(renderNarrowingModal(await opts.approvals.card(permission)));
+      const open = await opts.approvals.changesForm(parsed.permissionId);
+      if (open.kind === 'closed') return ephemeral(interaction, open.message);
+      return interaction.showModal(renderNarrowingModal(open.card));
     }
 
     if (interaction.isModalSubmit() && parsed.kind === 'modal') {
-      const permission = await findPermission(opts.db, parsed.permissionId);
-      if (permission?.status !== 'pending')
-        return ephemeral(interaction, 'This request is no longer pending.');
-      const card = await opts.approvals.card(permission);
+      const open = await opts.approvals.changesForm(parsed.permissionId);
+      if (open.kind === 'closed') return ephemeral(interaction, open.message);
+      const { card } = open;
       const fields: Record<string, string> = {};
       for (const [id, field] of interaction.fields.fields) {
         if ('value' in field && typeof field.value === 'string') fields[id] = field.value;
       }
-      const form = modificationsFromForm(permission.scope, parseNarrowingSubmission(card, fields));
-      // Fix: pass the card, so the refusal names each field by its label ("Max amount") as the
-      // modal does, not by its raw scope key.
+      const form = modificationsFromForm(card.scope, parseNarrowingSubmission(card, fields));
+      // Pass the card, so the refusal names each field by its label ("Max amount") as the modal
+      // does, not by its raw scope key.
       if (!form.ok) return ephemeral(interaction, discordFieldErrorsMessage(form.errors, card));
       const outcome = await opts.approvals.decideFromChat({
-        permissionId: permission.id,
+        permissionId: card.permissionId,
         user,
         approved: true,
         reason: form.reason ?? undefined,

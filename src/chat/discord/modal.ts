@@ -14,7 +14,6 @@
  * Ids: modal `aotp:modal:<permissionId>`; inputs `cap:<key>` / `list:<key>` (a key too long for
  * Discord's 100-char custom_id becomes `cap#<sha256 of key>` / `list#…`), and `reason`.
  */
-import { createHash } from 'node:crypto';
 import {
   type APIActionRowComponent,
   type APIModalInteractionResponseCallbackData,
@@ -26,6 +25,9 @@ import type { ApprovalCard, NarrowingForm } from '../card.js';
 import {
   decimalString,
   FORM_FIELD,
+  type FormLayout,
+  inputIdOf,
+  layoutForm,
   type NarrowingInput,
   narrowingForm,
   REASON_FIELD,
@@ -45,16 +47,10 @@ export interface DiscordModal extends APIModalInteractionResponseCallbackData {
   components: APIActionRowComponent<APITextInputComponent>[];
 }
 
-function inputId(prefix: 'cap' | 'list', key: string): string {
-  const plain = `${prefix}:${key}`;
-  if (plain.length <= DISCORD_LIMITS.customId) return plain;
-  return `${prefix}#${createHash('sha256').update(key).digest('hex')}`;
-}
-
 /** custom_id of a cap's text input. */
-export const capInputId = (key: string): string => inputId('cap', key);
+export const capInputId = (key: string): string => inputIdOf('cap', key, DISCORD_LIMITS.customId);
 /** custom_id of an allow-list's text input. */
-export const listInputId = (key: string): string => inputId('list', key);
+export const listInputId = (key: string): string => inputIdOf('list', key, DISCORD_LIMITS.customId);
 
 /** Separator of allow-list entries in the text input. */
 const LIST_SEPARATOR = ', ';
@@ -79,31 +75,10 @@ export function parseListText(text: string): string[] {
     .filter((v) => v !== '');
 }
 
-interface Layout {
-  caps: NarrowingForm['caps'];
-  lists: NarrowingForm['lists'];
-  /** Labels of what got no input and stays as granted. */
-  kept: string[];
-}
-
-/** Which caps and lists get a row; decided from the card alone, so render and parse agree. */
-function layout(card: ApprovalCard): Layout {
-  const form = narrowingForm(card.scope);
-  let room = MAX_FIELD_ROWS;
-  const out: Layout = { caps: [], lists: [], kept: [] };
-  for (const cap of form.caps) {
-    if (room > 0) {
-      out.caps.push(cap);
-      room--;
-    } else out.kept.push(cap.label);
-  }
-  for (const list of form.lists) {
-    if (room > 0 && listEditable(list.values)) {
-      out.lists.push(list);
-      room--;
-    } else out.kept.push(list.label);
-  }
-  return out;
+/** Which caps and lists get a row (`kept`: labels of the rest, which stay as granted). */
+function layout(card: ApprovalCard): FormLayout & { kept: string[] } {
+  const form = layoutForm(card.scope, MAX_FIELD_ROWS, listEditable);
+  return { ...form, kept: [...form.keptCaps, ...form.keptLists].map((f) => f.label) };
 }
 
 const row = (input: APITextInputComponent): APIActionRowComponent<APITextInputComponent> => ({

@@ -22,14 +22,8 @@ export class DiscordPlatform implements ChatPlatform {
   ) {}
 
   async post(channel: string, card: ApprovalCard): Promise<{ messageRef: string; permalink: string | null }> {
-    const message = renderDiscordMessage(card);
     const posted = (await this.client.rest.post(Routes.channelMessages(channel), {
-      body: {
-        content: message.content,
-        embeds: message.embeds,
-        components: message.components,
-        allowed_mentions: message.allowedMentions,
-      },
+      body: messageBody(card),
     })) as PostedMessage;
     const guildId = await this.guildOf(channel);
     const permalink = guildId ? `https://discord.com/channels/${guildId}/${channel}/${posted.id}` : null;
@@ -37,15 +31,7 @@ export class DiscordPlatform implements ChatPlatform {
   }
 
   async update(channel: string, messageRef: string, card: ApprovalCard): Promise<void> {
-    const message = renderDiscordMessage(card);
-    await this.client.rest.patch(Routes.channelMessage(channel, messageRef), {
-      body: {
-        content: message.content,
-        embeds: message.embeds,
-        components: message.components,
-        allowed_mentions: message.allowedMentions,
-      },
-    });
+    await this.client.rest.patch(Routes.channelMessage(channel, messageRef), { body: messageBody(card) });
   }
 
   async notice(
@@ -80,4 +66,15 @@ export class DiscordPlatform implements ChatPlatform {
       return null;
     }
   }
+}
+
+/** A card as the REST body of a message post or edit. */
+function messageBody(card: ApprovalCard) {
+  const message = renderDiscordMessage(card);
+  return {
+    content: message.content,
+    embeds: message.embeds,
+    components: message.components,
+    allowed_mentions: message.allowedMentions,
+  };
 }

@@ -21,7 +21,7 @@ import {
   ComponentType,
 } from 'discord-api-types/v10';
 import type { Actor } from '../../core/audit/index.js';
-import { type ApprovalCard, actorName, stateInWords } from '../card.js';
+import { type ApprovalCard, actorName, stateInWords, stateLine } from '../card.js';
 import { TRUNCATION_MARKER, truncate } from '../text.js';
 
 /** Discord's limits (API reference: embeds, components, modals), enforced here and in modal.ts. */
@@ -147,25 +147,12 @@ const when = (date: Date): string =>
 
 /** The state line shown in the embed once the request is decided; null while pending. */
 export function discordStateLine(card: ApprovalCard): string | null {
-  const s = card.state;
-  switch (s.kind) {
-    case 'pending':
-      return null;
-    case 'approved':
-      return `✅ Approved by ${discordActor(s.by)} · expires ${discordTimestamp(s.expiresAt, 't')}`;
-    case 'denied': {
-      const reason = s.reason?.trim() ? ` — ${escapeTruncate(s.reason.trim(), 300)}` : '';
-      return `❌ Denied by ${discordActor(s.by)}${reason}`;
-    }
-    case 'used':
-      return `☑️ Used ${discordTimestamp(s.at)}`;
-    case 'expired':
-      return s.unused ? '⌛ Expired unused' : '⌛ Expired';
-    case 'revoked':
-      return `🚫 Revoked ${discordTimestamp(s.at)}`;
-    case 'cancelled':
-      return `Cancelled by the agent ${discordTimestamp(s.at)}`;
-  }
+  return stateLine(card.state, {
+    actor: discordActor,
+    time: (date) => discordTimestamp(date),
+    expiry: (date) => discordTimestamp(date, 't'),
+    reason: (text) => escapeTruncate(text, 300),
+  });
 }
 
 function colorOf(card: ApprovalCard): number {

@@ -9,11 +9,10 @@ import {
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../logger.js';
 import type { ApprovalService, ChatUser } from '../../services/approvals.js';
-import type { Db } from '../../store/db.js';
-import { findPermission } from '../../store/permissionRepository.js';
 import { modificationsFromForm } from '../narrowing.js';
 import {
   NARROW_CALLBACK_ID,
+  parseNarrowingMetadata,
   parseNarrowingSubmission,
   REASON_BLOCK_ID,
   renderNarrowingModal,
@@ -21,19 +20,16 @@ import {
 } from './modal.js';
 import type { SlackPlatform } from './platform.js';
 import { FastifySlackReceiver } from './receiver.js';
+import { slackActionIds } from './render.js';
 
-export const ACTIONS = {
-  approve: 'aotp_approve',
-  deny: 'aotp_deny',
-  approveWithChanges: 'aotp_approve_changes',
-} as const;
+/** The action_ids of the buttons renderSlackMessage draws. */
+export const ACTIONS = slackActionIds();
 
 export interface SlackBotOptions {
   botToken: string;
   signingSecret?: string;
   appToken?: string;
   apiUrl?: string;
-  db: Db;
   approvals: ApprovalService;
   platform: SlackPlatform;
   logger: Logger;
@@ -96,41 +92,25 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
 
   app.action<BlockAction<ButtonAction>>(ACTIONS.approveWithChanges, async ({ ack, body, action, client }) => {
     await ack();
-    const permission = await findPermission(opts.db, action.value ?? '');
-    const user = userOf(body);
-    if (permission?.status !== 'pending') {
+    const form = await opts.approvals.changesForm(action.value ?? '');
+    if (form.kind === 'closed') {
       if (body.channel?.id) {
-        await opts.platform
-          .ephemeral(body.channel.id, user.userId, 'This request is no longer pending.')
-          .catch(() => undefined);
+        await opts.platform.ephemeral(body.channel.id, body.user.id, form.message).catch(() => undefined);
       }
       return;
     }
-    const card = await opts.approvals.card(permission);
-    await client.views.open({ trigger_id: body.trigger_id, view: renderNarrowingModal(card) });
+    await client.views.open({ trigger_id: body.trigger_id, view: renderNarrowingModal(form.card) });
   });
 
   app.view<ViewSubmitAction>(NARROW_CALLBACK_ID, async ({ ack, body, view }) => {
-    let permissionId = '';
-    try {
-      permissionId = (JSON.parse(view.private_metadata) as { permissionId: string }).permissionId;
-    } catch {
-      await ack({
-        response_action: 'errors',
-        errors: { [REASON_BLOCK_ID]: 'This form is damaged; open it again.' },
-      });
-      return;
-    }
-    const permission = await findPermission(opts.db, permissionId);
-    if (permission?.status !== 'pending') {
-      await ack({
-        response_action: 'errors',
-        errors: { [REASON_BLOCK_ID]: 'This request is no longer pending.' },
-      });
-      return;
-    }
-    const card = await opts.approvals.card(permission);
-    const form = modificationsFromForm(permission.scope, parseNarrowingSubmission(card, view.state.values));
+    const refuse = (message: string) =>
+      ack({ response_action: 'errors', errors: { [REASON_BLOCK_ID]: message } });
+    const permissionId = parseNarrowingMetadata(view.private_metadata);
+    if (permissionId === null) return refuse('This form is damaged; open it again.');
+    const open = await opts.approvals.changesForm(permissionId);
+    if (open.kind === 'closed') return refuse(open.message);
+    const { card } = open;
+    const form = modificationsFromForm(card.scope, parseNarrowingSubmission(card, view.state.values));
     if (!form.ok) {
       await ack({ response_action: 'errors', errors: slackFieldErrors(form.errors, card) });
       return;
@@ -142,10 +122,7 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       reason: form.reason ?? undefined,
       scopeModifications: form.scopeModifications,
     });
-    if (outcome.kind !== 'decided') {
-      await ack({ response_action: 'errors', errors: { [REASON_BLOCK_ID]: outcome.message } });
-      return;
-    }
+    if (outcome.kind !== 'decided') return refuse(outcome.message);
     await ack();
   });
 

@@ -7,7 +7,6 @@
  * `cap#<sha256 of key>` / `list#…`), action_id `value`, the reason block `reason`. Long or odd
  * allow-list entries are sent as `i:<index>` option values (see listIndexed), mapped back here.
  */
-import { createHash } from 'node:crypto';
 import type {
   Checkboxes,
   InputBlock,
@@ -22,10 +21,12 @@ import type { ApprovalCard, NarrowingForm } from '../card.js';
 import {
   decimalString,
   FORM_FIELD,
+  type FormLayout,
+  inputIdOf,
   isCapKey,
   isListKey,
+  layoutForm,
   type NarrowingInput,
-  narrowingForm,
   REASON_FIELD,
   REASON_MAX_CHARS,
 } from '../narrowing.js';
@@ -49,16 +50,10 @@ export type SlackViewStateValues = Record<
   >
 >;
 
-function blockId(prefix: 'cap' | 'list', key: string): string {
-  const plain = `${prefix}:${key}`;
-  if (plain.length <= SLACK_LIMITS.blockId) return plain;
-  return `${prefix}#${createHash('sha256').update(key).digest('hex')}`;
-}
-
 /** block_id of a cap's input. */
-export const capBlockId = (key: string): string => blockId('cap', key);
+export const capBlockId = (key: string): string => inputIdOf('cap', key, SLACK_LIMITS.blockId);
 /** block_id of an allow-list's input. */
-export const listBlockId = (key: string): string => blockId('list', key);
+export const listBlockId = (key: string): string => inputIdOf('list', key, SLACK_LIMITS.blockId);
 
 /**
  * Whether a list's options use `i:<index>` values instead of the entries themselves: when an entry
@@ -69,37 +64,24 @@ export function listIndexed(values: readonly string[]): boolean {
   return values.some((v) => v === '' || v.length > SLACK_LIMITS.optionValue || v.startsWith('i:'));
 }
 
-interface Layout {
-  form: NarrowingForm;
-  /** Caps and lists given an input, in order; the rest stay as granted. */
-  caps: NarrowingForm['caps'];
-  lists: NarrowingForm['lists'];
-  /** Lists too long for one select, or fields beyond the block budget: shown as "kept". */
-  kept: string[];
-}
-
 /** Fixed blocks: summary, hint, "kept" note, reason. */
 const FIXED_BLOCKS = 4;
 
-function layout(card: ApprovalCard): Layout {
-  const form = narrowingForm(card.scope);
-  let room = SLACK_LIMITS.modalBlocks - FIXED_BLOCKS;
-  const caps: Layout['caps'] = [];
-  const lists: Layout['lists'] = [];
-  const kept: string[] = [];
-  for (const cap of form.caps) {
-    if (room > 0) {
-      caps.push(cap);
-      room--;
-    } else kept.push(cap.label);
-  }
-  for (const list of form.lists) {
-    if (room > 0 && list.values.length <= SLACK_LIMITS.selectOptions) {
-      lists.push(list);
-      room--;
-    } else kept.push(`${list.label} (${list.values.length} entries)`);
-  }
-  return { form, caps, lists, kept };
+/**
+ * Caps and lists given an input, in order; the rest stay as granted. Lists too long for one select,
+ * and fields beyond the block budget, are named in `kept`.
+ */
+function layout(card: ApprovalCard): FormLayout & { kept: string[] } {
+  const form = layoutForm(
+    card.scope,
+    SLACK_LIMITS.modalBlocks - FIXED_BLOCKS,
+    (values) => values.length <= SLACK_LIMITS.selectOptions,
+  );
+  const kept = [
+    ...form.keptCaps.map((cap) => cap.label),
+    ...form.keptLists.map((list) => `${list.label} (${list.values.length} entries)`),
+  ];
+  return { ...form, kept };
 }
 
 const plain = (text: string, max: number) => ({

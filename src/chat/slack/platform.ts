@@ -47,9 +47,9 @@ export class SlackPlatform implements ChatPlatform {
     text: string,
     mentionUserIds: string[],
   ): Promise<void> {
+    if (!messageRef) return;
     const mentions = mentionUserIds.map((id) => `<@${id}>`).join(' ');
     const body = `${mentions ? `${mentions} ` : ''}${escapeMrkdwn(text)}`;
-    if (!messageRef) return;
     const { channel, ts } = splitRef(messageRef);
     await this.client.chat.postMessage({ channel, thread_ts: ts, text: body });
   }

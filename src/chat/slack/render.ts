@@ -15,7 +15,7 @@ import type {
   SectionBlock,
 } from '@slack/types';
 import type { Actor } from '../../core/audit/index.js';
-import { type ApprovalCard, actorName, stateInWords } from '../card.js';
+import { type ApprovalCard, actorName, stateInWords, stateLine } from '../card.js';
 import { escapeMrkdwn, escapeTruncate, truncate, truncateMrkdwn } from '../text.js';
 
 /** Slack's limits (Block Kit reference), enforced by the renderers and checked by the tests. */
@@ -128,25 +128,12 @@ const context = (texts: string[]): ContextBlock => ({
 
 /** The state line (mrkdwn) shown instead of the buttons once the request is decided. */
 export function slackStateLine(card: ApprovalCard): string | null {
-  const s = card.state;
-  switch (s.kind) {
-    case 'pending':
-      return null;
-    case 'approved':
-      return `✅ Approved by ${slackActor(s.by)} · expires ${slackDate(s.expiresAt)}`;
-    case 'denied': {
-      const reason = s.reason?.trim() ? ` — ${escapeTruncate(s.reason.trim(), 2000)}` : '';
-      return `❌ Denied by ${slackActor(s.by)}${reason}`;
-    }
-    case 'used':
-      return `☑️ Used ${slackDate(s.at)}`;
-    case 'expired':
-      return s.unused ? '⌛ Expired unused' : '⌛ Expired';
-    case 'revoked':
-      return `🚫 Revoked ${slackDate(s.at)}`;
-    case 'cancelled':
-      return `Cancelled by the agent ${slackDate(s.at)}`;
-  }
+  return stateLine(card.state, {
+    actor: slackActor,
+    time: (date) => slackDate(date),
+    expiry: (date) => slackDate(date),
+    reason: (text) => escapeTruncate(text, 2000),
+  });
 }
 
 /** The notification fallback: plain words (escaped, since Slack parses `text` too), ≤ 300. */

@@ -22,11 +22,11 @@ import {
   parseNarrowingSubmission as parseSlackSubmission,
   type SlackViewStateValues,
 } from '../../../src/chat/slack/modal.js';
-import { describeScope } from '../../../src/core/scope/index.js';
+import { CARD_EXPIRES, CARD_PERMISSION_ID, chatCard } from '../../helpers/chatCard.js';
 
 const L = DISCORD_LIMITS;
-const PERM = 'perm_0123456789ABCDEFGHIJKL';
-const EXPIRES = new Date('2024-01-15T12:05:00Z');
+const PERM = CARD_PERMISSION_ID;
+const EXPIRES = CARD_EXPIRES;
 const AT = new Date('2024-01-15T12:01:00Z');
 const EXP_S = EXPIRES.getTime() / 1000;
 const AT_S = AT.getTime() / 1000;
@@ -37,32 +37,8 @@ const DISCORD_APPROVER = {
   userName: 'alice',
 };
 
-function card(overrides: Partial<ApprovalCard> = {}): ApprovalCard {
-  const scope = overrides.scope ?? {
-    max_amount: 100,
-    max_uses: 2,
-    allowed_recipients: ['a@acme.com', 'b@acme.com'],
-  };
-  return {
-    permissionId: PERM,
-    agentName: 'billing-bot',
-    agentId: 'agent_0123456789ABCDEFGHIJKL',
-    action: 'payments.send',
-    resource: 'stripe:acct_1',
-    scopeRows: describeScope(scope),
-    scope,
-    context: [
-      { key: 'reason', value: 'Pay invoice 42' },
-      { key: 'invoice', value: '42' },
-    ],
-    reason: 'Pay invoice 42',
-    requestedBy: '987654321098765432',
-    expiresAt: EXPIRES,
-    policyName: 'payments-over-50',
-    state: { kind: 'pending', approvals: 0, required: 1 },
-    ...overrides,
-  };
-}
+const card = (overrides: Partial<ApprovalCard> = {}): ApprovalCard =>
+  chatCard({ requestedBy: '987654321098765432', ...overrides });
 
 // ---------------------------------------------------------------------------------------------
 // A generic checker of Discord's message limits, and of mention safety.
@@ -315,7 +291,6 @@ describe('renderDiscordMessage', () => {
         policyName: evil,
         requestedBy: evil,
         scope,
-        scopeRows: describeScope(scope),
         context: [
           { key: evil, value: evil },
           { key: 'note', value: 'hi @everyone' },
@@ -376,7 +351,6 @@ describe('renderDiscordMessage', () => {
         resource: '<'.repeat(10_000),
         reason: huge,
         scope,
-        scopeRows: describeScope(scope),
         context,
         requestedBy: 'r'.repeat(10_000),
         policyName: '_'.repeat(10_000),
@@ -398,7 +372,7 @@ describe('renderDiscordMessage', () => {
     const scope: Record<string, unknown> = {};
     for (let i = 0; i < 1000; i++) scope[`max_f${i}`] = i;
     const context = Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: 'v'.repeat(50) }));
-    const msg = renderDiscordMessage(card({ scope, scopeRows: describeScope(scope), context }));
+    const msg = renderDiscordMessage(card({ scope, context }));
     expect(checkMessage(msg)).toEqual([]);
     const shown = (embedText(msg).match(/\*\*Max f\d+:\*\*/g) ?? []).length;
     expect(shown).toBeGreaterThan(50);
@@ -517,7 +491,7 @@ describe('renderNarrowingModal', () => {
       max_d: 4,
       max_e: 5,
     };
-    const modal = renderNarrowingModal(card({ scope, scopeRows: describeScope(scope) }));
+    const modal = renderNarrowingModal(card({ scope }));
     expect(checkModal(modal)).toEqual([]);
     expect(modal.components).toHaveLength(5);
     const inputs = modal.components.flatMap((r) => r.components);
@@ -533,7 +507,7 @@ describe('renderNarrowingModal', () => {
 
     // Two caps leave room for two lists; a list that cannot round-trip as text is kept.
     const s2 = { max_a: 1, max_b: 2, allowed_x: ['1', '2'], allowed_y: ['a,b', 'c'], allowed_z: ['z'] };
-    const m2 = renderNarrowingModal(card({ scope: s2, scopeRows: describeScope(s2) }));
+    const m2 = renderNarrowingModal(card({ scope: s2 }));
     expect(checkModal(m2)).toEqual([]);
     expect(m2.components.flatMap((r) => r.components).map((t) => t.custom_id)).toEqual([
       'cap:max_a',
@@ -554,7 +528,7 @@ describe('renderNarrowingModal', () => {
       // Too long for one text input (4000). (Few entries: narrowing checks are quadratic in a list.)
       allowed_many: Array.from({ length: 5 }, (_, i) => `${i}@${'x'.repeat(900)}.example.com`),
     };
-    const c = card({ scope, scopeRows: describeScope(scope), agentName: '@everyone'.repeat(100) });
+    const c = card({ scope, agentName: '@everyone'.repeat(100) });
     const modal = renderNarrowingModal(c);
     expect(checkModal(modal)).toEqual([]);
     const inputs = modal.components.flatMap((r) => r.components);

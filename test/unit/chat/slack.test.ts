@@ -13,10 +13,10 @@ import {
   slackFieldErrors,
 } from '../../../src/chat/slack/modal.js';
 import { renderSlackMessage, SLACK_LIMITS } from '../../../src/chat/slack/render.js';
-import { describeScope } from '../../../src/core/scope/index.js';
+import { CARD_EXPIRES, chatCard } from '../../helpers/chatCard.js';
 
 const L = SLACK_LIMITS;
-const EXPIRES = new Date('2024-01-15T12:05:00Z');
+const EXPIRES = CARD_EXPIRES;
 const AT = new Date('2024-01-15T12:01:00Z');
 const SLACK_APPROVER = {
   type: 'approver' as const,
@@ -25,32 +25,8 @@ const SLACK_APPROVER = {
   userName: 'alice',
 };
 
-function card(overrides: Partial<ApprovalCard> = {}): ApprovalCard {
-  const scope = overrides.scope ?? {
-    max_amount: 100,
-    max_uses: 2,
-    allowed_recipients: ['a@acme.com', 'b@acme.com'],
-  };
-  return {
-    permissionId: 'perm_0123456789ABCDEFGHIJKL',
-    agentName: 'billing-bot',
-    agentId: 'agent_0123456789ABCDEFGHIJKL',
-    action: 'payments.send',
-    resource: 'stripe:acct_1',
-    scopeRows: describeScope(scope),
-    scope,
-    context: [
-      { key: 'reason', value: 'Pay invoice 42' },
-      { key: 'invoice', value: '42' },
-    ],
-    reason: 'Pay invoice 42',
-    requestedBy: 'U0REQUESTER',
-    expiresAt: EXPIRES,
-    policyName: 'payments-over-50',
-    state: { kind: 'pending', approvals: 0, required: 1 },
-    ...overrides,
-  };
-}
+const card = (overrides: Partial<ApprovalCard> = {}): ApprovalCard =>
+  chatCard({ requestedBy: 'U0REQUESTER', ...overrides });
 
 // ---------------------------------------------------------------------------------------------
 // A generic checker of Slack's Block Kit limits: walks every block and element.
@@ -325,7 +301,6 @@ describe('renderSlackMessage', () => {
         reason: evil,
         policyName: evil,
         scope: { [`allowed_${evil}`]: [evil], max_amount: 1 },
-        scopeRows: describeScope({ [`allowed_${evil}`]: [evil], max_amount: 1 }),
         context: [
           { key: evil, value: evil },
           { key: 'note', value: '<!channel>' },
@@ -363,7 +338,6 @@ describe('renderSlackMessage', () => {
         resource: '&'.repeat(10_000),
         reason: huge,
         scope,
-        scopeRows: describeScope(scope),
         context,
         requestedBy: 'r'.repeat(10_000),
         policyName: 'p'.repeat(10_000),
@@ -386,7 +360,7 @@ describe('renderSlackMessage', () => {
     const scope: Record<string, unknown> = {};
     for (let i = 0; i < 1000; i++) scope[`max_f${i}`] = i;
     const context = Array.from({ length: 50 }, (_, i) => ({ key: `k${i}`, value: 'v' }));
-    const msg = renderSlackMessage(card({ scope, scopeRows: describeScope(scope), context }));
+    const msg = renderSlackMessage(card({ scope, context }));
     expect(checkMessage(msg)).toEqual([]);
     expect(msg.blocks).toHaveLength(50);
     const json = allText(msg.blocks);
@@ -476,7 +450,7 @@ describe('renderNarrowingModal', () => {
       allowed_b: ['short', long],
       allowed_c: ['i:0', 'x'],
     };
-    const c = card({ scope, scopeRows: describeScope(scope) });
+    const c = card({ scope });
     const view = renderNarrowingModal(c);
     expect(checkModal(view)).toEqual([]);
     const byId = Object.fromEntries(inputs(view).map((b) => [b.block_id, b]));
@@ -505,7 +479,6 @@ describe('renderNarrowingModal', () => {
     scope['allowed_many'] = Array.from({ length: 150 }, (_, i) => `m${i}`);
     const c = card({
       scope,
-      scopeRows: describeScope(scope),
       agentName: '<!channel>'.repeat(500),
       action: 'a'.repeat(5000),
     });
@@ -527,7 +500,7 @@ describe('renderNarrowingModal', () => {
 
   it('prefills a tiny cap as plain digits, so submitting it untouched is valid', () => {
     const scope = { max_x: 1e-7 };
-    const c = card({ scope, scopeRows: describeScope(scope) });
+    const c = card({ scope });
     const view = renderNarrowingModal(c);
     expect(inputs(view)[0]?.element).toMatchObject({ type: 'number_input', initial_value: '0.0000001' });
     const result = modificationsFromForm(scope, parseNarrowingSubmission(c, untouchedState(view)));
