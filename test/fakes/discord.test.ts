@@ -24,7 +24,7 @@ import {
 } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type FakeDiscord, startFakeDiscord } from './discordApi.js';
+import { type FakeDiscord, type FakeDiscordUserInput, startFakeDiscord } from './discordApi.js';
 
 const GUILD_ID = '1200000000000000001';
 const CHANNEL_ID = '1200000000000000010';
@@ -72,6 +72,11 @@ async function postApproval(requestId: string) {
     ],
     components: [approvalRow(requestId)],
   });
+}
+
+/** A click on a button of `msg`, a message posted in the approvals channel. */
+function click(customId: string, user: FakeDiscordUserInput, msg: { id: string }) {
+  return fake.clickButton({ customId, user, channelId: CHANNEL_ID, messageId: msg.id });
 }
 
 async function rejection(p: Promise<unknown>): Promise<unknown> {
@@ -201,9 +206,7 @@ describe('fake Discord with a real discord.js Client', () => {
     expect(edited.editedTimestamp).not.toBeNull();
 
     // Disabled buttons cannot be clicked (force: true models a stale client).
-    await expect(
-      fake.clickButton({ customId: 'approve:r1', user: ALICE, channelId: CHANNEL_ID, messageId: msg.id }),
-    ).rejects.toThrow(/no enabled button/);
+    await expect(click('approve:r1', ALICE, msg)).rejects.toThrow(/no enabled button/);
 
     const err = await rejection(
       client.rest.patch(`/channels/${CHANNEL_ID}/messages/1200000000000009999`, { body: { content: 'x' } }),
@@ -226,12 +229,7 @@ describe('fake Discord with a real discord.js Client', () => {
         flags: MessageFlags.Ephemeral,
       });
     };
-    const cb = await fake.clickButton({
-      customId: 'approve:r2',
-      user: ALICE,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('approve:r2', ALICE, msg);
     expect(cb.type).toBe(4);
     expect(cb.flags).toBe(64);
     expect(cb.data?.content).toBe('Noted — waiting for a second approver.');
@@ -256,12 +254,7 @@ describe('fake Discord with a real discord.js Client', () => {
         components: [approvalRow('r3', true)],
       });
     };
-    const cb = await fake.clickButton({
-      customId: 'deny:r3',
-      user: BOB,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('deny:r3', BOB, msg);
     expect(cb.type).toBe(7);
     expect(cb.messageId).toBe(msg.id);
     const stored = fake.messages.get(msg.id);
@@ -285,12 +278,7 @@ describe('fake Discord with a real discord.js Client', () => {
       await interaction.editReply({ content: 'Approved', components: [] });
       await interaction.followUp({ content: 'Audit id 42', flags: MessageFlags.Ephemeral });
     };
-    const cb = await fake.clickButton({
-      customId: 'approve:r4',
-      user: ALICE,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('approve:r4', ALICE, msg);
     expect(cb.type).toBe(6);
     await fake.waitFor(() => fake.calls('POST /webhooks/:applicationId/:token').length > 0);
     expect(fake.calls('PATCH /webhooks/:applicationId/:token/messages/@original')).toHaveLength(1);
@@ -341,12 +329,7 @@ describe('fake Discord with a real discord.js Client', () => {
         }
       }
     };
-    const modalCb = await fake.clickButton({
-      customId: 'deny:r5',
-      user: ALICE,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const modalCb = await click('deny:r5', ALICE, msg);
     expect(modalCb.type).toBe(9);
     expect(modalCb.data).toMatchObject({ custom_id: 'deny-reason:r5', title: 'Why deny?' });
 
@@ -405,7 +388,7 @@ describe('fake Discord with a real discord.js Client', () => {
         responseContent = response.resource?.message?.content;
       }
     };
-    await fake.clickButton({ customId: 'deny:r6', user: BOB, channelId: CHANNEL_ID, messageId: msg.id });
+    await click('deny:r6', BOB, msg);
     const cb = await fake.submitModal({
       customId: 'legacy:r6',
       user: BOB,
@@ -478,12 +461,7 @@ describe('fake Discord with a real discord.js Client', () => {
         await interaction.reply({ content: 'fallback', flags: MessageFlags.Ephemeral });
       }
     };
-    const cb = await fake.clickButton({
-      customId: 'approve:r7',
-      user: ALICE,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('approve:r7', ALICE, msg);
     expect(cb.type).toBe(4);
     expect((modalError as DiscordAPIError).rawError).toMatchObject({
       errors: { data: { title: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH' }] } } },
@@ -522,12 +500,7 @@ describe('fake Discord with a real discord.js Client', () => {
     await fake.dropGateway({ code: 4000 });
     expect(fake.isConnected()).toBe(false);
     // Clicked while the bot is away: buffered in the session and replayed on RESUME.
-    const cb = await fake.clickButton({
-      customId: 'approve:r8',
-      user: ALICE,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('approve:r8', ALICE, msg);
     expect(cb.type).toBe(4);
     expect(await resumed).toBeGreaterThanOrEqual(1);
     const resume = fake.gateway.resumes[resumesBefore];
@@ -547,12 +520,7 @@ describe('fake Discord with a real discord.js Client', () => {
     handler = async (interaction) => {
       if (interaction.isButton()) await interaction.deferUpdate();
     };
-    const cb = await fake.clickButton({
-      customId: 'deny:r9',
-      user: BOB,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('deny:r9', BOB, msg);
     expect(cb.type).toBe(6);
   });
 
@@ -569,12 +537,7 @@ describe('fake Discord with a real discord.js Client', () => {
     };
     // The new session is up once its GUILD_CREATE is in.
     await fake.waitFor(() => client.isReady() && client.guilds.cache.get(GUILD_ID)?.available, 5000);
-    const cb = await fake.clickButton({
-      customId: 'approve:r10',
-      user: ALICE,
-      channelId: CHANNEL_ID,
-      messageId: msg.id,
-    });
+    const cb = await click('approve:r10', ALICE, msg);
     expect(cb.type).toBe(4);
   });
 

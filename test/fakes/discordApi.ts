@@ -1290,15 +1290,21 @@ export async function startFakeDiscord(opts: FakeDiscordOptions = {}): Promise<F
     };
   }
 
-  function onIdentify(conn: Conn, d: Json): void {
+  /** IDENTIFY and RESUME: a second one closes 4005, a wrong token 4004. False when the connection was closed. */
+  function mayAuthenticate(conn: Conn, d: Json): boolean {
     if (conn.identified) {
       closeConn(conn, 4005, 'Already authenticated.');
-      return;
+      return false;
     }
     if (d.token !== botToken) {
       closeConn(conn, 4004, 'Authentication failed.');
-      return;
+      return false;
     }
+    return true;
+  }
+
+  function onIdentify(conn: Conn, d: Json): void {
+    if (!mayAuthenticate(conn, d)) return;
     const intents = d.intents;
     if (typeof intents !== 'number' || !Number.isInteger(intents) || intents < 0) {
       closeConn(conn, 4013, 'Invalid intent(s).');
@@ -1355,14 +1361,7 @@ export async function startFakeDiscord(opts: FakeDiscordOptions = {}): Promise<F
   }
 
   function onResume(conn: Conn, d: Json): void {
-    if (conn.identified) {
-      closeConn(conn, 4005, 'Already authenticated.');
-      return;
-    }
-    if (d.token !== botToken) {
-      closeConn(conn, 4004, 'Authentication failed.');
-      return;
-    }
+    if (!mayAuthenticate(conn, d)) return;
     const session = typeof d.session_id === 'string' ? sessions.get(d.session_id) : undefined;
     const seq = typeof d.seq === 'number' ? d.seq : -1;
     const rec: ResumeRecord = {

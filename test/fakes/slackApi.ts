@@ -744,6 +744,16 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
 
   // ---- Web API methods --------------------------------------------------------------------------
 
+  /** views.open and views.push: a new view for a trigger id. */
+  function openView(args: Args): Answer {
+    const triggerId = str(args['trigger_id']);
+    if (!triggerId) return fail('invalid_arguments', ['[ERROR] missing required field: trigger_id']);
+    const made = viewFrom(args, triggerId);
+    if ('error' in made) return made.error;
+    views.set(made.view.id, made.view);
+    return { ok: true, view: publicView(made.view) };
+  }
+
   const handlers: Record<string, (args: Args) => Answer> = {
     'api.test': (args) => ({ ok: true, args }),
 
@@ -842,23 +852,9 @@ export async function startFakeSlack(opts: FakeSlackOptions = {}): Promise<FakeS
       return { ok: true, message_ts };
     },
 
-    'views.open': (args) => {
-      const triggerId = str(args['trigger_id']);
-      if (!triggerId) return fail('invalid_arguments', ['[ERROR] missing required field: trigger_id']);
-      const made = viewFrom(args, triggerId);
-      if ('error' in made) return made.error;
-      views.set(made.view.id, made.view);
-      return { ok: true, view: publicView(made.view) };
-    },
-
-    'views.push': (args) => {
-      const triggerId = str(args['trigger_id']);
-      if (!triggerId) return fail('invalid_arguments', ['[ERROR] missing required field: trigger_id']);
-      const made = viewFrom(args, triggerId);
-      if ('error' in made) return made.error;
-      views.set(made.view.id, made.view);
-      return { ok: true, view: publicView(made.view) };
-    },
+    'views.open': openView,
+    // The fake keeps no view stack: a pushed view is stored like an opened one.
+    'views.push': openView,
 
     'views.update': (args) => {
       const viewId = str(args['view_id']);

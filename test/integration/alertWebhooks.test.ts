@@ -1,35 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { Queue } from 'bullmq';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import type { Clock } from '../../src/core/clock.js';
 import { newOperatorKey } from '../../src/core/credentials.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
 import { newWebhookSecret } from '../../src/core/webhook.js';
 import { registerWebhookRoutes } from '../../src/http/routes/webhooks.js';
-import { buildServer } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
 import { JobQueue } from '../../src/queue/jobQueue.js';
 import { type AlertWebhookEvent, verifyWebhook, WebhookVerificationError } from '../../src/sdk/index.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
 import { AlertService, type AlertThresholds } from '../../src/services/alerts.js';
 import { AuditService } from '../../src/services/audit.js';
-import { AuthService } from '../../src/services/auth.js';
 import { AuthFailureRecorder, MetricsService } from '../../src/services/metrics.js';
-import { ensureBootstrapOperatorKey } from '../../src/services/operators.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import { SecretBox } from '../../src/services/secretBox.js';
 import { WebhookSecrets } from '../../src/services/webhookSecrets.js';
 import { type DeliveryOutcome, WebhookService, type WebhookSettings } from '../../src/services/webhooks.js';
-import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
 import type { WebhookDelivery } from '../../src/store/webhookRepository.js';
 import { testDatabases } from '../helpers/databases.js';
+import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
 import { type Received, startWebhookReceiver } from '../helpers/webhookReceiver.js';
 
 /** On a minute boundary: failed authentications are counted per minute. */
@@ -372,26 +364,16 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
   });
 
   describe('listing deliveries over HTTP', () => {
-    let app: FastifyInstance;
-    let dataDir: string;
+    let server: RouteTestApp;
     const operatorKey = newOperatorKey();
     let agentKey: string;
     let agentId: string;
 
     beforeAll(async () => {
-      dataDir = mkdtempSync(path.join(tmpdir(), 'aotp-alert-routes-'));
-      const keyPrefix = `tal${randomBytes(4).toString('hex')}`;
-      const config = loadConfig({
-        LOG_LEVEL: 'silent',
-        AGENT_OTP_DATA_DIR: dataDir,
-        ADMIN_TOKEN: operatorKey,
-      });
-      await ensureBootstrapOperatorKey(db, { adminToken: operatorKey, dataDir }, clock, logger);
       const agents = new AgentService(db, audit, clock, {
         webhookSecrets: secrets,
         allowPrivateWebhooks: true,
       });
-      const auth = new AuthService(db, clock, new Counters(redis, keyPrefix), 1000);
       const webhooks = webhookService();
       // An agent with its own webhook, and one delivery of its permission.
       const created = await agents.create({ name: 'lister' }, operator);
@@ -414,24 +396,22 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
         { actor: { type: 'agent', id: agentId, name: 'lister' } },
       );
       expect(await webhooks.record('approved', permission)).toMatchObject({ agentId });
-      app = buildServer({
-        config,
-        logger,
-        auth,
+      server = await startRouteTestApp({
+        db,
+        redis,
+        clock,
         agents,
-        readiness: [],
-        extraRoutes: [(route) => registerWebhookRoutes(route, webhooks)],
+        operatorKey,
+        routes: [(route) => registerWebhookRoutes(route, webhooks)],
       });
-      await app.ready();
     });
 
     afterAll(async () => {
-      await app?.close();
-      rmSync(dataDir, { recursive: true, force: true });
+      await server?.close();
     });
 
     const list = async (key: string, query = '') => {
-      const res = await app.inject({
+      const res = await server.app.inject({
         method: 'GET',
         url: `/api/v1/webhooks/deliveries?limit=200${query}`,
         headers: { authorization: `Bearer ${key}` },
@@ -467,7 +447,7 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
       const [alert] = (await list(operatorKey, '&status=delivered')).body.data.deliveries.filter((d) =>
         d.eventType.startsWith('alert.'),
       );
-      const res = await app.inject({
+      const res = await server.app.inject({
         method: 'POST',
         url: `/api/v1/webhooks/deliveries/${alert?.id}/replay`,
         headers: { authorization: `Bearer ${operatorKey}` },

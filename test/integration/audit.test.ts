@@ -1,19 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Actor, chainHash, GENESIS_HASH, hashDetails } from '../../src/core/audit/index.js';
-import type { Clock } from '../../src/core/clock.js';
 import { AuditService } from '../../src/services/audit.js';
 import type { Db } from '../../src/store/db.js';
 import { testDatabases } from '../helpers/databases.js';
+import { FakeClock } from '../helpers/fakeClock.js';
 
-class FakeClock implements Clock {
-  constructor(private t = Date.parse('2025-06-01T12:00:00.000Z')) {}
-  now(): Date {
-    return new Date(this.t);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
+/** Where each test's clock starts. */
+const START = '2025-06-01T12:00:00.000Z';
 
 const SYSTEM: Actor = { type: 'system' };
 const APPROVER: Actor = {
@@ -47,7 +40,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('the audit trail
   });
   beforeEach(async () => {
     await db.query('DELETE FROM audit_events');
-    clock = new FakeClock();
+    clock = new FakeClock(START);
     audit = new AuditService(db, clock);
   });
 

@@ -1,20 +1,13 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Actor } from '../../src/core/audit/index.js';
-import type { Clock } from '../../src/core/clock.js';
 import { AuditService } from '../../src/services/audit.js';
 import type { Db } from '../../src/store/db.js';
 import { testDatabases } from '../helpers/databases.js';
+import { FakeClock } from '../helpers/fakeClock.js';
 
-class FakeClock implements Clock {
-  constructor(private t = Date.parse('2024-01-01T12:00:00.000Z')) {}
-  now(): Date {
-    return new Date(this.t);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
+/** Where each test's clock starts. */
+const START = '2024-01-01T12:00:00.000Z';
 
 const DAY = 86_400_000;
 const OPERATOR: Actor = { type: 'operator', id: 'opk_1', name: 'ops', platform: 'cli' };
@@ -36,7 +29,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))(
       await db.query('DELETE FROM audit_events');
       await db.query('DELETE FROM audit_checkpoints');
       await db.query('DELETE FROM audit_forward_cursor');
-      clock = new FakeClock();
+      clock = new FakeClock(START);
       audit = new AuditService(db, clock);
     });
 

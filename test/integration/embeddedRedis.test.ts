@@ -3,26 +3,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { createLogger } from '../../src/logger.js';
 import {
   type EmbeddedRedis,
   ensureLocalRedis,
   RedisUnavailableError,
 } from '../../src/store/embeddedRedis.js';
 import { redisAnswers } from '../../src/store/redis.js';
+import { memoryLogger } from '../helpers/memoryLogger.js';
 import { freePort } from '../setup/redis.js';
-
-function memoryLogger() {
-  let text = '';
-  return {
-    logger: createLogger('info', {
-      write(s: string) {
-        text += s;
-      },
-    }),
-    text: () => text,
-  };
-}
 
 describe('ensureLocalRedis', () => {
   let dataDir: string;

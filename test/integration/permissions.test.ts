@@ -17,6 +17,7 @@ import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createPostgresDb } from '../../src/store/postgres.js';
+import { appError } from '../helpers/appError.js';
 import { createSchema, dropSchema, testDatabases, uniqueSchema } from '../helpers/databases.js';
 
 /** A Monday, noon UTC; each test starts here and moves the clock forward itself. */
@@ -61,16 +62,6 @@ const denyDecision = (reason: string): PolicyDecision => ({
   policy: { id: 'pol_deny', name: 'no-deletes' },
   reason,
 });
-
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 const detailsOf = (err: AppError) => (err.details ?? {}) as Record<string, unknown>;
 
@@ -224,7 +215,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
   ): Promise<AppError> {
     const before = await h.current(permission.id);
     const usesBefore = (await h.events(permission.id)).filter((e) => e.type === 'use').length;
-    const err = await failure(h.use(agent, permission.id, token, actionDetails));
+    const err = await appError(h.use(agent, permission.id, token, actionDetails));
     expect(err.code).toBe('SCOPE_VIOLATION');
     expect(detailsOf(err).key).toBe(key);
     const after = await h.current(permission.id);
@@ -280,7 +271,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(permission.clientToken).toBe(true);
       expect(permission.tokenHash).toBe(sha256(clientToken));
 
-      expect((await failure(h.use(agent, permission.id, strayToken()))).code).toBe('INVALID_TOKEN');
+      expect((await appError(h.use(agent, permission.id, strayToken()))).code).toBe('INVALID_TOKEN');
       const used = await h.use(agent, permission.id, clientToken, {});
       expect(used.status).toBe('used');
       expect(used.usesRemaining).toBe(0);
@@ -334,7 +325,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(used.usesRemaining).toBe(1);
 
       h.advance(121);
-      expect((await failure(h.use(agent, permission.id, token, { amount: 1 }))).code).toBe('TOKEN_EXPIRED');
+      expect((await appError(h.use(agent, permission.id, token, { amount: 1 }))).code).toBe('TOKEN_EXPIRED');
     });
 
     it('a ttlCap above the requested TTL leaves the request as asked', async () => {
@@ -373,9 +364,9 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(permission.usesRemaining).toBe(0);
       expect(token).toBeUndefined();
 
-      const withStray = await failure(h.use(agent, permission.id, strayToken(), {}));
+      const withStray = await appError(h.use(agent, permission.id, strayToken(), {}));
       expect(withStray.code).toBe('INVALID_TOKEN');
-      const withCommitted = await failure(h.use(agent, permission.id, clientToken, {}));
+      const withCommitted = await appError(h.use(agent, permission.id, clientToken, {}));
       expect(withCommitted.code).toBe('FORBIDDEN');
       const verified = await h.verify(agent, permission.id, clientToken, {});
       expect(verified.valid).toBe(false);
@@ -456,7 +447,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(denied.permission.decisionReason).toBe('not today');
       expect((await h.permissions.get({ agent }, p.id, h.origin(agent))).token).toBeUndefined();
 
-      const late = await failure(h.decide(p.id, carol, true));
+      const late = await appError(h.decide(p.id, carol, true));
       expect(late.code).toBe('ALREADY_DECIDED');
       expect(late.message).toContain('alice');
       expect(detailsOf(late)).toMatchObject({
@@ -465,7 +456,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
         decidedAt: at(T0, 30).toISOString(),
       });
       // Alice changing her mind is a conflict too, not a silent flip.
-      expect((await failure(h.decide(p.id, alice, true))).code).toBe('ALREADY_DECIDED');
+      expect((await appError(h.decide(p.id, alice, true))).code).toBe('ALREADY_DECIDED');
       expect((await h.current(p.id)).status).toBe('denied');
       expect(await h.trail(p.id)).toEqual(['request:agent', 'deny:operator']);
     });
@@ -473,7 +464,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
     it('a deny after an approval is ALREADY_DECIDED naming the approver', async () => {
       const p = await pending();
       await h.decide(p.id, bobOnSlack, true);
-      const late = await failure(h.decide(p.id, alice, false));
+      const late = await appError(h.decide(p.id, alice, false));
       expect(late.code).toBe('ALREADY_DECIDED');
       expect(detailsOf(late)).toMatchObject({ status: 'approved', decidedBy: bobOnSlack });
       expect((await h.current(p.id)).status).toBe('approved');
@@ -547,7 +538,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       'widening by %s is SCOPE_WIDENING and the request stays pending',
       async (_label, modifications, key) => {
         const p = await pending({ max_amount: 100, allowed_recipients: ['*@acme.com'], max_uses: 2 });
-        const err = await failure(h.decide(p.id, alice, true, { scopeModifications: modifications }));
+        const err = await appError(h.decide(p.id, alice, true, { scopeModifications: modifications }));
         expect(err.code).toBe('SCOPE_WIDENING');
         expect(detailsOf(err).key).toBe(key);
         const after = await h.current(p.id);
@@ -602,11 +593,11 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       const cancelled = await h.permissions.cancel(agent, p.id, h.origin(agent));
       expect(cancelled.status).toBe('cancelled');
       expect((await h.permissions.cancel(agent, p.id, h.origin(agent))).status).toBe('cancelled');
-      expect((await failure(h.decide(p.id, alice, true))).code).toBe('ALREADY_DECIDED');
+      expect((await appError(h.decide(p.id, alice, true))).code).toBe('ALREADY_DECIDED');
       expect(await h.trail(p.id)).toEqual(['request:agent', 'cancel:agent']);
 
       const { permission: approved } = await grant();
-      expect((await failure(h.permissions.cancel(agent, approved.id, h.origin(agent)))).code).toBe(
+      expect((await appError(h.permissions.cancel(agent, approved.id, h.origin(agent)))).code).toBe(
         'ALREADY_DECIDED',
       );
     });
@@ -629,14 +620,14 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       const after = await h.current(permission.id);
       expect(after.status).toBe('used');
       expect(after.lastUsedAt?.getTime()).toBe(at(T0, 3).getTime());
-      expect((await failure(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_USED');
+      expect((await appError(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_USED');
       expect((await h.events(permission.id)).filter((e) => e.type === 'use')).toHaveLength(3);
     });
 
     it('a wrong token is INVALID_TOKEN and consumes nothing', async () => {
       const { permission, token } = await grant({ max_uses: 2 });
       for (const wrong of [strayToken(), 'not-a-token', '', `${token}x`, token.toUpperCase()]) {
-        expect((await failure(h.use(agent, permission.id, wrong, {}))).code).toBe('INVALID_TOKEN');
+        expect((await appError(h.use(agent, permission.id, wrong, {}))).code).toBe('INVALID_TOKEN');
       }
       expect((await h.verify(agent, permission.id, strayToken(), {})).reason).toBe('INVALID_TOKEN');
       expect((await h.current(permission.id)).usesRemaining).toBe(2);
@@ -659,16 +650,16 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
         ['revoke a pending one', () => h.permissions.revoke({ agent: other }, waiting.id, theirs)],
       ];
       for (const [label, call] of calls) {
-        const err = await failure(call());
+        const err = await appError(call());
         expect(err.code, label).toBe('NOT_FOUND');
         expect(err.message, label).not.toContain(agent.id);
       }
       // Unknown and malformed ids look the same.
       expect(
-        (await failure(h.permissions.get({ agent }, 'perm_0000000000000000000000', h.origin(agent)))).code,
+        (await appError(h.permissions.get({ agent }, 'perm_0000000000000000000000', h.origin(agent)))).code,
       ).toBe('NOT_FOUND');
       expect(
-        (await failure(h.permissions.get({ agent }, "perm_'; DROP TABLE x", h.origin(agent)))).code,
+        (await appError(h.permissions.get({ agent }, "perm_'; DROP TABLE x", h.origin(agent)))).code,
       ).toBe('NOT_FOUND');
 
       expect((await h.current(permission.id)).usesRemaining).toBe(2);
@@ -692,7 +683,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       );
       expect(revoked.status).toBe('revoked');
       expect(revoked.decisionReason).toBe('compromised');
-      expect((await failure(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_REVOKED');
+      expect((await appError(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_REVOKED');
       expect((await h.verify(agent, permission.id, token, {})).reason).toBe('TOKEN_REVOKED');
       // Revoking again is harmless and writes nothing.
       expect((await h.permissions.revoke({ agent }, permission.id, h.origin(agent))).status).toBe('revoked');
@@ -710,7 +701,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       // A used token cannot be revoked into a different state.
       const { permission: spent, token: spentToken } = await grant();
       await h.use(agent, spent.id, spentToken, {});
-      expect((await failure(h.permissions.revoke({ agent }, spent.id, h.origin(agent)))).code).toBe(
+      expect((await appError(h.permissions.revoke({ agent }, spent.id, h.origin(agent)))).code).toBe(
         'CONFLICT',
       );
     });
@@ -723,13 +714,13 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       h.advance(59);
       expect((await h.verify(agent, permission.id, token, {})).valid).toBe(true);
       h.advance(1); // exactly expiresAt: no longer valid
-      expect((await failure(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_EXPIRED');
+      expect((await appError(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_EXPIRED');
       expect((await h.current(permission.id)).status).toBe('approved');
 
       expect(await h.permissions.expireDue()).toBeGreaterThanOrEqual(2);
       const after = await h.current(permission.id);
       expect(after.status).toBe('expired');
-      expect((await failure(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_EXPIRED');
+      expect((await appError(h.use(agent, permission.id, token, {}))).code).toBe('TOKEN_EXPIRED');
 
       const expire = (await h.events(permission.id)).filter((e) => e.type === 'expire');
       expect(expire).toHaveLength(1);
@@ -752,7 +743,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       h.advance(1);
       // Too late to approve, even before the sweeper ran.
       expect(['CONFLICT', 'ALREADY_DECIDED']).toContain(
-        (await failure(h.decide(permission.id, alice, true))).code,
+        (await appError(h.decide(permission.id, alice, true))).code,
       );
       expect((await h.current(permission.id)).status).toBe('pending');
       await h.permissions.expireDue();
@@ -760,7 +751,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(await h.trail(permission.id)).toEqual(['request:agent', 'expire:system']);
       const expire = (await h.events(permission.id)).find((e) => e.type === 'expire');
       expect(expire?.details).toEqual({ previousStatus: 'pending', unused: false });
-      expect((await failure(h.decide(permission.id, alice, true))).code).toBe('ALREADY_DECIDED');
+      expect((await appError(h.decide(permission.id, alice, true))).code).toBe('ALREADY_DECIDED');
     });
   });
 
@@ -897,7 +888,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
         requireActionDetails: true,
       });
       const { permission, token } = await grant({ max_amount: 100 });
-      const err = await failure(strict.use(agent, permission.id, token, undefined, h.origin(agent)));
+      const err = await appError(strict.use(agent, permission.id, token, undefined, h.origin(agent)));
       expect(err.code).toBe('VALIDATION_ERROR');
       expect((await h.current(permission.id)).usesRemaining).toBe(1);
       expect((await h.events(permission.id)).some((e) => e.type === 'use')).toBe(false);
@@ -927,7 +918,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       await h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenA) });
       const same = await h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenA) });
       expect(same.replayed).toBe(true);
-      const other = await failure(h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenB) }));
+      const other = await appError(h.request(agent, { idempotencyKey: 'commit-1', tokenHash: hash(tokenB) }));
       expect(other.code).toBe('CONFLICT');
     });
 
@@ -973,7 +964,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       // Auto-approved, verified, refused, used, revoked.
       const { permission: auto, token } = await grant({ max_amount: 100, max_uses: 2 });
       await h.verify(agent, auto.id, token, { amount: 1 });
-      await failure(h.use(agent, auto.id, token, { amount: 1000 }));
+      await appError(h.use(agent, auto.id, token, { amount: 1000 }));
       await h.use(agent, auto.id, token, { amount: 10 });
       await h.permissions.revoke({ operator: true }, auto.id, operatorOrigin);
       expect(await h.trail(auto.id)).toEqual([
@@ -999,9 +990,9 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       h.state.decision = requireApproval({ approval: { quorum: 2 } });
       const { permission: voted } = await h.request(agent, { scope: { max_amount: 100 } });
       await h.decide(voted.id, alice, true);
-      await failure(h.decide(voted.id, bobOnSlack, true, { scopeModifications: { max_amount: 1000 } }));
+      await appError(h.decide(voted.id, bobOnSlack, true, { scopeModifications: { max_amount: 1000 } }));
       await h.decide(voted.id, bobOnSlack, true);
-      await failure(h.decide(voted.id, carol, false));
+      await appError(h.decide(voted.id, carol, false));
       expect(await h.trail(voted.id)).toEqual([
         'request:agent',
         'approval_vote:operator',
@@ -1033,9 +1024,9 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       h.state.decision = requireApproval();
       const { permission } = await h.request(agent, { scope: { max_amount: 100, subject_pattern: '^Hi' } });
       const before = await db.query<{ n: unknown }>('SELECT count(*) AS n FROM audit_events');
-      await failure(h.decide(permission.id, alice, true, { scopeModifications: { max_amount: 200 } }));
-      await failure(h.decide(permission.id, alice, true, { scopeModifications: { subject_pattern: '.*' } }));
-      await failure(h.decide(permission.id, alice, true, { scopeModifications: { max_amount: -1 } }));
+      await appError(h.decide(permission.id, alice, true, { scopeModifications: { max_amount: 200 } }));
+      await appError(h.decide(permission.id, alice, true, { scopeModifications: { subject_pattern: '.*' } }));
+      await appError(h.decide(permission.id, alice, true, { scopeModifications: { max_amount: -1 } }));
       const after = await db.query<{ n: unknown }>('SELECT count(*) AS n FROM audit_events');
       expect(Number(after.rows[0]?.n)).toBe(Number(before.rows[0]?.n));
       const stored = await h.current(permission.id);

@@ -11,6 +11,7 @@ import { PolicyService } from '../../src/services/policies.js';
 import type { Db } from '../../src/store/db.js';
 import { migrate } from '../../src/store/migrate.js';
 import { createPostgresDb } from '../../src/store/postgres.js';
+import { appError } from '../helpers/appError.js';
 import { createSchema, dropSchema, testDatabases, uniqueSchema } from '../helpers/databases.js';
 
 const clock: Clock = { now: () => new Date() };
@@ -46,15 +47,8 @@ const denyDelete = {
   reason: 'Deletes are never allowed',
 };
 
-async function rejection(promise: Promise<unknown>): Promise<AppError & { details: { path: string } }> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError & { details: { path: string } };
-  }
-  throw new Error('expected a rejection');
-}
+/** Policy errors name the offending path. */
+const rejection = (promise: Promise<unknown>) => appError<{ path: string }>(promise);
 
 async function countAudit(db: Db): Promise<number> {
   const { rows } = await db.query<{ n: unknown }>('SELECT count(*) AS n FROM audit_events');

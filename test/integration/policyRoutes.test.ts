@@ -1,24 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
 import { systemClock } from '../../src/core/clock.js';
 import { newOperatorKey } from '../../src/core/credentials.js';
 import { registerPolicyRoutes } from '../../src/http/routes/policies.js';
-import { buildServer } from '../../src/http/server.js';
-import { createLogger } from '../../src/logger.js';
 import { AgentService } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
-import { AuthService } from '../../src/services/auth.js';
-import { ensureBootstrapOperatorKey } from '../../src/services/operators.js';
 import { PolicyService } from '../../src/services/policies.js';
-import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
+import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
 
 interface Envelope<T = Record<string, unknown>> {
   success: boolean;
@@ -29,53 +19,38 @@ interface Envelope<T = Record<string, unknown>> {
 describe.each(testDatabases())('policy routes on $name', (database) => {
   let db: Db;
   let redis: Redis;
-  let app: FastifyInstance;
+  let server: RouteTestApp;
   let policies: PolicyService;
   let audit: AuditService;
-  let dataDir: string;
   const operatorKey = newOperatorKey();
   let agentKey: string;
   let agentId: string;
 
   beforeAll(async () => {
     db = await database.open();
-    dataDir = mkdtempSync(path.join(tmpdir(), 'aotp-policy-routes-'));
-    const prefix = `tpol${randomBytes(4).toString('hex')}`;
-    const config = loadConfig({
-      LOG_LEVEL: 'silent',
-      AGENT_OTP_DATA_DIR: dataDir,
-      REDIS_URL: inject('redisUrl'),
-      REDIS_KEY_PREFIX: prefix,
-      ADMIN_TOKEN: operatorKey,
-    });
-    const logger = createLogger('silent');
     redis = createRedis(inject('redisUrl'));
     await redis.connect();
-    await ensureBootstrapOperatorKey(db, { adminToken: operatorKey, dataDir }, systemClock, logger);
     audit = new AuditService(db, systemClock);
     const agents = new AgentService(db, audit, systemClock);
-    const auth = new AuthService(db, systemClock, new Counters(redis, prefix), 1000);
     policies = new PolicyService(db, audit, systemClock, 'require_approval');
     await policies.load();
     const created = await agents.create({ name: 'billing-bot' }, { actor: { type: 'system' } });
     agentKey = created.apiKey;
     agentId = created.agent.id;
-    app = buildServer({
-      config,
-      logger,
-      auth,
+    server = await startRouteTestApp({
+      db,
+      redis,
+      clock: systemClock,
       agents,
-      readiness: [],
-      extraRoutes: [(route) => registerPolicyRoutes(route, policies)],
+      operatorKey,
+      routes: [(route) => registerPolicyRoutes(route, policies)],
     });
-    await app.ready();
   });
 
   afterAll(async () => {
-    await app?.close();
+    await server?.close();
     redis?.disconnect();
     await db?.close();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   async function call<T = Record<string, unknown>>(
@@ -84,7 +59,7 @@ describe.each(testDatabases())('policy routes on $name', (database) => {
     body?: unknown,
     key: string | null = operatorKey,
   ): Promise<{ status: number; body: Envelope<T> }> {
-    const res = await app.inject({
+    const res = await server.app.inject({
       method,
       url,
       headers: key ? { authorization: `Bearer ${key}` } : {},
@@ -281,7 +256,7 @@ describe.each(testDatabases())('policy routes on $name', (database) => {
   });
 
   it('documents the routes in /openapi.json', async () => {
-    const res = await app.inject({ method: 'GET', url: '/openapi.json' });
+    const res = await server.app.inject({ method: 'GET', url: '/openapi.json' });
     const paths = (res.json() as { paths: Record<string, Record<string, unknown>> }).paths;
     expect(Object.keys(paths['/api/v1/policies'] ?? {}).sort()).toEqual(['get', 'post', 'put']);
     expect(Object.keys(paths['/api/v1/policies/{id}'] ?? {}).sort()).toEqual(['delete', 'get', 'patch']);

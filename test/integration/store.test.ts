@@ -4,10 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import type { Actor, AuditEvent, AuditEventInput } from '../../src/core/audit/index.js';
-import type { Clock } from '../../src/core/clock.js';
 import { newOperatorKey, sha256Hex } from '../../src/core/credentials.js';
-import { AppError } from '../../src/core/errors.js';
-import { createLogger } from '../../src/logger.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
 import { AuthService, type Principal } from '../../src/services/auth.js';
@@ -17,6 +14,7 @@ import type { Db, Queryable } from '../../src/store/db.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { createPostgresDb } from '../../src/store/postgres.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
+import { appError } from '../helpers/appError.js';
 import {
   createSchema,
   dropSchema,
@@ -24,44 +22,14 @@ import {
   testDatabases,
   uniqueSchema,
 } from '../helpers/databases.js';
+import { FakeClock } from '../helpers/fakeClock.js';
+import { memoryLogger } from '../helpers/memoryLogger.js';
 
-/** Time that moves only when a test moves it. */
-class FakeClock implements Clock {
-  constructor(private t = Date.parse('2025-03-10T09:00:00.000Z')) {}
-  now(): Date {
-    return new Date(this.t);
-  }
-  advance(ms: number): void {
-    this.t += ms;
-  }
-}
+/** Where each test's clock starts. */
+const START = '2025-03-10T09:00:00.000Z';
 
 const OPERATOR: Actor = { type: 'operator', id: 'opk_test', name: 'ops', platform: 'api' };
 const ORIGIN: RequestOrigin = { actor: OPERATOR, ip: '198.51.100.4', userAgent: 'vitest' };
-
-/** The error a promise rejects with (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<AppError> {
-  try {
-    await p;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected a rejection');
-}
-
-/** In-memory log sink. */
-function memoryLogger() {
-  let text = '';
-  return {
-    logger: createLogger('info', {
-      write(s: string) {
-        text += s;
-      },
-    }),
-    text: () => text,
-  };
-}
 
 interface AuditRow {
   type: string;
@@ -210,7 +178,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
     let agents: AgentService;
 
     beforeEach(() => {
-      clock = new FakeClock();
+      clock = new FakeClock(START);
       audit = new AuditService(db, clock);
       agents = new AgentService(db, audit, clock);
     });
@@ -300,7 +268,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
       ['a malformed id', "agent_'; DROP TABLE agents; --"],
       ['another kind of id', 'perm_0000000000000000000000'],
     ])('get with %s is NOT_FOUND', async (_what, id) => {
-      expect((await rejection(agents.get(id))).code).toBe('NOT_FOUND');
+      expect((await appError(agents.get(id))).code).toBe('NOT_FOUND');
     });
 
     it('lists agents in creation order, a page at a time with a keyset cursor', async () => {
@@ -368,9 +336,9 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
     it('a failing update of an unknown agent changes nothing and writes no event', async () => {
       await agents.create({ name: 'bystander' }, ORIGIN);
       const before = await countRows(db, 'audit_events');
-      const err = await rejection(agents.update('agent_0000000000000000000000', { name: 'x' }, ORIGIN));
+      const err = await appError(agents.update('agent_0000000000000000000000', { name: 'x' }, ORIGIN));
       expect(err.code).toBe('NOT_FOUND');
-      expect((await rejection(agents.update('not-an-id', { name: 'x' }, ORIGIN))).code).toBe('NOT_FOUND');
+      expect((await appError(agents.update('not-an-id', { name: 'x' }, ORIGIN))).code).toBe('NOT_FOUND');
       expect(await countRows(db, 'audit_events')).toBe(before);
     });
 
@@ -445,7 +413,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
         details: { keysRevoked: 2 },
       });
       const before = await countRows(db, 'audit_events');
-      const err = await rejection(
+      const err = await appError(
         agents.rotateKey(created.agent.id, { gracePeriodSeconds: 0, revokeImmediately: false }, ORIGIN),
       );
       expect(err.code).toBe('CONFLICT');
@@ -458,7 +426,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
       const gone = await agents.create({ name: 'gone' }, ORIGIN);
       const deleted = await agents.delete(gone.agent.id, ORIGIN);
       expect(deleted.status).toBe('deleted');
-      expect((await rejection(agents.get(gone.agent.id))).code).toBe('NOT_FOUND');
+      expect((await appError(agents.get(gone.agent.id))).code).toBe('NOT_FOUND');
       const listed = (await agents.list({ limit: 200 })).map((a) => a.id);
       expect(listed).toContain(keep.agent.id);
       expect(listed).not.toContain(gone.agent.id);
@@ -467,7 +435,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
         'agent.deleted',
       ]);
       // Deleting twice is a clean NOT_FOUND with no second event.
-      expect((await rejection(agents.delete(gone.agent.id, ORIGIN))).code).toBe('NOT_FOUND');
+      expect((await appError(agents.delete(gone.agent.id, ORIGIN))).code).toBe('NOT_FOUND');
       expect((await auditRows(db, gone.agent.id)).length).toBe(2);
     });
 
@@ -497,7 +465,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
     });
 
     beforeEach(() => {
-      clock = new FakeClock();
+      clock = new FakeClock(START);
       agents = new AgentService(db, new AuditService(db, clock), clock);
       // A key prefix of its own, so counters never leak between tests, files or databases.
       const counters = new Counters(redis, `test:store:${randomBytes(6).toString('hex')}`);
@@ -507,7 +475,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
     });
 
     const authError = async (key: string | undefined, ip = '192.0.2.1') =>
-      rejection(auth.authenticate(key, ip));
+      appError(auth.authenticate(key, ip));
 
     it('turns a valid agent key into the agent principal', async () => {
       const created = await agents.create({ name: 'caller', environment: 'test' }, ORIGIN);
@@ -600,10 +568,10 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
       const a = new AuthService(db, clock, counters, 3);
       const b = new AuthService(db, clock, counters, 3);
       const ip = '203.0.113.50';
-      await rejection(a.authenticate('nonsense', ip));
-      await rejection(b.authenticate('nonsense', ip));
-      await rejection(a.authenticate('nonsense', ip));
-      expect((await rejection(a.authenticate('nonsense', ip))).code).toBe('RATE_LIMITED');
+      await appError(a.authenticate('nonsense', ip));
+      await appError(b.authenticate('nonsense', ip));
+      await appError(a.authenticate('nonsense', ip));
+      expect((await appError(a.authenticate('nonsense', ip))).code).toBe('RATE_LIMITED');
     });
 
     describe('the bootstrap operator key', () => {
@@ -674,7 +642,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
         await ensureBootstrapOperatorKey(db, { dataDir, adminToken: next }, clock, memoryLogger().logger);
         expect(await auth.authenticate(next, '192.0.2.1')).toMatchObject({ kind: 'operator' });
         clock.advance(10_000); // past the auth cache
-        const err = await rejection(auth.authenticate(old, '192.0.2.2'));
+        const err = await appError(auth.authenticate(old, '192.0.2.2'));
         expect(['INVALID_API_KEY', 'EXPIRED_API_KEY']).toContain(err.code);
       });
     });

@@ -5,7 +5,6 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
-import { AppError } from '../../src/core/errors.js';
 import type { Permission } from '../../src/core/permission.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
 import { MAX_RETRY_DELAY_MS, type PermissionWebhookPayload } from '../../src/core/webhook.js';
@@ -23,6 +22,7 @@ import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
 import type { WebhookDelivery } from '../../src/store/webhookRepository.js';
+import { appError } from '../helpers/appError.js';
 import { testDatabases } from '../helpers/databases.js';
 import { startWebhookReceiver } from '../helpers/webhookReceiver.js';
 
@@ -47,16 +47,6 @@ const requireApproval: PolicyDecision = {
 };
 
 const startReceiver = () => startWebhookReceiver('/hook');
-
-async function failure(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (err) {
-    if (err instanceof AppError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** The payload of a permission event's delivery (the tests below record no alerts). */
 function permissionData(d: WebhookDelivery | undefined): PermissionWebhookPayload['data'] {
@@ -409,10 +399,10 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
       'http://[fe80::1]/hook',
       'http://[fd12:3456::1]/hook',
     ]) {
-      const onRequest = await failure(h.request(agent, { webhookUrl: url }));
+      const onRequest = await appError(h.request(agent, { webhookUrl: url }));
       expect(onRequest.code, url).toBe('VALIDATION_ERROR');
       expect(onRequest.details).toMatchObject({ issues: [{ path: 'webhookUrl' }] });
-      const onPatch = await failure(h.agents.update(agent.id, { webhookUrl: url }, operator));
+      const onPatch = await appError(h.agents.update(agent.id, { webhookUrl: url }, operator));
       expect(onPatch.code, url).toBe('VALIDATION_ERROR');
     }
     // Nothing was stored for the refused requests; a public target is fine.
@@ -554,7 +544,7 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
     const job = await inspect.getJob(id);
     expect(job?.data).toEqual({ deliveryId: id });
     await job?.remove();
-    expect((await failure(h.webhooks.replay(id, operator))).code).toBe('CONFLICT');
+    expect((await appError(h.webhooks.replay(id, operator))).code).toBe('CONFLICT');
     const delivered = await h.webhooks.deliver(id);
     expect(delivered).toMatchObject({ outcome: 'delivered', delivery: { attempts: 1, status: 'delivered' } });
     const got = lastReceived();
@@ -566,8 +556,10 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
     // A delivered one can be replayed too; an unknown one is 404.
     expect((await h.webhooks.replay(id, operator)).status).toBe('pending');
     await (await inspect.getJob(id))?.remove();
-    expect((await failure(h.webhooks.replay('msg_0000000000000000000000', operator))).code).toBe('NOT_FOUND');
-    expect((await failure(h.webhooks.replay('nonsense', operator))).code).toBe('NOT_FOUND');
+    expect((await appError(h.webhooks.replay('msg_0000000000000000000000', operator))).code).toBe(
+      'NOT_FOUND',
+    );
+    expect((await appError(h.webhooks.replay('nonsense', operator))).code).toBe('NOT_FOUND');
     const replays = await db.query(
       `SELECT id FROM audit_events WHERE type = 'webhook.replayed' AND agent_id = $1`,
       [agent.id],
