@@ -28,6 +28,33 @@ describe('webhook targets', () => {
     ['fc12::', 'unique-local'],
     ['ff02::1', 'multicast'],
     ['example.com', 'not an IP address'],
+    // Every other range of IANA's special-purpose registries (issue 11, defect 13).
+    ['192.0.0.9', 'reserved (IETF protocol assignments)'],
+    ['192.0.2.10', 'reserved (documentation)'],
+    ['192.31.196.1', 'reserved (AS112)'],
+    ['192.52.193.1', 'reserved (AMT)'],
+    ['192.88.99.1', 'reserved (6to4 relay anycast)'],
+    ['192.175.48.6', 'reserved (AS112 direct delegation)'],
+    ['198.19.255.1', 'reserved (benchmarking)'],
+    ['198.51.100.7', 'reserved (documentation)'],
+    ['203.0.113.200', 'reserved (documentation)'],
+    ['2001::1', 'reserved (Teredo)'],
+    ['2001:0:4136:e378:8000:63bf:3fff:fdd2', 'reserved (Teredo)'],
+    ['2001:1::1', 'reserved (IETF protocol assignments)'],
+    ['2001:2::5', 'reserved (IETF protocol assignments)'],
+    ['2001:1ff::1', 'reserved (IETF protocol assignments)'],
+    ['2001:db8::1', 'reserved (documentation)'],
+    ['3fff::1', 'reserved (documentation)'],
+    ['2002:808:808::1', 'reserved (6to4)'],
+    ['2620:4f:8000::1', 'reserved (AS112 direct delegation)'],
+    ['5f00::1', 'reserved (SRv6 SIDs)'],
+    ['100::1', 'reserved (discard-only)'],
+    ['100:0:0:1::1', 'reserved (dummy prefix)'],
+    ['64:ff9b:1::1', 'private (local-use NAT64)'],
+    ['::8.8.8.8', 'reserved (IPv4-compatible)'],
+    ['::ffff:0:808:808', 'reserved'],
+    ['4000::1', 'reserved'],
+    ['fec0::1', 'private (site-local)'],
   ])('refuses %s (%s)', (address, label) => {
     expect(refusedAddressClass(address)).toBe(label);
   });
@@ -40,6 +67,11 @@ describe('webhook targets', () => {
     '::ffff:8.8.8.8',
     '64:ff9b::808:808',
     '2606:4700::1111',
+    '2001:200::1',
+    '2a00:1450:4001:80b::200e',
+    '2620:4f:8001::1',
+    '198.20.0.1',
+    '203.0.114.9',
   ])('accepts the public address %s', (address) => {
     expect(refusedAddressClass(address)).toBeNull();
   });
@@ -57,6 +89,8 @@ describe('webhook targets', () => {
     'http://169.254.169.254/latest/meta-data',
     'https://[fd00::1]/',
     'http://10.0.0.5/',
+    'http://[2001::1]/',
+    'http://[2001:db8::1]/',
     'ftp://example.com/',
     'not a url',
   ])('refuses the literal target %s', (url) => {
