@@ -1,4 +1,5 @@
-import type { Actor } from './audit/index.js';
+import { createHash } from 'node:crypto';
+import { type Actor, canonicalJson } from './audit/index.js';
 import { AppError } from './errors.js';
 
 /**
@@ -61,6 +62,8 @@ export interface Permission {
   /** Link to the chat message where humans decide; null until one was posted. */
   approvalUrl: string | null;
   idempotencyKey: string | null;
+  /** Fingerprint of the request (requestFingerprint) when it carried an idempotencyKey. */
+  requestHash: string | null;
   createdAt: Date;
   updatedAt: Date;
   lastUsedAt: Date | null;
@@ -94,4 +97,60 @@ export function approverKey(actor: Actor): string {
     return `${actor.platform}:${actor.teamId ?? actor.guildId ?? ''}:${actor.userId ?? actor.id ?? ''}`;
   }
   return `${actor.type}:${actor.id ?? actor.userId ?? ''}`;
+}
+
+/** What an agent asked for: the fields that make two requests "the same request". */
+export interface RequestedFields {
+  action: string;
+  resource?: string | null;
+  scope?: Record<string, unknown>;
+  context?: Record<string, unknown>;
+  ttl?: number;
+  webhookUrl?: string | null;
+}
+
+/**
+ * SHA-256 of the request's canonical JSON (keys sorted, absent = its default), so a retry of the
+ * same request matches however its client orders keys, and anything else does not. The token
+ * commitment is compared separately (it has its own error: the caller's token would not work).
+ * `withTtl: false` is for rows stored before fingerprints, whose requested ttl was not kept.
+ */
+export function requestFingerprint(r: RequestedFields, withTtl = true): string {
+  const canonical = canonicalJson([
+    r.action,
+    r.resource ?? null,
+    r.scope ?? {},
+    r.context ?? {},
+    withTtl ? (r.ttl ?? TTL_DEFAULT_SECONDS) : null,
+    r.webhookUrl ?? null,
+  ]);
+  return createHash('sha256').update(canonical, 'utf8').digest('hex');
+}
+
+/**
+ * The same idempotencyKey must come with the same request: answering a different request with
+ * the earlier permission would let an agent act on a grant for something else.
+ */
+export function assertSameRequest(earlier: Permission, fingerprint: string, input: RequestedFields): void {
+  const same =
+    earlier.requestHash !== null
+      ? earlier.requestHash === fingerprint
+      : requestFingerprint(input, false) ===
+        requestFingerprint(
+          {
+            action: earlier.action,
+            resource: earlier.resource,
+            scope: earlier.requestedScope,
+            context: earlier.context,
+            webhookUrl: earlier.webhookUrl,
+          },
+          false,
+        );
+  if (!same) {
+    throw new AppError(
+      'IDEMPOTENCY_KEY_REUSED',
+      'This idempotencyKey was already used with a different request; use a new key for a new request',
+      { permissionId: earlier.id },
+    );
+  }
 }

@@ -96,7 +96,10 @@ export class NotFoundError extends AgentOTPError {
   }
 }
 
-/** 409 CONFLICT / ALREADY_DECIDED: the permission is not in a state that allows the call. */
+/**
+ * 409 CONFLICT / ALREADY_DECIDED: the permission is not in a state that allows the call;
+ * IDEMPOTENCY_KEY_REUSED: the idempotencyKey was first used with a different request.
+ */
 export class ConflictError extends AgentOTPError {
   constructor(message = 'Conflict', init: AgentOTPErrorInit = {}) {
     super(message, { code: 'CONFLICT', ...init });
@@ -303,6 +306,7 @@ export function errorForCode(
       return new NotFoundError(message, init);
     case 'CONFLICT':
     case 'ALREADY_DECIDED':
+    case 'IDEMPOTENCY_KEY_REUSED':
       return new ConflictError(message, init);
     case 'RATE_LIMITED':
       return rateLimited(message, init, extra.retryAfter, extra.details);

@@ -6,9 +6,11 @@ import { isId, newId } from '../core/ids.js';
 import {
   type ApprovalRecord,
   approverKey,
+  assertSameRequest,
   IDEMPOTENCY_WINDOW_MS,
   type Permission,
   type PermissionStatus,
+  requestFingerprint,
   TTL_DEFAULT_SECONDS,
   tokenStateError,
 } from '../core/permission.js';
@@ -142,9 +144,11 @@ export class PermissionService {
       assertWebhookTargetAllowed(input.webhookUrl, this.settings.allowPrivateWebhooks ?? false);
     const context = input.context ?? {};
 
-    if (input.idempotencyKey) {
+    // Only requests with a key need a fingerprint: the others pay nothing for it.
+    const requestHash = input.idempotencyKey ? requestFingerprint(input) : null;
+    if (input.idempotencyKey && requestHash) {
       const earlier = await this.findReplay(agent.id, input.idempotencyKey);
-      if (earlier) return { permission: assertSameCommitment(earlier, input), replayed: true };
+      if (earlier) return { permission: assertSameReplay(earlier, input, requestHash), replayed: true };
     }
 
     // ak_test_ keys exist for development: every request is approved and nobody is notified.
@@ -212,6 +216,7 @@ export class PermissionService {
       webhookUrl: input.webhookUrl ?? null,
       approvalUrl: null,
       idempotencyKey: input.idempotencyKey ?? null,
+      requestHash,
       createdAt: now,
       updatedAt: now,
       lastUsedAt: null,
@@ -248,9 +253,9 @@ export class PermissionService {
     if (!inserted) {
       // Lost a race with the same idempotency key: answer with the winner.
       const earlier = input.idempotencyKey ? await this.findReplay(agent.id, input.idempotencyKey) : null;
-      if (!earlier)
+      if (!earlier || !requestHash)
         throw new AppError('CONFLICT', 'A request with this idempotencyKey is being processed; retry');
-      return { permission: assertSameCommitment(earlier, input), replayed: true };
+      return { permission: assertSameReplay(earlier, input, requestHash), replayed: true };
     }
     this.emit(status === 'pending' ? 'requested' : status, permission);
     return { permission, token, replayed: false };
@@ -659,10 +664,16 @@ export class PermissionService {
 }
 
 /**
- * A replay must carry the token commitment of the original: the same idempotencyKey with another
- * tokenHash would hand the caller a token that cannot work (e.g. a second process retrying).
+ * A replay must be the same request (IDEMPOTENCY_KEY_REUSED otherwise) and carry the token
+ * commitment of the original: the same idempotencyKey with another tokenHash would hand the
+ * caller a token that cannot work (e.g. a second process retrying).
  */
-function assertSameCommitment(earlier: Permission, input: PermissionRequestInput): Permission {
+function assertSameReplay(
+  earlier: Permission,
+  input: PermissionRequestInput,
+  requestHash: string,
+): Permission {
+  assertSameRequest(earlier, requestHash, input);
   if (input.tokenHash && earlier.clientToken && earlier.tokenHash !== input.tokenHash) {
     throw new AppError('CONFLICT', 'This idempotencyKey was already used with a different token commitment', {
       permissionId: earlier.id,

@@ -29,6 +29,7 @@ interface PermissionRow {
   webhook_url: string | null;
   approval_url: string | null;
   idempotency_key: string | null;
+  request_hash: string | null;
   created_at: Date;
   updated_at: Date;
   last_used_at: Date | null;
@@ -61,6 +62,7 @@ export function permissionFromRow(r: PermissionRow): Permission {
     webhookUrl: r.webhook_url,
     approvalUrl: r.approval_url ?? null,
     idempotencyKey: r.idempotency_key,
+    requestHash: r.request_hash ?? null,
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     lastUsedAt: r.last_used_at,
@@ -90,6 +92,7 @@ const INSERT_COLUMNS = [
   'approval',
   'webhook_url',
   'idempotency_key',
+  'request_hash',
   'created_at',
   'updated_at',
 ] as const;
@@ -121,6 +124,7 @@ function insertValues(p: Permission): unknown[] {
     json(p.approval),
     p.webhookUrl,
     p.idempotencyKey,
+    p.requestHash,
     p.createdAt,
     p.updatedAt,
   ];

@@ -944,9 +944,58 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(later.permission.id).not.toBe(first.permission.id);
       expect(await rowsFor(agent.id)).toBe(2);
       // And the new one is what the key now replays.
-      const replay = await h.request(agent, { idempotencyKey: 'order-42' });
+      const replay = await h.request(agent, { idempotencyKey: 'order-42', scope: { max_amount: 10 } });
       expect(replay.permission.id).toBe(later.permission.id);
       expect(await rowsFor(agent.id)).toBe(2);
+    });
+
+    it('refuses the key with a different request (409 IDEMPOTENCY_KEY_REUSED), storing nothing', async () => {
+      h.state.decision = requireApproval();
+      const body = {
+        idempotencyKey: 'wire-7',
+        action: 'payment.send',
+        resource: 'acct:1',
+        scope: { max_amount: 10, allowed_recipients: ['a@x.com'] },
+        context: { invoice: 'INV-1', nested: { a: 1, b: 2 } },
+      };
+      const first = await h.request(agent, body);
+      // The same request with its keys in another order is the same request.
+      const reordered = await h.request(agent, {
+        context: { nested: { b: 2, a: 1 }, invoice: 'INV-1' },
+        scope: { allowed_recipients: ['a@x.com'], max_amount: 10 },
+        resource: 'acct:1',
+        action: 'payment.send',
+        idempotencyKey: 'wire-7',
+      });
+      expect(reordered.replayed).toBe(true);
+      expect(reordered.permission.id).toBe(first.permission.id);
+      const changes: Partial<typeof body & { ttl: number; webhookUrl: string }>[] = [
+        { scope: { max_amount: 10000, allowed_recipients: ['a@x.com'] } },
+        { action: 'payment.refund' },
+        { resource: 'acct:2' },
+        { context: { invoice: 'INV-2', nested: { a: 1, b: 2 } } },
+        { ttl: 3600 },
+        { webhookUrl: 'https://hooks.example.com/x' },
+      ];
+      for (const change of changes) {
+        const err = await appError(h.request(agent, { ...body, ...change }));
+        expect(err.code).toBe('IDEMPOTENCY_KEY_REUSED');
+        expect(err.details).toEqual({ permissionId: first.permission.id });
+      }
+      expect(await rowsFor(agent.id)).toBe(1);
+      expect(await h.trail(first.permission.id)).toEqual(['request:agent']);
+    });
+
+    it('compares a key stored before request fingerprints field by field', async () => {
+      h.state.decision = requireApproval();
+      const first = await h.request(agent, { idempotencyKey: 'legacy-1', scope: { max_amount: 5 } });
+      await db.query('UPDATE permissions SET request_hash = NULL WHERE id = $1', [first.permission.id]);
+      const same = await h.request(agent, { idempotencyKey: 'legacy-1', scope: { max_amount: 5 } });
+      expect(same.permission.id).toBe(first.permission.id);
+      const other = await appError(
+        h.request(agent, { idempotencyKey: 'legacy-1', scope: { max_amount: 50 } }),
+      );
+      expect(other.code).toBe('IDEMPOTENCY_KEY_REUSED');
     });
 
     it('a replayed auto-approval does not hand out a second token', async () => {
