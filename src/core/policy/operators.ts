@@ -1,4 +1,4 @@
-import type { WorkBudget } from '../budget.js';
+import { substringWork, type WorkBudget } from '../budget.js';
 import { readNumber } from '../numbers.js';
 import { compilePattern, matchPattern, uncheckedReason } from '../regex.js';
 import { compileGlob, isGlob } from './glob.js';
@@ -95,7 +95,11 @@ function compileOperator(name: string, operand: unknown, globs: boolean, path: s
         if (Array.isArray(v)) return anyOf(v.map((item) => element(item, budget)));
         const text = textOf(v);
         if (typeof text !== 'string') return text === null ? false : text;
-        return inText !== null && text.includes(inText);
+        if (inText === null) return false;
+        if (!budget.spend(substringWork(text.length, inText.length))) {
+          return undecidable(uncheckedReason('over_budget'));
+        }
+        return text.includes(inText);
       };
     }
     case 'matches': {

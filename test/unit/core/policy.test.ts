@@ -800,4 +800,19 @@ describe('hostile regexes (defect 1)', () => {
     expect(decision.decision).toBe('require_approval');
     expect(decision.reason).toContain('work limit');
   });
+
+  it('contains is charged to the work limit too: V8 substring search is not linear (sibling)', () => {
+    // A needle that breaks a long run of one letter: String#includes took 28 ms over 32 000
+    // characters with a 1001-character needle, 220 ms with 8001.
+    const needle = `${'a'.repeat(4000)}b${'a'.repeat(4000)}`;
+    const set = compilePolicies(
+      parsePolicySet([{ name: 'c', conditions: { 'context.text': { contains: needle } }, action: 'deny' }]),
+    );
+    const decision = evaluate(set, request({ context: { text: 'a'.repeat(32_000) } }));
+    expect(decision).toMatchObject({ decision: 'deny', policy: { name: 'c' } });
+    expect(decision.reason).toContain('work limit');
+    expect(holds({ 'context.text': { contains: 'needle' } }, { context: { text: 'a needle in hay' } })).toBe(
+      true,
+    );
+  });
 });
