@@ -282,6 +282,24 @@ async function hostileLimits() {
 
 const sizeOf = (source) => RE2JS.compile(source).programSize();
 
+/** Wall and CPU milliseconds of one synchronous call. */
+function timed(fn) {
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  fn();
+  const wall = performance.now() - started;
+  const used = process.cpuUsage(cpuBefore);
+  return { wall, cpu: (used.user + used.system) / 1000 };
+}
+
+/** "CPU median …, max … ms (wall median …, max …)" over runs. */
+function summary(runs) {
+  const cpu = runs.map((r) => r.cpu).sort((a, b) => a - b);
+  const wall = runs.map((r) => r.wall).sort((a, b) => a - b);
+  const mid = Math.floor(runs.length / 2);
+  return `CPU median ${cpu[mid].toFixed(1)}, max ${cpu.at(-1).toFixed(1)} ms (wall median ${wall[mid].toFixed(1)}, max ${wall.at(-1).toFixed(1)} ms)`;
+}
+
 /** The family's source at about `size` instructions, and the longest value one call may check with it. */
 function worstCase(limits, family, size) {
   let k = size;
@@ -303,25 +321,26 @@ async function hostilePure() {
   const lines = [
     `\nhostile patterns, pure function (checkActionDetails / evaluate): bounds ${limits.MAX_PATTERN_LENGTH} characters, ${limits.MAX_PATTERN_PROGRAM} instructions per pattern; values ≤ ${limits.MAX_MATCHED_LENGTH} characters; work limit ${limits.WORK_BUDGET} units per call`,
   ];
-  let worst = 0;
-  const worstCpu = 0;
+  const rows = [];
   for (const family of FAMILIES) {
     for (const size of [limits.MAX_PATTERN_PROGRAM, 400, 100, 30]) {
       const { source, program, length, k } = worstCase(limits, family, size);
-      const timings = [];
+      const runs = [];
       for (let i = 0; i < 9; i += 1) {
         const fresh = `${source}${'(?:)'.repeat(i + 1)}`; // same program, not in the cache
         const value = family.input(length, k);
-        const started = performance.now();
-        const violations = checkActionDetails({ s_pattern: fresh }, { s: value }, { now: new Date() });
-        timings.push(performance.now() - started);
+        let violations = [];
+        runs.push(
+          timed(() => {
+            violations = checkActionDetails({ s_pattern: fresh }, { s: value }, { now: new Date() });
+          }),
+        );
         if (violations.some((v) => v.message.includes('work limit')))
           throw new Error(`over budget: ${source}`);
       }
-      timings.sort((a, b) => a - b);
-      worst = Math.max(worst, timings.at(-1));
+      rows.push(runs);
       lines.push(
-        `  ${family.name.padEnd(38)} ${String(program).padStart(5)} instr × ${String(length).padStart(5)} chars: median ${timings[4].toFixed(1)} ms, max ${timings.at(-1).toFixed(1)} ms`,
+        `  ${family.name.padEnd(38)} ${String(program).padStart(5)} instr × ${String(length).padStart(5)} chars: ${summary(runs)}`,
       );
     }
   }
@@ -339,17 +358,15 @@ async function hostilePure() {
   // Values as long as one such match may read: the first match spends the budget, the rest are undecidable.
   const context = Object.fromEntries([0, 1, 2, 3, 4].map((i) => [`f${i}`, ab(length, k)]));
   const evals = [];
-  for (let i = 0; i < 9; i += 1) {
-    const started = performance.now();
-    evaluate(set, { agentId: 'a', action: 'x', scope: {}, context });
-    evals.push(performance.now() - started);
-  }
-  evals.sort((a, b) => a - b);
+  for (let i = 0; i < 9; i += 1)
+    evals.push(timed(() => evaluate(set, { agentId: 'a', action: 'x', scope: {}, context })));
+  rows.push(evals);
   lines.push(
-    `  policy evaluation, 50 policies with ${limits.MAX_PATTERN_PROGRAM}-instruction matches over ${length}-char context values: median ${evals[4].toFixed(1)} ms, max ${evals.at(-1).toFixed(1)} ms`,
+    `  policy evaluation, 50 policies with ${limits.MAX_PATTERN_PROGRAM}-instruction matches over ${length}-char context values: ${summary(evals)}`,
   );
+  const all = rows.flat();
   lines.push(
-    `  worst pure call: ${Math.max(worst, evals.at(-1)).toFixed(1)} ms wall, ${worstCpu.toFixed(1)} ms CPU (target < 50 ms; wall includes waiting for a busy CPU)`,
+    `  worst pure call: ${Math.max(...all.map((r) => r.cpu)).toFixed(1)} ms of CPU (target < 50 ms), ${Math.max(...all.map((r) => r.wall)).toFixed(1)} ms wall (wall includes waiting for a busy CPU)`,
   );
   for (const line of lines) console.log(line);
 }
@@ -386,9 +403,16 @@ async function hostilePatternsOverHttp(base, apiKey, pid) {
       body: JSON.stringify({ token: g.token, actionDetails: { s: value } }),
     });
     const body = await res.json();
-    if (kind === 'verify' && body.data?.valid !== true)
-      throw new Error(`hostile verify: ${JSON.stringify(body)}`);
-    if (kind === 'use' && res.status !== 200) throw new Error(`hostile use: ${JSON.stringify(body)}`);
+    // The largest pattern needs more characters than one call may read, so the value does not
+    // match: a full scan, the worst case. Only a refusal before matching would be a wrong figure.
+    const text = JSON.stringify(body);
+    if (
+      text.includes('work limit') ||
+      text.includes('longer than') ||
+      (res.status !== 200 && res.status !== 403)
+    ) {
+      throw new Error(`hostile ${kind} was not matched: ${text}`);
+    }
     return performance.now() - started;
   };
   const lines = [

@@ -4,7 +4,7 @@ import { compilePattern, matchPattern, uncheckedReason } from '../regex.js';
 import { compileGlob, isGlob } from './glob.js';
 import { invalidPolicyAt } from './invalid.js';
 import type { ConditionOperators, Scalar } from './types.js';
-import { anyOf, not, undecidable, type Verdict } from './verdict.js';
+import { not, someOf, undecidable, type Verdict } from './verdict.js';
 
 /**
  * One operator applied to a field's value. `undefined` means the field is missing: only
@@ -92,7 +92,7 @@ function compileOperator(name: string, operand: unknown, globs: boolean, path: s
       const element = scalarMatcher(needle, false, path);
       const inText = needle === null ? null : String(needle);
       return (v, budget) => {
-        if (Array.isArray(v)) return anyOf(v.map((item) => element(item, budget)));
+        if (Array.isArray(v)) return someOf(v, (item) => element(item, budget));
         const text = textOf(v);
         if (typeof text !== 'string') return text === null ? false : text;
         if (inText === null) return false;
@@ -129,11 +129,11 @@ function compileOperator(name: string, operand: unknown, globs: boolean, path: s
     }
     case 'in': {
       const matchers = list().map((item) => scalarMatcher(item, globs, path));
-      return (v, budget) => v !== undefined && anyOf(matchers.map((eq) => eq(v, budget)));
+      return (v, budget) => v !== undefined && someOf(matchers, (eq) => eq(v, budget));
     }
     case 'notIn': {
       const matchers = list().map((item) => scalarMatcher(item, globs, path));
-      return (v, budget) => v === undefined || not(anyOf(matchers.map((eq) => eq(v, budget))));
+      return (v, budget) => v === undefined || not(someOf(matchers, (eq) => eq(v, budget)));
     }
     case 'exists': {
       if (typeof operand !== 'boolean') throw bad('true or false');

@@ -16,22 +16,11 @@ export type Verdict = boolean | Undecidable;
 
 export const undecidable = (reason: string): Undecidable => ({ undecidable: reason });
 
-export const isUndecidable = (v: Verdict): v is Undecidable => typeof v === 'object';
-
-/** Every verdict holds: false wins over undecidable, which wins over true. */
-export function allOf(verdicts: Iterable<Verdict>): Verdict {
+/** Some item's verdict holds: true wins over undecidable, which wins over false. Stops at the first true. */
+export function someOf<T>(items: readonly T[], verdictOf: (item: T) => Verdict): Verdict {
   let open: Undecidable | null = null;
-  for (const v of verdicts) {
-    if (v === false) return false;
-    if (v !== true) open ??= v;
-  }
-  return open ?? true;
-}
-
-/** Some verdict holds: true wins over undecidable, which wins over false. */
-export function anyOf(verdicts: Iterable<Verdict>): Verdict {
-  let open: Undecidable | null = null;
-  for (const v of verdicts) {
+  for (const item of items) {
+    const v = verdictOf(item);
     if (v === true) return true;
     if (v !== false) open ??= v;
   }
