@@ -103,7 +103,7 @@ function compileOperator(name: string, operand: unknown, globs: boolean, path: s
       };
     }
     case 'matches': {
-      const re = compileAt(string(), path);
+      const re = compiledAt(compilePattern, string(), path, 'invalid regular expression');
       return (v, budget) => {
         const text = textOf(v);
         if (typeof text !== 'string') return text === null ? false : text;
@@ -184,7 +184,7 @@ function scalarMatcher(expected: Scalar, globs: boolean, path: string): ValuePre
   }
   const wanted = String(expected);
   if (globs && typeof expected === 'string' && isGlob(expected)) {
-    const glob = globAt(expected, path);
+    const glob = compiledAt(compileGlob, expected, path, 'glob not accepted');
     return (v, budget) => {
       const text = textOf(v);
       if (typeof text !== 'string') return text === null ? false : text;
@@ -199,24 +199,11 @@ function scalarMatcher(expected: Scalar, globs: boolean, path: string): ValuePre
   };
 }
 
-function globAt(glob: string, path: string) {
+/** Compiles a glob or pattern operand; one over the bounds or invalid is INVALID_POLICY at `path`. */
+function compiledAt<T>(compile: (source: string) => T, source: string, path: string, what: string): T {
   try {
-    return compileGlob(glob);
+    return compile(source);
   } catch (error) {
-    throw invalidPolicyAt(
-      path,
-      `glob not accepted: ${error instanceof Error ? error.message : String(error)}`,
-    );
-  }
-}
-
-function compileAt(pattern: string, path: string) {
-  try {
-    return compilePattern(pattern);
-  } catch (error) {
-    throw invalidPolicyAt(
-      path,
-      `invalid regular expression: ${error instanceof Error ? error.message : String(error)}`,
-    );
+    throw invalidPolicyAt(path, `${what}: ${error instanceof Error ? error.message : String(error)}`);
   }
 }

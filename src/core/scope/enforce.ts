@@ -203,55 +203,32 @@ function listMatcher(list: readonly string[], budget: WorkBudget, form: (s: stri
 
 const OVER_BUDGET = 'could not be checked within the work limit of one call (too many or too long values)';
 
-function checkAllowed(
+/**
+ * `allowed_<f>` (every value in the list) and `blocked_<f>` (no value in the list, compared in
+ * blockForm). A value that is not a scalar, or that the budget could not check, offends either
+ * way: it might be outside the allow-list or hide a blocked value.
+ */
+function checkList(
   key: string,
   field: string,
   list: unknown,
   details: Record<string, unknown>,
   budget: WorkBudget,
+  kind: 'allowed' | 'blocked',
 ) {
   if (!isStringList(list)) return malformed(key, field, list);
-  const inList = listMatcher(list, budget);
+  const inList = kind === 'allowed' ? listMatcher(list, budget) : listMatcher(list, budget, blockForm);
+  const offendingWhenFound = kind === 'blocked';
   let unchecked = false;
   const offending = collectValues(details, fieldAliases(field)).filter(({ value }) => {
     const text = scalarText(value);
     if (text === null) return true;
     const found = inList(text);
     if (found === 'over_budget') unchecked = true;
-    return found !== true;
+    return found === 'over_budget' || found === offendingWhenFound;
   });
-  return listViolation(
-    key,
-    offending,
-    (f) => (unchecked ? `${f} ${OVER_BUDGET}` : `${f} has a value outside the allowed list`),
-    list,
-  );
-}
-
-function checkBlocked(
-  key: string,
-  field: string,
-  list: unknown,
-  details: Record<string, unknown>,
-  budget: WorkBudget,
-) {
-  if (!isStringList(list)) return malformed(key, field, list);
-  const inList = listMatcher(list, budget, blockForm);
-  let unchecked = false;
-  const offending = collectValues(details, fieldAliases(field)).filter(({ value }) => {
-    const text = scalarText(value);
-    // A value we cannot compare might hide a blocked one: refuse it.
-    if (text === null) return true;
-    const found = inList(text);
-    if (found === 'over_budget') unchecked = true;
-    return found !== false;
-  });
-  return listViolation(
-    key,
-    offending,
-    (f) => (unchecked ? `${f} ${OVER_BUDGET}` : `${f} has a blocked value`),
-    list,
-  );
+  const broken = kind === 'allowed' ? 'has a value outside the allowed list' : 'has a blocked value';
+  return listViolation(key, offending, (f) => `${f} ${unchecked ? OVER_BUDGET : broken}`, list);
 }
 
 function checkPattern(
@@ -333,10 +310,10 @@ export function checkActionDetails(
         violation = checkMaxTotal(key, rule.field, value, details, totals);
         break;
       case 'allowed':
-        violation = checkAllowed(key, rule.field, value, details, budget);
+        violation = checkList(key, rule.field, value, details, budget, 'allowed');
         break;
       case 'blocked':
-        violation = checkBlocked(key, rule.field, value, details, budget);
+        violation = checkList(key, rule.field, value, details, budget, 'blocked');
         break;
       case 'pattern':
         violation = checkPattern(key, rule.field, value, details, budget);
