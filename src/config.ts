@@ -92,6 +92,9 @@ export const configSchema = z.object({
   AUTH_FAILURES_PER_MIN: int(1).default(30),
   RATE_LIMIT_PER_MIN: int(1).default(60),
   RATE_LIMIT_PER_HOUR: int(1).default(1000),
+  /** verify and use calls together, per agent (each runs the scope check: bounded CPU per agent). */
+  TOKEN_RATE_LIMIT_PER_MIN: int(1).default(600),
+  TOKEN_RATE_LIMIT_PER_HOUR: int(1).default(20_000),
 
   // Permissions and policies
   POLICIES_FILE: z.string().min(1).optional(),

@@ -26,7 +26,7 @@ import { AuthService } from './services/auth.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { type PermissionEventType, PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
-import { RateLimiter } from './services/rateLimits.js';
+import { RateLimiter, requestLimits, tokenCallLimits } from './services/rateLimits.js';
 import { loadSecretsKey, SecretBox } from './services/secretBox.js';
 import { PermissionWaiters } from './services/waiters.js';
 import { WebhookSecrets } from './services/webhookSecrets.js';
@@ -146,7 +146,16 @@ export async function startService(
   const rateLimiter = new RateLimiter(
     counters,
     clock,
-    { perMinute: config.RATE_LIMIT_PER_MIN, perHour: config.RATE_LIMIT_PER_HOUR },
+    requestLimits({ perMinute: config.RATE_LIMIT_PER_MIN, perHour: config.RATE_LIMIT_PER_HOUR }),
+    logger,
+  );
+  const tokenCallLimiter = new RateLimiter(
+    counters,
+    clock,
+    tokenCallLimits({
+      perMinute: config.TOKEN_RATE_LIMIT_PER_MIN,
+      perHour: config.TOKEN_RATE_LIMIT_PER_HOUR,
+    }),
     logger,
   );
   const jobs = new JobQueue(queueConnection, `${prefix}:bull`, logger);
@@ -308,7 +317,13 @@ export async function startService(
         { name: 'redis', check: async () => void (await redis.ping()) },
       ],
       extraRoutes: [
-        (route) => registerPermissionRoutes(route, permissions, rateLimiter, waiters),
+        (route) =>
+          registerPermissionRoutes(
+            route,
+            permissions,
+            { requests: rateLimiter, tokenCalls: tokenCallLimiter },
+            waiters,
+          ),
         (route) => registerPolicyRoutes(route, policies),
         (route) => registerAuditRoutes(route, audit),
         (route) => registerWebhookRoutes(route, webhooks),

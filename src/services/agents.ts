@@ -94,6 +94,8 @@ export class AgentService {
       status: 'active',
       rateLimitPerMin: null,
       rateLimitPerHour: null,
+      tokenRateLimitPerMin: null,
+      tokenRateLimitPerHour: null,
       webhookUrl: null,
       createdAt: now,
       updatedAt: now,

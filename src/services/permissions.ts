@@ -1,4 +1,5 @@
 import type { Actor, AuditEventInput } from '../core/audit/index.js';
+import { WorkBudget } from '../core/budget.js';
 import type { Clock } from '../core/clock.js';
 import { constantTimeEqualHex } from '../core/credentials.js';
 import { AppError } from '../core/errors.js';
@@ -100,7 +101,7 @@ export type PermissionEventType =
 export type PermissionListener = (event: { type: PermissionEventType; permission: Permission }) => void;
 
 export interface PolicyEvaluator {
-  evaluate(request: PolicyRequest): PolicyDecision;
+  evaluate(request: PolicyRequest, budget?: WorkBudget): PolicyDecision;
 }
 
 export interface PermissionSettings {
@@ -151,22 +152,28 @@ export class PermissionService {
       if (earlier) return { permission: assertSameReplay(earlier, input, requestHash), replayed: true };
     }
 
+    // One work budget for the policy conditions and the narrowing: the request path's matching
+    // work stays within one bound however the agent shapes its scope and context.
+    const work = new WorkBudget();
     // ak_test_ keys exist for development: every request is approved and nobody is notified.
     const decision: PolicyDecision =
       agent.environment === 'test'
         ? { decision: 'auto_approve', policy: null, reason: 'Test agent key: auto-approved' }
-        : this.policies.evaluate({
-            agentId: agent.id,
-            agentName: agent.name,
-            action: input.action,
-            resource: input.resource ?? null,
-            scope: requestedScope,
-            context,
-          });
+        : this.policies.evaluate(
+            {
+              agentId: agent.id,
+              agentName: agent.name,
+              action: input.action,
+              resource: input.resource ?? null,
+              scope: requestedScope,
+              context,
+            },
+            work,
+          );
 
     const now = this.clock.now();
     const scope = decision.scopeTemplate
-      ? narrowScope(requestedScope, { ...decision.scopeTemplate })
+      ? atPath('scope', () => narrowScope(requestedScope, { ...decision.scopeTemplate }, work))
       : requestedScope;
     validateScopeAt(scope, 'scope');
     const maxUses = typeof scope.max_uses === 'number' ? scope.max_uses : DEFAULT_MAX_USES;
@@ -302,15 +309,19 @@ export class PermissionService {
     return listPermissions(this.db, filter);
   }
 
-  /** Checks a token and actionDetails against the scope without consuming anything. */
+  /**
+   * Checks a token and actionDetails against the scope without consuming anything. `admitted`
+   * is the caller's rate limiter (verify/use); a refusal from it wins before any work is done.
+   */
   async verify(
     agent: Agent,
     id: string,
     token: string,
     actionDetails: Record<string, unknown> | undefined,
     origin: RequestOrigin,
+    admitted?: Promise<unknown>,
   ): Promise<VerifyOutcome> {
-    const permission = await this.find({ agent }, id);
+    const permission = await this.findAdmitted(agent, id, admitted);
     const now = this.clock.now();
     let outcome: VerifyOutcome;
     const tokenProblem = this.tokenProblem(permission, token, now);
@@ -342,8 +353,9 @@ export class PermissionService {
     token: string,
     actionDetails: Record<string, unknown> | undefined,
     origin: RequestOrigin,
+    admitted?: Promise<unknown>,
   ): Promise<Permission> {
-    const permission = await this.find({ agent }, id);
+    const permission = await this.findAdmitted(agent, id, admitted);
     const now = this.clock.now();
     const problem = this.tokenProblem(permission, token, now);
     if (problem) return this.rejectUse(permission, origin, problem);
@@ -513,8 +525,9 @@ export class PermissionService {
       }
 
       // Narrowing only: applyModifications refuses (SCOPE_WIDENING) anything wider than granted.
-      const scope = input.scopeModifications
-        ? applyModifications(permission.scope, input.scopeModifications)
+      const modifications = input.scopeModifications;
+      const scope = modifications
+        ? atPath('scopeModifications', () => applyModifications(permission.scope, modifications))
         : permission.scope;
       if (input.scopeModifications) validateScopeAt(scope, 'scopeModifications');
       const approvals: ApprovalRecord[] = permission.approvals.some((a) => a.key === key)
@@ -625,6 +638,13 @@ export class PermissionService {
     }
   }
 
+  /** find(), while the caller's rate limiter answers in parallel; its refusal is thrown first. */
+  private async findAdmitted(agent: Agent, id: string, admitted?: Promise<unknown>): Promise<Permission> {
+    if (!admitted) return this.find({ agent }, id);
+    const [permission] = await Promise.all([this.find({ agent }, id), admitted]);
+    return permission;
+  }
+
   /** An agent sees only its own permissions: another agent's id is indistinguishable from none. */
   private async find(principal: { agent: Agent } | { operator: true }, id: string): Promise<Permission> {
     const permission = await findPermission(this.db, checkPermissionId(id));
@@ -723,10 +743,15 @@ function keysOf(violations: ScopeViolation[] | undefined): string[] | null {
 }
 
 function validateScopeAt(scope: unknown, prefix: string): asserts scope is Record<string, unknown> {
+  atPath(prefix, () => validateScope(scope));
+}
+
+/** Runs a scope operation, naming the body field in its VALIDATION_ERROR path (`scope.x_pattern`). */
+function atPath<T>(prefix: string, run: () => T): T {
   try {
-    validateScope(scope);
+    return run();
   } catch (err) {
-    if (err instanceof AppError) {
+    if (err instanceof AppError && err.code === 'VALIDATION_ERROR') {
       const path = (err.details as { path?: string } | undefined)?.path;
       throw new AppError('VALIDATION_ERROR', err.message, { path: path ? `${prefix}.${path}` : prefix });
     }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { type Actor, canonicalJson } from '../core/audit/index.js';
+import type { WorkBudget } from '../core/budget.js';
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
@@ -146,8 +147,8 @@ export class PolicyService {
   }
 
   /** The hot path: in memory, synchronous, no I/O. */
-  evaluate(request: PolicyRequest): PolicyDecision {
-    return evaluate(this.compiled, request, this.defaultAction);
+  evaluate(request: PolicyRequest, budget?: WorkBudget): PolicyDecision {
+    return evaluate(this.compiled, request, this.defaultAction, budget);
   }
 
   list(): Promise<PolicyRecord[]> {

@@ -11,36 +11,75 @@ export interface RateLimitState {
   reset: number;
 }
 
+export interface Limits {
+  perMinute: number;
+  perHour: number;
+}
+
+/** What one limiter counts: its own counters, its defaults, and an agent's own limits if set. */
+export interface RateLimitKind {
+  /** Counter name prefix in Redis: 'rl' for permission requests, 'tl' for token calls. */
+  readonly counter: string;
+  /** For the 429 message: 'permission requests'. */
+  readonly what: string;
+  readonly defaults: Limits;
+  /** The agent's own limits, null where the default applies. */
+  readonly override: (agent: Agent) => { perMinute: number | null; perHour: number | null };
+}
+
 const MINUTE = 60_000;
 const HOUR = 3_600_000;
 
+/** Permission requests: RATE_LIMIT_PER_MIN/_PER_HOUR, per agent `rateLimitPerMin/PerHour`. */
+export const requestLimits = (defaults: Limits): RateLimitKind => ({
+  counter: 'rl',
+  what: 'permission requests',
+  defaults,
+  override: (agent) => ({ perMinute: agent.rateLimitPerMin, perHour: agent.rateLimitPerHour }),
+});
+
 /**
- * Per-agent limits on permission requests (a minute and an hour window in Redis, one round
- * trip). Settable per agent; the environment gives the defaults. When Redis is unreachable the
- * limit fails open (logged): refusing every agent would turn a cache outage into a full outage.
+ * Token calls — verify and use together: both run the same scope check on the same token, so
+ * separate limits would only let an agent alternate between them for twice the work. An honest
+ * agent verifies then uses, so the defaults (TOKEN_RATE_LIMIT_PER_MIN/_PER_HOUR) are set at
+ * several times the request limits. Per agent `tokenRateLimitPerMin/PerHour`.
+ */
+export const tokenCallLimits = (defaults: Limits): RateLimitKind => ({
+  counter: 'tl',
+  what: 'verify and use calls',
+  defaults,
+  override: (agent) => ({ perMinute: agent.tokenRateLimitPerMin, perHour: agent.tokenRateLimitPerHour }),
+});
+
+/**
+ * Per-agent limits (a minute and an hour window in Redis, one round trip). Settable per agent;
+ * the environment gives the defaults. When Redis is unreachable the limit fails open (logged):
+ * refusing every agent would turn a cache outage into a full outage.
  */
 export class RateLimiter {
   constructor(
     private readonly counters: Counters,
     private readonly clock: Clock,
-    private readonly defaults: { perMinute: number; perHour: number },
+    private readonly kind: RateLimitKind,
     private readonly logger: Logger,
   ) {}
 
   async consume(agent: Agent): Promise<RateLimitState | null> {
-    const perMinute = agent.rateLimitPerMin ?? this.defaults.perMinute;
-    const perHour = agent.rateLimitPerHour ?? this.defaults.perHour;
+    const own = this.kind.override(agent);
+    const perMinute = own.perMinute ?? this.kind.defaults.perMinute;
+    const perHour = own.perHour ?? this.kind.defaults.perHour;
     const now = this.clock.now().getTime();
     let minute: { count: number; resetAt: number };
     let hour: { count: number; resetAt: number };
     try {
-      [minute, hour] = (await this.counters.hitWindows(`rl:${agent.id}`, [MINUTE, HOUR], now)) as [
-        typeof minute,
-        typeof hour,
-      ];
+      [minute, hour] = (await this.counters.hitWindows(
+        `${this.kind.counter}:${agent.id}`,
+        [MINUTE, HOUR],
+        now,
+      )) as [typeof minute, typeof hour];
     } catch (err) {
       this.logger.warn(
-        { err: (err as Error).message, agentId: agent.id },
+        { err: (err as Error).message, agentId: agent.id, limit: this.kind.counter },
         'rate limiter unavailable; allowing',
       );
       return null;
@@ -58,7 +97,7 @@ export class RateLimiter {
     };
     if (minuteLeft < 0 || hourLeft < 0) {
       const resetAt = minuteLeft < 0 ? minute.resetAt : hour.resetAt;
-      throw new AppError('RATE_LIMITED', 'Too many permission requests; slow down', {
+      throw new AppError('RATE_LIMITED', `Too many ${this.kind.what}; slow down`, {
         retryAfter: Math.max(1, Math.ceil((resetAt - now) / 1000)),
         limit: state.limit,
         reset: Math.ceil(resetAt / 1000),
@@ -67,3 +106,13 @@ export class RateLimiter {
     return state;
   }
 }
+
+/** The X-RateLimit-* headers for an answer counted by a limiter (none when Redis was down). */
+export const rateLimitHeaders = (state: RateLimitState | null): Record<string, string> =>
+  state
+    ? {
+        'x-ratelimit-limit': String(state.limit),
+        'x-ratelimit-remaining': String(state.remaining),
+        'x-ratelimit-reset': String(state.reset),
+      }
+    : {};

@@ -12,6 +12,9 @@ export interface Agent {
   status: AgentStatus;
   rateLimitPerMin: number | null;
   rateLimitPerHour: number | null;
+  /** Verify and use calls together (null: TOKEN_RATE_LIMIT_PER_MIN / _PER_HOUR). */
+  tokenRateLimitPerMin: number | null;
+  tokenRateLimitPerHour: number | null;
   webhookUrl: string | null;
   createdAt: Date;
   updatedAt: Date;
@@ -39,6 +42,8 @@ interface AgentRow {
   status: AgentStatus;
   rate_limit_per_min: number | null;
   rate_limit_per_hour: number | null;
+  token_rate_limit_per_min: number | null;
+  token_rate_limit_per_hour: number | null;
   webhook_url: string | null;
   created_at: Date;
   updated_at: Date;
@@ -66,6 +71,8 @@ const agentFromRow = (r: AgentRow): Agent => ({
   status: r.status,
   rateLimitPerMin: r.rate_limit_per_min,
   rateLimitPerHour: r.rate_limit_per_hour,
+  tokenRateLimitPerMin: r.token_rate_limit_per_min,
+  tokenRateLimitPerHour: r.token_rate_limit_per_hour,
   webhookUrl: r.webhook_url,
   createdAt: r.created_at,
   updatedAt: r.updated_at,
@@ -140,6 +147,8 @@ export interface AgentChanges {
   metadata?: Record<string, unknown>;
   rateLimitPerMin?: number | null;
   rateLimitPerHour?: number | null;
+  tokenRateLimitPerMin?: number | null;
+  tokenRateLimitPerHour?: number | null;
   webhookUrl?: string | null;
 }
 
@@ -149,6 +158,8 @@ const CHANGE_COLUMNS: Record<keyof AgentChanges, string> = {
   metadata: 'metadata',
   rateLimitPerMin: 'rate_limit_per_min',
   rateLimitPerHour: 'rate_limit_per_hour',
+  tokenRateLimitPerMin: 'token_rate_limit_per_min',
+  tokenRateLimitPerHour: 'token_rate_limit_per_hour',
   webhookUrl: 'webhook_url',
 };
 

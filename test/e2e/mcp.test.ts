@@ -74,6 +74,8 @@ describe(`agent-otp mcp against the built server (${DATABASE})`, () => {
         ADMIN_TOKEN: ADMIN,
         RATE_LIMIT_PER_MIN: '100000',
         RATE_LIMIT_PER_HOUR: '1000000',
+        TOKEN_RATE_LIMIT_PER_MIN: '100000',
+        TOKEN_RATE_LIMIT_PER_HOUR: '1000000',
       },
     });
     operator = apiClient(server.url, ADMIN);

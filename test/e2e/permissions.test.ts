@@ -50,6 +50,8 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
       REDIS_KEY_PREFIX: prefix,
       RATE_LIMIT_PER_MIN: '100000',
       RATE_LIMIT_PER_HOUR: '1000000',
+      TOKEN_RATE_LIMIT_PER_MIN: '100000',
+      TOKEN_RATE_LIMIT_PER_HOUR: '1000000',
     };
     a = await startServer({ database: 'postgres', env });
     b = await startServer({ database: 'postgres', schema: a.schema, env });
@@ -307,6 +309,82 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     expect(third.status).toBe(429);
     expect(third.body.error.code).toBe('RATE_LIMITED');
     expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('refuses the reported hostile pattern, and a huge subject on an accepted one fails closed (defect 1)', async () => {
+    // The report: an ak_test_ key (auto-approved) asks for ten `.{1000}` then `[^a]` (74
+    // characters, 10 003 instructions), then verifies with a 60 000-character subject: 8–10 s of
+    // event loop per call. The pattern is now refused where it enters.
+    const created = await operatorA<{ apiKey: string }>('POST', '/api/v1/agents', {
+      name: 'tester',
+      environment: 'test',
+    });
+    const tester = apiClient(a.url, created.body.data.apiKey);
+    const attack = await tester('POST', '/api/v1/permissions/request', {
+      action: 'anything',
+      scope: { subject_pattern: `${'.{1000}'.repeat(10)}[^a]` },
+    });
+    expect(attack.status).toBe(400);
+    expect(attack.body.error.code).toBe('VALIDATION_ERROR');
+    expect(attack.body.error.details).toMatchObject({ path: 'scope.subject_pattern' });
+    // About the largest accepted pattern: a 60 000-character subject is refused, not matched.
+    const granted = await tester<{ id: string; token: string }>('POST', '/api/v1/permissions/request', {
+      action: 'anything',
+      scope: { subject_pattern: '^(?:x|[^z]{995})' },
+    });
+    expect(granted.status).toBe(201);
+    const { id, token } = granted.body.data;
+    tokensSeen.push(token);
+    const [verify, health] = await Promise.all([
+      tester<{ valid: boolean }>('POST', `/api/v1/permissions/${id}/verify`, {
+        token,
+        actionDetails: { subject: 'a'.repeat(60_000) },
+      }),
+      fetch(`${a.url}/healthz`),
+    ]);
+    expect(verify.status).toBe(200);
+    expect(verify.body.data.valid).toBe(false);
+    expect(health.status).toBe(200);
+  });
+
+  it('refuses a "1,000" use under max_amount: 50 with 403 SCOPE_VIOLATION and spends nothing (defect 9)', async () => {
+    const { id, token } = await approvedPayment({ max_amount: 50, max_uses: 2 });
+    for (const amount of ['1,000', '1000 USD', [1000]]) {
+      const use = await agentB('POST', `/api/v1/permissions/${id}/use`, { token, actionDetails: { amount } });
+      expect(use.status, JSON.stringify(amount)).toBe(403);
+      expect(use.body.error.code).toBe('SCOPE_VIOLATION');
+      expect(use.body.error.details).toMatchObject({ key: 'max_amount' });
+    }
+    const after = await agentA<{ usesRemaining: number }>('GET', `/api/v1/permissions/${id}`);
+    expect(after.body.data.usesRemaining).toBe(2);
+  });
+
+  it('rate-limits verify and use together per agent, across instances, with Retry-After (defect 1)', async () => {
+    const limited = await operatorA<{ id: string; apiKey: string }>('POST', '/api/v1/agents', {
+      name: 'verifier',
+    });
+    const patch = await operatorA('PATCH', `/api/v1/agents/${limited.body.data.id}`, {
+      tokenRateLimitPerMin: 2,
+    });
+    expect(patch.status, JSON.stringify(patch.body)).toBe(200);
+    const onA = apiClient(a.url, limited.body.data.apiKey);
+    const onB = apiClient(b.url, limited.body.data.apiKey);
+    const granted = await onA<{ id: string; token: string }>('POST', '/api/v1/permissions/request', {
+      action: 'payment.x',
+      scope: { max_uses: 5 },
+    });
+    const { id, token } = granted.body.data;
+    tokensSeen.push(token);
+    const first = await onA('POST', `/api/v1/permissions/${id}/verify`, { token });
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-ratelimit-remaining')).toBe('1');
+    expect((await onB('POST', `/api/v1/permissions/${id}/use`, { token })).status).toBe(200);
+    const third = await onA('POST', `/api/v1/permissions/${id}/use`, { token });
+    expect(third.status).toBe(429);
+    expect(third.body.error.code).toBe('RATE_LIMITED');
+    expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+    const after = await onB<{ usesRemaining: number }>('GET', `/api/v1/permissions/${id}`);
+    expect(after.body.data.usesRemaining).toBe(4);
   });
 
   it('uses a changed policy set on the other instance within a second', async () => {

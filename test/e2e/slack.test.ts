@@ -80,6 +80,8 @@ function slackEnv(fake: FakeSlack, extra: Record<string, string> = {}): NodeJS.P
     ADMIN_TOKEN: ADMIN,
     RATE_LIMIT_PER_MIN: '100000',
     RATE_LIMIT_PER_HOUR: '1000000',
+    TOKEN_RATE_LIMIT_PER_MIN: '100000',
+    TOKEN_RATE_LIMIT_PER_HOUR: '1000000',
     SLACK_BOT_TOKEN: fake.botToken,
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
     SLACK_API_URL: fake.apiUrl,

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config.js';
+import { WorkBudget } from '../../core/budget.js';
 import { compilePolicies, parsePolicyDocument, parsePolicySet } from '../../core/policy/index.js';
 import type { PolicyDefinition } from '../../core/policy/types.js';
 import { resolveClientOptions } from '../client.js';
@@ -128,7 +129,11 @@ export function checkDenyPolicies(definitions: readonly PolicyDefinition[], sour
   return DANGEROUS_ACTIONS.map(({ pattern, sample }) => {
     const samples = pattern.includes('exec') ? [sample, 'exec'] : [sample];
     const covered = samples.some((action) =>
-      denies.some((p) => p.matches({ action, resource: undefined, agent: '', scope: {}, context: {} })),
+      denies.some(
+        (p) =>
+          p.matches({ action, resource: undefined, agent: '', scope: {}, context: {} }, new WorkBudget()) ===
+          true,
+      ),
     );
     return covered
       ? { check: `deny ${pattern}`, status: 'pass' as const, detail: `a deny policy matches (${source})` }

@@ -1,7 +1,9 @@
+import type { WorkBudget } from '../budget.js';
 import { fieldPathProblem, type RequestFields, resolveFieldPath, splitFieldPath } from './field-path.js';
 import { invalidPolicyAt } from './invalid.js';
 import { compileOperators } from './operators.js';
 import { type ApprovalSettings, POLICY_ACTIONS, type PolicyAction, type PolicyDefinition } from './types.js';
+import { undecidable, type Verdict } from './verdict.js';
 
 /** A policy ready to evaluate: its conditions are one closure, its data frozen. */
 export interface CompiledPolicy {
@@ -14,8 +16,12 @@ export interface CompiledPolicy {
   readonly scopeTemplate?: Readonly<Record<string, unknown>>;
   readonly ttl?: number;
   readonly approval?: Readonly<ApprovalSettings>;
-  /** True when every condition holds (the agent restriction is checked separately). */
-  readonly matches: (fields: RequestFields) => boolean;
+  /**
+   * True when every condition holds, false when one fails, undecidable when none fails but one
+   * cannot be decided from the request's values (the agent restriction is checked separately).
+   * Regex and glob matching is charged to `budget`.
+   */
+  readonly matches: (fields: RequestFields, budget: WorkBudget) => Verdict;
 }
 
 /** Enabled policies in evaluation order. Build once per policy-set version and share it. */
@@ -59,9 +65,15 @@ function compilePolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
     const segments = splitFieldPath(field);
     // Globs are part of the format for `action` only; elsewhere `*` is an ordinary character.
     const predicates = compileOperators(ops, field === 'action', `${path}.conditions.${field}`);
-    return (fields: RequestFields) => {
+    return (fields: RequestFields, budget: WorkBudget): Verdict => {
       const value = resolveFieldPath(fields, segments);
-      return predicates.every((holds) => holds(value));
+      let open: Verdict = true;
+      for (const holds of predicates) {
+        const verdict = holds(value, budget);
+        if (verdict === false) return false;
+        if (verdict !== true && open === true) open = undecidable(`${field} ${verdict.undecidable}`);
+      }
+      return open;
     };
   });
 
@@ -69,7 +81,16 @@ function compilePolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
     name: policy.name,
     priority: policy.priority,
     action: policy.action,
-    matches: (fields) => conditions.every((holds) => holds(fields)),
+    matches: (fields, budget) => {
+      // Conditions in order; a failing one settles it, so later ones spend nothing.
+      let open: Verdict = true;
+      for (const holds of conditions) {
+        const verdict = holds(fields, budget);
+        if (verdict === false) return false;
+        if (verdict !== true && open === true) open = verdict;
+      }
+      return open;
+    },
     ...(policy.id !== undefined && { id: policy.id }),
     ...(policy.agent !== undefined && { agent: policy.agent }),
     ...(policy.reason !== undefined && { reason: policy.reason }),

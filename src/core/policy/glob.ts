@@ -1,4 +1,6 @@
 import { RE2JS } from 're2js';
+import { WorkBudget } from '../budget.js';
+import { compilePattern, matchPattern, type Unchecked } from '../regex.js';
 
 /**
  * Action globs: `*` matches any run of characters (dots included, so `email.*` covers
@@ -27,9 +29,13 @@ export function globToRegexSource(glob: string): string {
   return source;
 }
 
-/** A whole-value matcher for the glob, compiled once. */
-export function compileGlob(glob: string): (value: string) => boolean {
-  // DOTALL so `*` also spans newlines: a value cannot dodge a glob by containing one.
-  const re = RE2JS.compile(globToRegexSource(glob), RE2JS.DOTALL);
-  return (value) => re.testExact(value);
+/**
+ * A whole-value matcher for the glob, compiled once within the pattern bounds (throws when the
+ * glob is over them). Each match is charged to the caller's work budget like any pattern.
+ */
+export function compileGlob(glob: string): (value: string, budget?: WorkBudget) => boolean | Unchecked {
+  // (?s) so `*` also spans newlines: a value cannot dodge a glob by containing one. ^…$ are the
+  // ends of the text (RE2 without (?m)), so the glob matches whole values.
+  const re = compilePattern(`(?s)^(?:${globToRegexSource(glob)})$`);
+  return (value, budget = new WorkBudget()) => matchPattern(re, value, budget);
 }

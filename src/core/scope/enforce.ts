@@ -12,8 +12,9 @@
  * skipped, so a corrupted scope can never allow more than it says.
  */
 
-import { patternMatches, patternSources } from '../regex.js';
-import { globMatch } from './glob.js';
+import { globWork, WorkBudget } from '../budget.js';
+import { compilePattern, matchPattern, patternSources, type Unchecked, uncheckedReason } from '../regex.js';
+import { blockForm, globMatch, hasWildcard } from './glob.js';
 import { getOwn, hasOwn, isRecord } from './object.js';
 import {
   canonicalTimeZone,
@@ -28,7 +29,7 @@ import {
 } from './time.js';
 import type { CheckOptions, Scope, ScopeViolation } from './types.js';
 import { isCap, isStringList } from './validate.js';
-import { collectValues, type FieldValue, measure, scalarText } from './values.js';
+import { collectValues, type FieldValue, readCapped, scalarText } from './values.js';
 import { fieldAliases, parseScopeKey } from './vocabulary.js';
 
 /**
@@ -105,28 +106,27 @@ function checkMax(key: string, field: string, cap: unknown, details: Record<stri
   if (!isCap(cap)) return malformed(key, field, cap);
   const value = getOwn(details, field);
   if (value === undefined || value === null) return null;
-  const sizes = measure(value);
-  if (sizes === null) {
-    return {
-      key,
-      field,
-      message: `${field} cannot be measured against its cap (unsupported type)`,
-      limit: cap,
-    };
-  }
-  const worst = Math.max(...sizes);
-  if (worst <= cap) return null;
-  const what = typeof value === 'number' || sizes.indexOf(worst) > 0 ? field : `length of ${field}`;
-  return { key, field, message: `${what} exceeds the per-use cap of ${cap}`, limit: cap, actual: worst };
+  const reading = readCapped(value);
+  if ('problem' in reading) return { key, field, message: `${field} ${reading.problem}`, limit: cap };
+  if (reading.perUse <= cap) return null;
+  const what = Array.isArray(value) ? `${field} (its entries, or its largest entry)` : field;
+  return {
+    key,
+    field,
+    message: `${what} exceeds the per-use cap of ${cap}`,
+    limit: cap,
+    actual: reading.perUse,
+  };
 }
 
-/** The amount one use adds to a cumulative total; null when the value cannot be counted. */
-function increment(value: unknown): number | null {
+/** What one use adds to a cumulative total, or the reason it cannot be counted. */
+function increment(value: unknown): number | { problem: string } {
   if (value === undefined || value === null) return 0;
-  const sizes = measure(value);
+  const reading = readCapped(value);
+  if ('problem' in reading) return reading;
   // Negative contributions would let an agent "refund" its budget and then overspend.
-  if (sizes === null || sizes.some((s) => s < 0)) return null;
-  return Math.max(...sizes);
+  if (reading.negative) return { problem: 'must not be negative' };
+  return reading.total;
 }
 
 function checkMaxTotal(
@@ -138,11 +138,11 @@ function checkMaxTotal(
 ) {
   if (!isCap(cap)) return malformed(key, field, cap);
   const inc = increment(getOwn(details, field));
-  if (inc === null) {
+  if (typeof inc !== 'number') {
     return {
       key,
       field,
-      message: `${field} cannot be counted towards its cumulative cap (must be a non-negative number, string or array)`,
+      message: `${field} ${inc.problem}, so it cannot be counted towards its cumulative cap`,
       limit: cap,
     };
   }
@@ -177,37 +177,96 @@ function listViolation(
   };
 }
 
-function checkAllowed(key: string, field: string, list: unknown, details: Record<string, unknown>) {
-  if (!isStringList(list)) return malformed(key, field, list);
-  const offending = collectValues(details, fieldAliases(field)).filter(({ value }) => {
-    const text = scalarText(value);
-    return text === null || !list.some((entry) => globMatch(entry, text));
-  });
-  return listViolation(key, offending, (f) => `${f} has a value outside the allowed list`, list);
+/**
+ * An allow/block list as a matcher: plain entries in a Set (one lookup per value), wildcard
+ * entries by glob, each glob comparison charged to the budget first. 'over_budget' means the
+ * value could not be checked: callers treat it as offending.
+ */
+function listMatcher(list: readonly string[], budget: WorkBudget, form: (s: string) => string = (s) => s) {
+  const exact = new Set<string>();
+  const globs: string[] = [];
+  for (const entry of list) {
+    const normal = form(entry);
+    if (hasWildcard(normal)) globs.push(normal);
+    else exact.add(normal);
+  }
+  return (text: string): boolean | 'over_budget' => {
+    const value = form(text);
+    if (exact.has(value)) return true;
+    for (const glob of globs) {
+      if (!budget.spend(globWork(glob.length, value.length))) return 'over_budget';
+      if (globMatch(glob, value)) return true;
+    }
+    return false;
+  };
 }
 
-function checkBlocked(key: string, field: string, list: unknown, details: Record<string, unknown>) {
+const OVER_BUDGET = 'could not be checked within the work limit of one call (too many or too long values)';
+
+/**
+ * `allowed_<f>` (every value in the list) and `blocked_<f>` (no value in the list, compared in
+ * blockForm). A value that is not a scalar, or that the budget could not check, offends either
+ * way: it might be outside the allow-list or hide a blocked value.
+ */
+function checkList(
+  key: string,
+  field: string,
+  list: unknown,
+  details: Record<string, unknown>,
+  budget: WorkBudget,
+  kind: 'allowed' | 'blocked',
+) {
   if (!isStringList(list)) return malformed(key, field, list);
+  const inList = kind === 'allowed' ? listMatcher(list, budget) : listMatcher(list, budget, blockForm);
+  const offendingWhenFound = kind === 'blocked';
+  let unchecked = false;
   const offending = collectValues(details, fieldAliases(field)).filter(({ value }) => {
     const text = scalarText(value);
-    // A value we cannot compare might hide a blocked one: refuse it.
-    return text === null || list.some((entry) => globMatch(entry, text, { caseInsensitive: true }));
+    if (text === null) return true;
+    const found = inList(text);
+    if (found === 'over_budget') unchecked = true;
+    return found === 'over_budget' || found === offendingWhenFound;
   });
-  return listViolation(key, offending, (f) => `${f} has a blocked value`, list);
+  const broken = kind === 'allowed' ? 'has a value outside the allowed list' : 'has a blocked value';
+  return listViolation(key, offending, (f) => `${f} ${unchecked ? OVER_BUDGET : broken}`, list);
 }
 
-function checkPattern(key: string, field: string, rule: unknown, details: Record<string, unknown>) {
+function checkPattern(
+  key: string,
+  field: string,
+  rule: unknown,
+  details: Record<string, unknown>,
+  budget: WorkBudget,
+) {
   const sources = patternSources(rule);
   if (sources === null) return malformed(key, field, rule);
+  let compiled: ReturnType<typeof compilePattern>[];
   try {
-    const offending = collectValues(details, fieldAliases(field)).filter(({ value }) => {
-      const text = scalarText(value);
-      return text === null || !sources.every((source) => patternMatches(source, text));
-    });
-    return listViolation(key, offending, (f) => `${f} does not match the required pattern`, rule);
+    compiled = sources.map(compilePattern);
   } catch {
-    return malformed(key, field, rule); // pattern that does not compile
+    return malformed(key, field, rule); // does not compile, or over the bounds (a scope stored before them)
   }
+  let unchecked: Unchecked | null = null;
+  const offending = collectValues(details, fieldAliases(field)).filter(({ value }) => {
+    const text = scalarText(value);
+    if (text === null) return true;
+    for (const re of compiled) {
+      const matched = matchPattern(re, text, budget);
+      if (matched === true) continue;
+      if (matched !== false) unchecked ??= matched;
+      return true;
+    }
+    return false;
+  });
+  return listViolation(
+    key,
+    offending,
+    (f) =>
+      unchecked
+        ? `${f} could not be checked against the pattern: ${uncheckedReason(unchecked)}`
+        : `${f} does not match the required pattern`,
+    rule,
+  );
 }
 
 function checkFieldAllowed(key: string, field: string, allowed: unknown, details: Record<string, unknown>) {
@@ -235,6 +294,8 @@ export function checkActionDetails(
   }
   const details = actionDetails ?? {};
   const totals = options.totals ?? {};
+  // One budget for the whole call: many pattern keys × many values cannot add up past it.
+  const budget = new WorkBudget();
   const rules: Scope = scope ?? {};
   const out: ScopeViolation[] = [];
   for (const key of Object.keys(rules)) {
@@ -249,13 +310,13 @@ export function checkActionDetails(
         violation = checkMaxTotal(key, rule.field, value, details, totals);
         break;
       case 'allowed':
-        violation = checkAllowed(key, rule.field, value, details);
+        violation = checkList(key, rule.field, value, details, budget, 'allowed');
         break;
       case 'blocked':
-        violation = checkBlocked(key, rule.field, value, details);
+        violation = checkList(key, rule.field, value, details, budget, 'blocked');
         break;
       case 'pattern':
-        violation = checkPattern(key, rule.field, value, details);
+        violation = checkPattern(key, rule.field, value, details, budget);
         break;
       case 'field_allowed':
         violation = checkFieldAllowed(key, rule.field, value, details);
@@ -283,7 +344,8 @@ export function computeTotalIncrements(
   for (const key of Object.keys(scope)) {
     const rule = parseScopeKey(key);
     if (rule.kind !== 'max_total') continue;
-    entries.push([rule.field, increment(getOwn(details, rule.field)) ?? 0]);
+    const inc = increment(getOwn(details, rule.field));
+    entries.push([rule.field, typeof inc === 'number' ? inc : 0]);
   }
   return Object.fromEntries(entries);
 }

@@ -18,6 +18,13 @@ const chars = (s: string, options: GlobOptions): string[] =>
 
 export const hasWildcard = (entry: string): boolean => entry.includes(STAR) || entry.includes(ANY);
 
+/**
+ * The form block lists compare in, on both sides: NFKC (full-width and ligature letters fold to
+ * plain ones), trimmed and lower case, so " EVIL@x.com" and "ｅｖｉｌ@x.com" cannot dodge
+ * "evil@x.com". Allow lists compare as written: a value that differs from every entry is refused.
+ */
+export const blockForm = (text: string): string => text.normalize('NFKC').trim().toLowerCase();
+
 /** Does `value` match `pattern`? Greedy star with backtracking to the last star: O(n·m) worst case. */
 export function globMatch(pattern: string, value: string, options: GlobOptions = {}): boolean {
   const p = chars(pattern, options);

@@ -1,34 +1,44 @@
 /**
  * Set operations on allow/block lists that understand globs, shared by narrowing (which merges)
  * and the widening check (which compares).
+ *
+ * Comparing two globs costs the product of their lengths, and the lists come from agents (up to
+ * the 32 KiB of a scope), so every glob comparison is charged to a WorkBudget first; when it runs
+ * out, WorkLimitExceeded is thrown and the caller refuses the scope change (narrow.ts,
+ * widening.ts) rather than spending seconds on it.
  */
-import { type GlobOptions, globCovers, hasWildcard } from './glob.js';
+import { globWork, type WorkBudget } from '../budget.js';
+import { blockForm, globCovers, hasWildcard } from './glob.js';
 
-/** Block lists compare case-insensitively, matching how they are enforced. */
-const BLOCK = { caseInsensitive: true } as const;
+type Form = (s: string) => string;
+const asWritten: Form = (s) => s;
 
 /**
  * A membership test for "covered by some entry of `list`". Only wildcard entries need the glob
  * comparison; a plain entry covers exactly itself, which a Set answers at once. Comparing every
  * pair with globCovers made a 2000-entry allow-list take 15 s: an agent could stall the server.
  */
-function coveredBy(list: readonly string[], options: GlobOptions = {}): (entry: string) => boolean {
-  const norm = (s: string) => (options.caseInsensitive ? s.toLowerCase() : s);
-  const exact = new Set(list.filter((e) => !hasWildcard(e)).map(norm));
-  const globs = list.filter(hasWildcard);
-  return (entry) => exact.has(norm(entry)) || globs.some((outer) => globCovers(outer, entry, options));
+function coveredBy(list: readonly string[], budget: WorkBudget, form: Form): (entry: string) => boolean {
+  const exact = new Set(list.filter((e) => !hasWildcard(e)).map(form));
+  const globs = list.filter(hasWildcard).map(form);
+  return (entry) => {
+    const inner = form(entry);
+    if (exact.has(inner)) return true;
+    return globs.some((outer) => {
+      budget.require(globWork(outer.length, inner.length));
+      return globCovers(outer, inner);
+    });
+  };
 }
 
-/** Is `entry` inside some entry of `list`? (`a@acme.com` is inside `*@acme.com`.) */
-export const allowCovered = (entry: string, list: readonly string[]): boolean => coveredBy(list)(entry);
-
-/** Is the blocked `entry` still blocked by some entry of `list`? */
-export const blockCovered = (entry: string, list: readonly string[]): boolean =>
-  coveredBy(list, BLOCK)(entry);
-
-/** The entries of `entries` that `list` does not cover (one index built for the whole check). */
-export function uncovered(entries: readonly string[], list: readonly string[], block = false): string[] {
-  const covered = coveredBy(list, block ? BLOCK : {});
+/** The entries of `entries` that `list` does not cover; block lists compare in blockForm. */
+export function uncovered(
+  entries: readonly string[],
+  list: readonly string[],
+  budget: WorkBudget,
+  block = false,
+): string[] {
+  const covered = coveredBy(list, budget, block ? blockForm : asWritten);
   return entries.filter((e) => !covered(e));
 }
 
@@ -38,16 +48,23 @@ export function uncovered(entries: readonly string[], list: readonly string[], b
  * `[bob@acme.com]`. An entry that another survivor already covers is dropped as redundant.
  * An empty result means nothing is allowed for that field.
  */
-export function intersectAllowLists(base: readonly string[], narrower: readonly string[]): string[] {
-  const inNarrower = coveredBy(narrower);
-  const inBase = coveredBy(base);
+export function intersectAllowLists(
+  base: readonly string[],
+  narrower: readonly string[],
+  budget: WorkBudget,
+): string[] {
+  const inNarrower = coveredBy(narrower, budget, asWritten);
+  const inBase = coveredBy(base, budget, asWritten);
   const candidates = [...base.filter(inNarrower), ...narrower.filter(inBase)];
   const unique = [...new Set(candidates)];
   // Only a wildcard entry can make another entry redundant.
   const wildcards = unique.filter(hasWildcard);
+  const covers = (outer: string, inner: string) => {
+    budget.require(globWork(outer.length, inner.length));
+    return globCovers(outer, inner);
+  };
   return unique.filter(
-    (entry) =>
-      !wildcards.some((other) => other !== entry && globCovers(other, entry) && !globCovers(entry, other)),
+    (entry) => !wildcards.some((other) => other !== entry && covers(other, entry) && !covers(entry, other)),
   );
 }
 

@@ -4,6 +4,8 @@
  * the result (with one documented exception for time windows in different time zones).
  */
 
+import { WorkBudget, WorkLimitExceeded } from '../budget.js';
+import { AppError } from '../errors.js';
 import { patternSources } from '../regex.js';
 import { intersectAllowLists, unionLists } from './lists.js';
 import { getOwn, hasOwn } from './object.js';
@@ -87,14 +89,14 @@ function narrowTimeGroup(base: Scope, narrower: Scope): [string, unknown][] {
 }
 
 /** The stricter of two values of the same (non-time) key; both sides validated. */
-function narrowValue(rule: ScopeRule, a: unknown, b: unknown): unknown {
+function narrowValue(rule: ScopeRule, a: unknown, b: unknown, budget: WorkBudget): unknown {
   switch (rule.kind) {
     case 'max_uses':
     case 'max':
     case 'max_total':
       return Math.min(a as number, b as number);
     case 'allowed':
-      return intersectAllowLists(a as string[], b as string[]);
+      return intersectAllowLists(a as string[], b as string[], budget);
     case 'blocked':
       return unionLists(a as string[], b as string[]);
     case 'pattern': {
@@ -111,13 +113,27 @@ function narrowValue(rule: ScopeRule, a: unknown, b: unknown): unknown {
   }
 }
 
+function narrowKey(key: string, a: unknown, b: unknown, budget: WorkBudget): unknown {
+  try {
+    return narrowValue(parseScopeKey(key), a, b, budget);
+  } catch (err) {
+    if (!(err instanceof WorkLimitExceeded)) throw err;
+    throw new AppError(
+      'VALIDATION_ERROR',
+      `Invalid scope key '${key}': too many wildcard entries to intersect with the other list within the work limit`,
+      { path: key },
+    );
+  }
+}
+
 /**
  * The most restrictive scope satisfying both inputs: min of every `max_*` (including max_uses and
  * max_total_*), intersection of `allowed_*`, union of `blocked_*`, all patterns, `_allowed` false
  * wins, intersected time windows; keys on one side only are kept. Throws VALIDATION_ERROR when
- * either scope is malformed.
+ * either scope is malformed, or when two allow-lists hold more wildcard entries than can be
+ * intersected within `budget` (naming the key).
  */
-export function narrowScope(base: Scope, narrower: Scope): Scope {
+export function narrowScope(base: Scope, narrower: Scope, budget: WorkBudget = new WorkBudget()): Scope {
   validateScope(base);
   validateScope(narrower);
   const keys = [...new Set([...Object.keys(base), ...Object.keys(narrower)])];
@@ -132,7 +148,7 @@ export function narrowScope(base: Scope, narrower: Scope): Scope {
     }
     const inA = hasOwn(base, key);
     const inB = hasOwn(narrower, key);
-    if (inA && inB) out.push([key, narrowValue(parseScopeKey(key), base[key], narrower[key])]);
+    if (inA && inB) out.push([key, narrowKey(key, base[key], narrower[key], budget)]);
     else out.push([key, inA ? base[key] : narrower[key]]);
   }
   return Object.fromEntries(out);

@@ -3,7 +3,7 @@
  * system, so enforcement can rely on well-formed rules (and still fails closed if one is not).
  */
 import { AppError } from '../errors.js';
-import { patternError, patternSources } from '../regex.js';
+import { MAX_SCOPE_PATTERN_PROGRAM, patternError, patternSources, programSize } from '../regex.js';
 import { isRecord } from './object.js';
 import { canonicalTimeZone, parseDays, parseHours } from './time.js';
 import type { Scope } from './types.js';
@@ -24,9 +24,12 @@ export const isStringList = (value: unknown): value is string[] =>
 /**
  * Throws AppError('VALIDATION_ERROR', …, {path}) on the first malformed vocabulary value; `path`
  * is the scope key, with `[i]` for a list element. Keys outside the vocabulary are not checked.
+ * Patterns must also be within the bounds of regex.ts, one by one and together (compiling them
+ * is work done on the request path).
  */
 export function validateScope(scope: unknown): asserts scope is Scope {
   if (!isRecord(scope)) throw invalid('', 'scope must be an object');
+  let patternProgram = 0;
   for (const key of Object.keys(scope)) {
     const value = scope[key];
     const rule = parseScopeKey(key);
@@ -52,7 +55,14 @@ export function validateScope(scope: unknown): asserts scope is Scope {
         sources.forEach((source, i) => {
           const error = patternError(source);
           const path = Array.isArray(value) ? `${key}[${i}]` : key;
-          if (error !== null) throw invalid(path, `invalid regular expression (RE2 syntax): ${error}`);
+          if (error !== null) throw invalid(path, `invalid regular expression: ${error}`);
+          patternProgram += programSize(source);
+          if (patternProgram > MAX_SCOPE_PATTERN_PROGRAM) {
+            throw invalid(
+              path,
+              `the scope's patterns together compile to more than ${MAX_SCOPE_PATTERN_PROGRAM} instructions`,
+            );
+          }
         });
         break;
       }

@@ -3,6 +3,7 @@
  * Every ambiguity resolves to the stricter reading, because these values are chosen by the agent
  * the scope is meant to restrict.
  */
+import { readNumber } from '../numbers.js';
 import { getOwn } from './object.js';
 
 export interface FieldValue {
@@ -44,31 +45,44 @@ export function scalarText(value: unknown): string | null {
   return null;
 }
 
-/** Length in code points, so an emoji counts once as a reader would count it. */
-function codePointLength(s: string): number {
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
-}
+/** How a value counts against `max_<f>` (per use) and `max_total_<f>` (added to the total). */
+export type CapReading =
+  | { readonly perUse: number; readonly total: number; readonly negative: boolean }
+  | { readonly problem: string };
 
 /**
- * The sizes of one value for a `max_` cap: a number is itself, a string or array its length.
- * A numeric string ("1000000") is ALSO read as its number, so an agent cannot slip a large amount
- * past `max_amount` by quoting it (its length, 7, would pass). The stricter reading wins, which may
- * refuse a text field that is nothing but a large number — acceptable for a security cap.
- * Returns null when the value cannot be measured (object, boolean, non-finite number).
+ * The one reading of a value under a numeric cap (`max_<f>`, `max_total_<f>`):
+ * 1. a finite number is its value;
+ * 2. a string must be a plain decimal ("1000", "-2.5") and is its value; "1,000", "1000 USD",
+ *    "1e3", "0x10" are refused rather than guessed at;
+ * 3. a list counts its entries (`max_recipients: 3`), and each entry that is a number or a plain
+ *    decimal string is also read as its value — per use the larger of the count and the largest
+ *    entry, toward a total the larger of the count and the sum — so `[1000]` cannot pass
+ *    `max_amount: 50` as "one entry"; an entry that is not a string or a finite number (object,
+ *    nested list, boolean, null) is refused;
+ * 4. anything else (object, boolean, non-finite number) is refused.
+ * A string's length no longer counts: it was how "1,000" passed `max_amount: 50`.
  */
-export function measure(value: unknown): number[] | null {
-  if (typeof value === 'number') return Number.isFinite(value) ? [value] : null;
-  if (Array.isArray(value)) return [value.length];
-  if (typeof value === 'string') {
-    const sizes = [codePointLength(value)];
-    const trimmed = value.trim();
-    if (trimmed !== '') {
-      const n = Number(trimmed); // accepts "1e6", "0x10", "Infinity" — all ways a tool might read it
-      if (!Number.isNaN(n)) sizes.push(n);
-    }
-    return sizes;
+export function readCapped(value: unknown): CapReading {
+  const n = readNumber(value);
+  if (n !== null) return { perUse: n, total: n, negative: n < 0 };
+  if (typeof value === 'string') return { problem: 'must be a number or a plain decimal string' };
+  if (!Array.isArray(value)) {
+    return { problem: 'must be a number, a plain decimal string or a list' };
   }
-  return null;
+  let largest = Number.NEGATIVE_INFINITY;
+  let sum = 0;
+  let negative = false;
+  for (let i = 0; i < value.length; i += 1) {
+    const entry = value[i];
+    const read = readNumber(entry);
+    if (read !== null) {
+      largest = Math.max(largest, read);
+      sum += read;
+      negative ||= read < 0;
+    } else if (typeof entry !== 'string') {
+      return { problem: `has an entry (index ${i}) that is not a string or a finite number` };
+    }
+  }
+  return { perUse: Math.max(value.length, largest), total: Math.max(value.length, sum), negative };
 }

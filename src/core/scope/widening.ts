@@ -3,6 +3,7 @@
  * proves, key by key, that a proposed scope allows nothing the granted one refuses; whatever it
  * cannot prove (a replaced regex, a moved time zone, an edited unknown key) counts as widening.
  */
+import { WorkBudget, WorkLimitExceeded } from '../budget.js';
 import { AppError } from '../errors.js';
 import { patternSources } from '../regex.js';
 import { uncovered } from './lists.js';
@@ -52,7 +53,7 @@ function checkTimeGroup(granted: Scope, proposed: Scope): void {
   }
 }
 
-function checkKey(key: string, granted: Scope, proposed: Scope): void {
+function checkKey(key: string, granted: Scope, proposed: Scope, budget: WorkBudget): void {
   const rule = parseScopeKey(key);
   const g = granted[key];
   const inP = hasOwn(proposed, key);
@@ -68,7 +69,7 @@ function checkKey(key: string, granted: Scope, proposed: Scope): void {
       return;
     case 'allowed': {
       if (!inP) throw widening(key, 'the allow-list was removed', granted, proposed);
-      const extra = uncovered(p as string[], g as string[]);
+      const extra = uncovered(p as string[], g as string[], budget);
       if (extra.length > 0) {
         throw widening(
           key,
@@ -81,7 +82,7 @@ function checkKey(key: string, granted: Scope, proposed: Scope): void {
     }
     case 'blocked': {
       if (!inP) throw widening(key, 'the block-list was removed', granted, proposed);
-      const removed = uncovered(g as string[], p as string[], true);
+      const removed = uncovered(g as string[], p as string[], budget, true);
       if (removed.length > 0) {
         throw widening(key, `blocked entries were removed: ${removed.join(', ')}`, granted, proposed);
       }
@@ -127,8 +128,16 @@ export function assertNarrowing(granted: Scope, proposed: Scope): void {
   if ((proposedUses as number) > (grantedUses as number)) {
     throw widening('max_uses', `uses were raised from ${grantedUses} to ${proposedUses}`, granted, proposed);
   }
+  // Glob comparisons are charged to one budget; what cannot be compared within it is unproven.
+  const budget = new WorkBudget();
   for (const key of Object.keys(granted)) {
-    if (!isTimeKey(key)) checkKey(key, granted, proposed);
+    if (isTimeKey(key)) continue;
+    try {
+      checkKey(key, granted, proposed, budget);
+    } catch (err) {
+      if (!(err instanceof WorkLimitExceeded)) throw err;
+      throw widening(key, 'too many wildcard entries to compare within the work limit', granted, proposed);
+    }
   }
   checkTimeGroup(granted, proposed);
 }

@@ -25,6 +25,8 @@ const updateBody = z
     metadata: metadata.optional(),
     rateLimitPerMin: z.number().int().min(1).max(1_000_000).nullable().optional(),
     rateLimitPerHour: z.number().int().min(1).max(100_000_000).nullable().optional(),
+    tokenRateLimitPerMin: z.number().int().min(1).max(1_000_000).nullable().optional(),
+    tokenRateLimitPerHour: z.number().int().min(1).max(100_000_000).nullable().optional(),
     webhookUrl: z
       .url({ protocol: /^https?$/ })
       .max(2048)
@@ -61,6 +63,8 @@ const agentResponse = z.object({
   status: z.enum(['active', 'revoked', 'deleted']),
   rateLimitPerMin: z.number().nullable(),
   rateLimitPerHour: z.number().nullable(),
+  tokenRateLimitPerMin: z.number().nullable(),
+  tokenRateLimitPerHour: z.number().nullable(),
   webhookUrl: z.string().nullable(),
   createdAt: z.string(),
   updatedAt: z.string(),
@@ -77,6 +81,8 @@ export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
     status: agent.status,
     rateLimitPerMin: agent.rateLimitPerMin,
     rateLimitPerHour: agent.rateLimitPerHour,
+    tokenRateLimitPerMin: agent.tokenRateLimitPerMin,
+    tokenRateLimitPerHour: agent.tokenRateLimitPerHour,
     webhookUrl: agent.webhookUrl,
     createdAt: agent.createdAt.toISOString(),
     updatedAt: agent.updatedAt.toISOString(),

@@ -8,7 +8,7 @@ import {
 import { isTokenHash } from '../../core/token.js';
 import type { Principal } from '../../services/auth.js';
 import type { PermissionService } from '../../services/permissions.js';
-import type { RateLimiter } from '../../services/rateLimits.js';
+import { type RateLimiter, rateLimitHeaders } from '../../services/rateLimits.js';
 import type { PermissionWaiters } from '../../services/waiters.js';
 import type { Agent } from '../../store/agentRepository.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
@@ -126,7 +126,7 @@ const STATUS_CODE: Partial<Record<Permission['status'], number>> = { approved: 2
 export function registerPermissionRoutes(
   route: Router,
   permissions: PermissionService,
-  rateLimiter: RateLimiter,
+  limiters: { requests: RateLimiter; tokenCalls: RateLimiter },
   waiters: PermissionWaiters,
 ): void {
   route({
@@ -139,14 +139,7 @@ export function registerPermissionRoutes(
     response: permissionResponse,
     async handler({ body, principal, origin }) {
       const agent = requireAgent(principal);
-      const limit = await rateLimiter.consume(agent);
-      const headers: Record<string, string> = limit
-        ? {
-            'x-ratelimit-limit': String(limit.limit),
-            'x-ratelimit-remaining': String(limit.remaining),
-            'x-ratelimit-reset': String(limit.reset),
-          }
-        : {};
+      const headers = rateLimitHeaders(await limiters.requests.consume(agent));
       const { permission, token } = await permissions.request(agent, body, origin);
       return {
         status: STATUS_CODE[permission.status] ?? 200,
@@ -221,8 +214,18 @@ export function registerPermissionRoutes(
     body: tokenBody,
     async handler({ params, body, principal, origin }) {
       const agent = requireAgent(principal);
-      const result = await permissions.verify(agent, params.id, body.token, body.actionDetails, origin);
+      // The limiter's Redis round trip runs beside the permission lookup: no added latency.
+      const admitted = limiters.tokenCalls.consume(agent);
+      const result = await permissions.verify(
+        agent,
+        params.id,
+        body.token,
+        body.actionDetails,
+        origin,
+        admitted,
+      );
       return {
+        headers: rateLimitHeaders(await admitted),
         data: {
           valid: result.valid,
           scope: result.permission.scope,
@@ -245,8 +248,12 @@ export function registerPermissionRoutes(
     body: tokenBody,
     async handler({ params, body, principal, origin }) {
       const agent = requireAgent(principal);
-      const spent = await permissions.use(agent, params.id, body.token, body.actionDetails, origin);
-      return { data: { success: true, usesRemaining: spent.usesRemaining, status: spent.status } };
+      const admitted = limiters.tokenCalls.consume(agent);
+      const spent = await permissions.use(agent, params.id, body.token, body.actionDetails, origin, admitted);
+      return {
+        headers: rateLimitHeaders(await admitted),
+        data: { success: true, usesRemaining: spent.usesRemaining, status: spent.status },
+      };
     },
   });
 

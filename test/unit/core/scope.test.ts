@@ -82,17 +82,56 @@ describe('checkActionDetails: max_<f>', () => {
     expect(v).toMatchObject({ key: 'max_amount', field: 'amount', limit: 100, actual: 150 });
     expect(v?.message).toContain('100');
   });
-  it('measures strings and arrays by length', () => {
-    expect(check({ max_subject: 5 }, { subject: 'hello' })).toEqual([]);
-    expect(keys({ max_subject: 5 }, { subject: 'hello!' })).toEqual(['max_subject']);
-    expect(check({ max_subject: 2 }, { subject: '😀😀' })).toEqual([]); // code points, not UTF-16 units
+  it('counts the entries of a list', () => {
     expect(check({ max_recipients: 2 }, { recipients: ['a', 'b'] })).toEqual([]);
     expect(keys({ max_recipients: 2 }, { recipients: ['a', 'b', 'c'] })).toEqual(['max_recipients']);
+    expect(check({ max_recipients: 0 }, { recipients: [] })).toEqual([]);
   });
-  it('reads a numeric string as its number too, so quoting an amount does not bypass the cap', () => {
+  it('reads a plain decimal string as its number, so quoting an amount does not bypass the cap', () => {
     expect(keys(scope, { amount: '1000000' })).toEqual(['max_amount']);
-    expect(keys(scope, { amount: '1e6' })).toEqual(['max_amount']);
     expect(check(scope, { amount: '99' })).toEqual([]);
+    expect(check(scope, { amount: '-5' })).toEqual([]);
+    expect(check(scope, { amount: '99.99' })).toEqual([]);
+    expect(keys(scope, { amount: '100.01' })).toEqual(['max_amount']);
+  });
+  it('refuses every other string instead of guessing what it means (defect 9)', () => {
+    // Each of these passed max_amount: 100 before: read as its length (≤ 100), or "1e3" as 1000.
+    const odd = [
+      '1,000',
+      '1000 USD',
+      '1e3',
+      '0x3e8',
+      ' 50',
+      '50 ',
+      '+50',
+      '.5',
+      '5.',
+      'Infinity',
+      '',
+      'fifty',
+    ];
+    for (const amount of odd) {
+      const [v] = check(scope, { amount });
+      expect(v, amount).toMatchObject({ key: 'max_amount', field: 'amount', limit: 100 });
+      expect(v?.message, amount).toBe('amount must be a number or a plain decimal string');
+    }
+    // A string's length no longer counts either: `max_<f>` is a numeric cap.
+    expect(keys({ max_subject: 5 }, { subject: 'hi' })).toEqual(['max_subject']);
+  });
+  it('reads list entries as values too: the larger of the count and the largest entry (defect 9)', () => {
+    expect(keys(scope, { amount: [1000] })).toEqual(['max_amount']); // was: one entry ≤ 100
+    expect(keys(scope, { amount: ['1000'] })).toEqual(['max_amount']);
+    expect(keys(scope, { amount: [5, 101] })).toEqual(['max_amount']);
+    expect(check(scope, { amount: [40, '60'] })).toEqual([]);
+    expect(check({ max_amount: 3 }, { amount: [1, 1, 1] })).toEqual([]);
+    expect(keys({ max_amount: 2 }, { amount: [1, 1, 1] })).toEqual(['max_amount']); // three entries
+    // Entries that are not strings or finite numbers cannot be read.
+    for (const entry of [{ v: 1 }, [1000], true, null]) {
+      expect(keys(scope, { amount: [entry] }), JSON.stringify(entry)).toEqual(['max_amount']);
+    }
+    // Other strings in a list only count as entries (a list of recipients under max_recipients).
+    expect(check({ max_recipients: 3 }, { recipients: ['a@x.io', 'b@x.io'] })).toEqual([]);
+    expect(check(scope, { amount: ['1,000'] })).toEqual([]); // one entry: the rule's documented limit
   });
   it('refuses values it cannot measure and passes absent ones', () => {
     expect(keys(scope, { amount: { value: 5 } })).toEqual(['max_amount']);
@@ -117,6 +156,34 @@ describe('checkActionDetails: max_total_<f>', () => {
   it('tolerates floating point sums and refuses negative contributions', () => {
     expect(check({ max_total_amount: 0.3 }, { amount: 0.2 }, { amount: 0.1 })).toEqual([]);
     expect(keys(scope, { amount: -1000 }, { amount: 0 })).toEqual(['max_total_amount']);
+  });
+  it('counts a list by the larger of its count and the sum of its entries (defect 9)', () => {
+    // Each of these counted 1 (one list) towards the total before.
+    expect(keys(scope, { amount: [1000] })).toEqual(['max_total_amount']);
+    expect(keys(scope, { amount: [300, 300] })).toEqual(['max_total_amount']);
+    expect(check(scope, { amount: [100, '150'] }, { amount: 250 })).toEqual([]);
+    expect(keys(scope, { amount: [100, '151'] }, { amount: 250 })).toEqual(['max_total_amount']);
+    expect(keys({ max_total_recipients: 2 }, { recipients: ['a', 'b', 'c'] })).toEqual([
+      'max_total_recipients',
+    ]);
+    expect(keys(scope, { amount: [-100, 200] })).toEqual(['max_total_amount']); // negative: refused
+    const [v] = check(scope, { amount: '1,000' });
+    expect(v?.message).toBe(
+      'amount must be a number or a plain decimal string, so it cannot be counted towards its cumulative cap',
+    );
+  });
+  it('adds to the totals exactly what the check counted', () => {
+    const s = { max_total_amount: 5000, max_total_recipients: 10 };
+    expect(computeTotalIncrements(s, { amount: '300', recipients: ['a', 'b', 'c'] })).toEqual({
+      amount: 300,
+      recipients: 3,
+    });
+    expect(computeTotalIncrements(s, { amount: [100, '250'], recipients: [] })).toEqual({
+      amount: 350,
+      recipients: 0,
+    });
+    expect(computeTotalIncrements(s, { amount: [1, 1, 1] })).toEqual({ amount: 3, recipients: 0 });
+    expect(computeTotalIncrements(s, { amount: ['a', 'b', '1'] })).toEqual({ amount: 3, recipients: 0 });
   });
   it('computes per-use increments keyed by field, 0 when absent', () => {
     const s = { max_total_amount: 500, max_total_recipients: 10, max_amount: 100 };
@@ -169,6 +236,11 @@ describe('checkActionDetails: blocked_<f>', () => {
     expect(check(scope, { domains: ['ok.com'] })).toEqual([]);
     expect(check(scope, {})).toEqual([]);
   });
+  it('compares trimmed, NFKC and lower-case forms, so padding or full-width letters do not dodge it', () => {
+    expect(keys(scope, { domain: ' evil.com ' })).toEqual(['blocked_domains']);
+    expect(keys(scope, { domain: 'ｅｖｉｌ.com' })).toEqual(['blocked_domains']);
+    expect(keys(scope, { domain: 'MAIL.RU\t' })).toEqual(['blocked_domains']);
+  });
 });
 
 describe('checkActionDetails: <f>_pattern', () => {
@@ -189,11 +261,29 @@ describe('checkActionDetails: <f>_pattern', () => {
     expect(check(scope, {})).toEqual([]);
     expect(check({ zip_pattern: '^\\d{5}$' }, { zip: 12345 })).toEqual([]);
   });
-  it('runs a hostile regex over 50 000 characters in linear time', () => {
-    const started = performance.now();
-    const violations = check({ body_pattern: '(a+)+$' }, { body: `${'a'.repeat(50_000)}!` });
-    expect(performance.now() - started).toBeLessThan(1000);
-    expect(violations.map((v) => v.key)).toEqual(['body_pattern']);
+  it('fails closed on a value longer than 4096 characters (defect 1)', () => {
+    expect(check({ body_pattern: '(a+)+!$' }, { body: `${'a'.repeat(4095)}!` })).toEqual([]);
+    const [v] = check({ body_pattern: '(a+)+!$' }, { body: `${'a'.repeat(4096)}!` });
+    expect(v).toMatchObject({ key: 'body_pattern', field: 'body' });
+    expect(v?.message).toBe(
+      'body could not be checked against the pattern: longer than 4096 characters, the most a pattern is matched against',
+    );
+  });
+  it('fails closed when many values would take more than the work limit of one call (defect 1)', () => {
+    // 1000 instructions × 300 characters fits one call's budget; 50 such values do not.
+    const scope = { subject_pattern: '^(?:a|[^z]{995})' };
+    expect(check(scope, { subject: 'a'.repeat(300) })).toEqual([]);
+    const [v] = check(scope, { subjects: Array.from({ length: 50 }, () => 'a'.repeat(300)) });
+    expect(v).toMatchObject({ key: 'subject_pattern', field: 'subjects' });
+    expect(v?.message).toContain('work limit of one call');
+  });
+  it('fails closed on a stored pattern over the bounds (stored before they existed)', () => {
+    const attack = `${'.{1000}'.repeat(10)}[^a]`;
+    const [v] = check({ subject_pattern: attack }, { subject: 'a'.repeat(60_000) });
+    expect(v).toMatchObject({
+      key: 'subject_pattern',
+      message: 'scope rule subject_pattern is malformed, so it cannot be satisfied',
+    });
   });
 });
 
@@ -318,6 +408,22 @@ describe('validateScope', () => {
     expect(pathOf({ allowed_hours: { start: '9am', end: '17:00' } })).toBe('allowed_hours');
     expect(pathOf({ allowed_days: ['someday'] })).toBe('allowed_days');
     expect(pathOf({ timezone: 'Nowhere/City' })).toBe('timezone');
+  });
+  it('refuses patterns over the bounds, naming the key (defect 1)', () => {
+    const attack = `${'.{1000}'.repeat(10)}[^a]`; // 74 characters, 10 003 instructions: was accepted
+    expect(pathOf({ subject_pattern: attack })).toBe('subject_pattern');
+    expect(thrown(() => validateScope({ subject_pattern: attack })).message).toContain('too large');
+    expect(pathOf({ subject_pattern: '.{600}.{600}' })).toBe('subject_pattern');
+    expect(thrown(() => validateScope({ s_pattern: '.{600}.{600}' })).message).toContain(
+      'compiles to 1202 instructions (at most 1000)',
+    );
+    expect(pathOf({ subject_pattern: 'x'.repeat(1001) })).toBe('subject_pattern');
+    expect(pathOf({ subject_pattern: ['ok', attack] })).toBe('subject_pattern[1]');
+    expect(() => validateScope({ subject_pattern: '.{998}' })).not.toThrow();
+    // Together: five patterns of ~900 instructions pass one by one but not as one scope.
+    const five = Object.fromEntries([1, 2, 3, 4, 5].map((i) => [`f${i}_pattern`, `[^z]{${890 + i}}`]));
+    expect(pathOf(five)).toBe('f5_pattern');
+    expect(thrown(() => validateScope(five)).message).toContain('together compile to more than 4000');
   });
 });
 
@@ -615,5 +721,64 @@ describe('large allow-lists', () => {
     expect(trimmed.allowed_recipients).toHaveLength(4000);
     // Pairwise glob comparison took ~15 s for 2000 entries; the indexed check is milliseconds.
     expect(elapsed).toBeLessThan(2000);
+  });
+});
+
+describe('work limits on per-value matching (defect 1 siblings)', () => {
+  it('an allow-list of wildcard entries against many long values fails closed instead of stalling', () => {
+    // 700 wildcard entries (~30 KiB scope) × 60 values of 1000 characters: 5.5 s before.
+    const entries = Array.from({ length: 700 }, (_, i) => `*${'a'.repeat(40)}b${i}`);
+    const values = Array.from({ length: 60 }, () => 'a'.repeat(1000));
+    const [v] = check({ allowed_recipients: entries }, { recipients: values });
+    expect(v).toMatchObject({ key: 'allowed_recipients', field: 'recipients' });
+    expect(v?.message).toContain('work limit of one call');
+    const [b] = check({ blocked_recipients: entries }, { recipients: values });
+    expect(b).toMatchObject({ key: 'blocked_recipients' });
+    expect(b?.message).toContain('work limit of one call');
+    // Plain entries are looked up, not compared: a 5000-entry list costs nothing.
+    const plain = Array.from({ length: 5000 }, (_, i) => `user${i}@acme.com`);
+    expect(check({ allowed_recipients: plain }, { recipients: plain })).toEqual([]);
+  });
+
+  it('narrowing two long wildcard allow-lists is refused, naming the key, instead of taking seconds', () => {
+    // 800 wildcard entries under a `*` template: 7 s before.
+    const requested = {
+      allowed_recipients: Array.from(
+        { length: 800 },
+        (_, i) => `*${String(i).padStart(4, '0')}${'a'.repeat(33)}`,
+      ),
+    };
+    const err = thrown(() => narrowScope(requested, { allowed_recipients: ['*'] }));
+    expect(err.code).toBe('VALIDATION_ERROR');
+    expect(err.details).toEqual({ path: 'allowed_recipients' });
+    expect(err.message).toContain('work limit');
+    // A modest list still narrows.
+    expect(
+      narrowScope({ allowed_recipients: ['*@acme.com', 'bob@x.io'] }, { allowed_recipients: ['*'] }),
+    ).toEqual({
+      allowed_recipients: ['*@acme.com', 'bob@x.io'],
+    });
+  });
+
+  it('an approver change to such a list cannot be proven narrower within the limit: SCOPE_WIDENING', () => {
+    const granted = {
+      allowed_recipients: Array.from(
+        { length: 800 },
+        (_, i) => `*${String(i).padStart(4, '0')}${'a'.repeat(33)}`,
+      ),
+    };
+    const err = thrown(() =>
+      applyModifications(granted, { allowed_recipients: [...granted.allowed_recipients].reverse() }),
+    );
+    expect(err.code).toBe('SCOPE_WIDENING');
+    expect(err.message).toContain('work limit');
+  });
+
+  it('an approver cannot add a pattern over the bounds', () => {
+    const err = thrown(() =>
+      applyModifications({ max_uses: 1 }, { subject_pattern: `${'.{1000}'.repeat(10)}[^a]` }),
+    );
+    expect(err.code).toBe('VALIDATION_ERROR');
+    expect(err.details).toEqual({ path: 'subject_pattern' });
   });
 });
