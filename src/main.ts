@@ -142,6 +142,7 @@ export async function startService(
     approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
     requireActionDetails: config.REQUIRE_ACTION_DETAILS,
     allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
+    approverLinks: config.APPROVER_LINKS,
   });
   const rateLimiter = new RateLimiter(
     counters,
@@ -150,7 +151,7 @@ export async function startService(
     logger,
   );
   const jobs = new JobQueue(queueConnection, `${prefix}:bull`, logger);
-  const approvals = new ApprovalService(db, permissions, audit, clock, logger);
+  const approvals = new ApprovalService(db, permissions, audit, clock, logger, config.APPROVER_LINKS);
   const webhooks = new WebhookService(
     db,
     audit,

@@ -1,3 +1,10 @@
+import {
+  type ApproverLinks,
+  approverKey,
+  attributeApprover,
+  distinctApprovals,
+  NO_LINKS,
+} from '../core/approvers.js';
 import type { Actor, AuditEventInput } from '../core/audit/index.js';
 import type { Clock } from '../core/clock.js';
 import { constantTimeEqualHex } from '../core/credentials.js';
@@ -5,7 +12,6 @@ import { AppError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
 import {
   type ApprovalRecord,
-  approverKey,
   IDEMPOTENCY_WINDOW_MS,
   type Permission,
   type PermissionStatus,
@@ -106,6 +112,8 @@ export interface PermissionSettings {
   requireActionDetails: boolean;
   /** WEBHOOK_ALLOW_PRIVATE: accept private and loopback webhookUrl targets (default: refused). */
   allowPrivateWebhooks?: boolean;
+  /** APPROVER_LINKS: identities on several platforms that are one person (one vote). */
+  approverLinks?: ApproverLinks;
 }
 
 const EXPIRE_BATCH = 500;
@@ -460,13 +468,16 @@ export class PermissionService {
   async decide(input: DecideInput): Promise<DecideOutcome> {
     const id = checkPermissionId(input.permissionId);
     const now = this.clock.now();
-    const key = approverKey(input.approver);
+    const links = this.settings.approverLinks ?? NO_LINKS;
+    // One person, one vote: the key ignores the workspace/guild and follows the person's links.
+    const approver = attributeApprover(input.approver, links);
+    const key = approverKey(approver, links);
     const result = await this.db.transaction(async (tx) => {
       const permission = await findPermission(tx, id, true);
       if (!permission) throw notFound(id);
       const required = quorumOf(permission);
       if (permission.status !== 'pending') {
-        if (isSameDecision(permission, input, key)) {
+        if (isSameDecision(permission, input, key, links)) {
           return {
             permission,
             changed: false,
@@ -487,7 +498,7 @@ export class PermissionService {
           {
             status: 'denied',
             decisionReason: input.reason ?? 'Denied by approver',
-            decidedBy: input.approver,
+            decidedBy: approver,
             decidedAt: now,
           },
           now,
@@ -495,7 +506,7 @@ export class PermissionService {
         if (!denied) throw alreadyDecided(permission);
         await this.audit.append(tx, {
           ...this.eventBase(denied, input.origin),
-          actor: input.approver,
+          actor: approver,
           type: 'deny',
           details: { reason: input.reason ?? null },
         });
@@ -512,12 +523,16 @@ export class PermissionService {
         ? applyModifications(permission.scope, input.scopeModifications)
         : permission.scope;
       if (input.scopeModifications) validateScopeAt(scope, 'scopeModifications');
-      const approvals: ApprovalRecord[] = permission.approvals.some((a) => a.key === key)
-        ? permission.approvals
-        : [...permission.approvals, { key, actor: input.approver, at: now.toISOString() }];
+      // Compared by the key computed from each stored actor, so a vote recorded under an older
+      // key (`slack:T1:U1`) or before a link was added still counts as that person's one vote.
+      const prior = distinctApprovals(permission.approvals, links);
+      const counted = prior.some((a) => approverKey(a.actor, links) === key);
+      const approvals: ApprovalRecord[] = counted
+        ? prior
+        : [...prior, { key, actor: approver, at: now.toISOString() }];
 
       if (approvals.length < required) {
-        if (approvals === permission.approvals && !input.scopeModifications) {
+        if (counted && !input.scopeModifications) {
           return {
             permission,
             changed: false,
@@ -529,7 +544,7 @@ export class PermissionService {
         if (!voted) throw alreadyDecided(permission);
         await this.audit.append(tx, {
           ...this.eventBase(voted, input.origin),
-          actor: input.approver,
+          actor: approver,
           type: 'approval_vote',
           details: {
             approvals: approvals.length,
@@ -556,7 +571,7 @@ export class PermissionService {
           status: 'approved',
           scope,
           decisionReason: input.reason ?? 'Approved',
-          decidedBy: input.approver,
+          decidedBy: approver,
           decidedAt: now,
           expiresAt,
           maxUses,
@@ -568,14 +583,14 @@ export class PermissionService {
       if (!approved) throw alreadyDecided(permission);
       await this.audit.append(tx, {
         ...this.eventBase(approved, input.origin),
-        actor: input.approver,
+        actor: approver,
         type: 'approve',
         details: {
           reason: input.reason ?? null,
           scope,
           scopeModifications: input.scopeModifications ?? null,
           expiresAt: expiresAt.toISOString(),
-          approvers: approvals.map((a) => a.key),
+          approvers: approvals.map((a) => approverKey(a.actor, links)),
         },
       });
       return {
@@ -676,11 +691,16 @@ function quorumOf(permission: Permission): number {
   return typeof quorum === 'number' && quorum >= 1 ? quorum : 1;
 }
 
-function isSameDecision(permission: Permission, input: DecideInput, key: string): boolean {
+function isSameDecision(
+  permission: Permission,
+  input: DecideInput,
+  key: string,
+  links: ApproverLinks,
+): boolean {
   const sameOutcome = input.approved ? permission.status === 'approved' : permission.status === 'denied';
   const byThisApprover =
-    (permission.decidedBy !== null && approverKey(permission.decidedBy) === key) ||
-    permission.approvals.some((a) => a.key === key);
+    (permission.decidedBy !== null && approverKey(permission.decidedBy, links) === key) ||
+    permission.approvals.some((a) => approverKey(a.actor, links) === key);
   return sameOutcome && byThisApprover && !input.scopeModifications;
 }
 
