@@ -154,13 +154,16 @@ export class ApprovalService {
     if (permalink) await setApprovalUrl(this.db, permission.id, permalink);
   }
 
-  /** Edits every message of the permission whose shown state is not the current one. */
-  async syncMessages(permissionId: string): Promise<void> {
+  /**
+   * Edits every message of the permission whose shown state is not the current one (`force`:
+   * every message, e.g. after an erasure rewrote what the card is rendered from).
+   */
+  async syncMessages(permissionId: string, opts: { force?: boolean } = {}): Promise<void> {
     const permission = await findPermission(this.db, permissionId);
     if (!permission) return;
     const messages = await listChatMessages(this.db, permissionId);
     const signature = renderSignature(permission);
-    const stale = messages.filter((m) => m.renderedState !== signature);
+    const stale = opts.force ? messages : messages.filter((m) => m.renderedState !== signature);
     if (stale.length === 0) return;
     const card = await this.card(permission);
     const failures: string[] = [];

@@ -13,7 +13,7 @@ import {
   viewSubmissionPayload,
 } from '../fakes/slackRequests.js';
 import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
-import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
+import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
  * Slack approvals end to end: the built server as a process, a fake Slack (Web API + Socket Mode)
@@ -310,6 +310,42 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     }
     // Nothing was posted, edited or opened in Slack.
     expect(fake.calls().slice(before)).toEqual([]);
+  });
+
+  it("erases a person's data from the posted message: a dry run first, then the card is redacted", async () => {
+    const subject = `ada-${randomBytes(3).toString('hex')}@example.com`;
+    const pending = await api.request({
+      action: 'email.send',
+      resource: `mailto:${subject}`,
+      context: { reason: 'Newsletter', customer: subject },
+    });
+    const message = await messageOf(fake, pending.id);
+    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    expect(shown(message)).toContain(subject);
+    const current = () => shown(fake.getMessage(message.channel, message.ts) as FakeMessage);
+
+    // The CLI's dry run shows what would change and changes nothing.
+    const cli = await runCli(['audit:redact', '--subject', subject, '--dry-run'], {
+      AGENT_OTP_URL: server.url,
+      AGENT_OTP_ADMIN_TOKEN: ADMIN,
+    });
+    expect(cli.stderr).toBe('');
+    expect(cli.stdout).toMatch(/^Would redact: \d+ audit events, .*1 permissions .*1 chat messages\./);
+    expect(cli.stdout).toContain('Dry run: nothing was changed.');
+    await sleep(300);
+    expect(current()).toContain(subject);
+    expect((await api.get(pending.id)).status).toBe('pending');
+
+    const erased = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', { subject });
+    expect(erased.status, JSON.stringify(erased.body)).toBe(200);
+    expect(erased.body.data).toMatchObject({ dryRun: false, permissions: 1, chatMessages: 1, revoked: [] });
+    await waitUntil('the message edited to the redacted card', () => !current().includes(subject), 8000);
+    expect(current()).toContain('[redacted]');
+    // Still the same pending request, still decidable.
+    expect(hasButtons(fake.getMessage(message.channel, message.ts) as FakeMessage)).toBe(true);
+    expect((await api.get(pending.id)).status).toBe('pending');
+    const verify = await api.operator<{ valid: boolean }>('POST', '/api/v1/audit/verify');
+    expect(verify.body.data.valid).toBe(true);
   });
 
   it('refuses an unauthorised clicker ephemerally, audits the attempt, and leaves the request pending', async () => {
