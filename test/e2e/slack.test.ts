@@ -10,6 +10,7 @@ import {
   nowSeconds,
   postSlack,
   type SlackUserRef,
+  viewClosedPayload,
   viewSubmissionPayload,
 } from '../fakes/slackRequests.js';
 import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
@@ -274,21 +275,12 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     const message = await messageOf(fake, pending.id);
     await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
     const before = fake.calls().length;
-    const viewClosed = {
-      type: 'view_closed',
+    const viewClosed = viewClosedPayload({
+      user: ALICE,
       team: TEAM,
-      user: { id: ALICE.id, username: ALICE.name, name: ALICE.name, team_id: TEAM.id },
-      api_app_id: 'A0FAKEAPP',
-      token: 'fakeVerificationToken',
-      view: {
-        id: 'V0CLOSED',
-        type: 'modal',
-        callback_id: 'aotp_narrow',
-        private_metadata: JSON.stringify({ permissionId: pending.id }),
-        state: { values: {} },
-      },
-      is_cleared: false,
-    };
+      callbackId: 'aotp_narrow',
+      privateMetadata: JSON.stringify({ permissionId: pending.id }),
+    });
     const cases: [string, unknown, Parameters<typeof postSlack>[3]][] = [
       ['an unknown action_id', click(message, ALICE, 'aotp_unknown', pending.id), {}],
       ['view_closed', viewClosed, {}],

@@ -4,7 +4,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AckingSocketModeReceiver } from '../../src/chat/slack/ack.js';
 import { FastifySlackReceiver } from '../../src/chat/slack/receiver.js';
 import { type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
-import { blockActionPayload, nowSeconds, postSlack, signSlackRequest } from '../fakes/slackRequests.js';
+import {
+  blockActionPayload,
+  nowSeconds,
+  postSlack,
+  signSlackRequest,
+  viewClosedPayload,
+} from '../fakes/slackRequests.js';
 import { memoryLogger } from '../helpers/memoryLogger.js';
 
 /**
@@ -22,21 +28,12 @@ const SLACK_DEADLINE_MS = 3000;
 const button = (actionId: string) =>
   blockActionPayload({ user: ALICE, team: TEAM, actionId, value: 'perm_x', channel: 'C1', messageTs: '1.1' });
 
-const viewClosed = {
-  type: 'view_closed',
+const viewClosed = viewClosedPayload({
+  user: ALICE,
   team: TEAM,
-  user: { id: ALICE.id, username: ALICE.name, name: ALICE.name, team_id: TEAM.id },
-  api_app_id: 'A0FAKEAPP',
-  token: 'fakeVerificationToken',
-  view: {
-    id: 'V1',
-    type: 'modal',
-    callback_id: 'aotp_narrow',
-    private_metadata: 'perm_x',
-    state: { values: {} },
-  },
-  is_cleared: false,
-};
+  callbackId: 'aotp_narrow',
+  privateMetadata: 'perm_x',
+});
 
 /** What each case's listener saw, so the tests can check the handled ones still ran. */
 function boltApp(fake: FakeSlack, receiver: Receiver) {

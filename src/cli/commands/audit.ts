@@ -3,6 +3,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
+import type { ErasureReport } from '../../services/erasure.js';
 import type { OperatorClient } from '../client.js';
 import { table } from '../format.js';
 
@@ -135,7 +136,7 @@ export function registerAuditCommands(
     .option('--dry-run', 'show what would change, change nothing')
     .option('--json', 'print JSON')
     .action(async (opts: { subject: string; dryRun?: boolean; json?: boolean }) => {
-      const result = await client().call<ErasureReportDto>('POST', '/api/v1/audit/redact', {
+      const result = await client().call<ErasureReport>('POST', '/api/v1/audit/redact', {
         subject: opts.subject,
         ...(opts.dryRun ? { dryRun: true } : {}),
       });
@@ -144,22 +145,8 @@ export function registerAuditCommands(
     });
 }
 
-interface ErasureReportDto {
-  dryRun: boolean;
-  eventId: string | null;
-  events: number;
-  eventOrigins: number;
-  eventActorsKept: number;
-  permissions: number;
-  permissionFields: Record<string, number>;
-  webhookDeliveries: number;
-  chatMessages: number;
-  revoked: string[];
-  leftInConfiguration: { agents: number; policies: number };
-}
-
 /** The erasure report as lines a person reads: what changed (or would), and what was kept and why. */
-export function erasureSummary(r: ErasureReportDto): string {
+export function erasureSummary(r: ErasureReport): string {
   const verb = r.dryRun ? 'Would redact' : 'Redacted';
   const fields = Object.entries(r.permissionFields)
     .map(([field, n]) => `${field} ${n}`)
