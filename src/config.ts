@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { parseApproverLinks } from './core/approvers.js';
 import { isConfiguredWebhookSecret } from './core/webhook.js';
 
 /**
@@ -147,6 +148,24 @@ export const configSchema = z.object({
     .refine(isConfiguredWebhookSecret, {
       message:
         'must be whsec_ followed by the base64 of at least 24 random bytes (e.g. `echo "whsec_$(openssl rand -base64 32)"`)',
+    })
+    .optional(),
+
+  // Approvers
+  /**
+   * One person with identities on several platforms: `alice=slack:U123,discord:456…;bob=slack:U9`.
+   * A linked person has one vote in a quorum, is named in the audit, and the self-approval ban
+   * covers all their identities.
+   */
+  APPROVER_LINKS: z
+    .string()
+    .transform((value, ctx) => {
+      try {
+        return parseApproverLinks(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+        return z.NEVER;
+      }
     })
     .optional(),
 

@@ -23,6 +23,7 @@ import { ApprovalService } from './services/approvals.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
 import { AuthService } from './services/auth.js';
+import { ErasureService } from './services/erasure.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { type PermissionEventType, PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
@@ -142,6 +143,7 @@ export async function startService(
     approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
     requireActionDetails: config.REQUIRE_ACTION_DETAILS,
     allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
+    approverLinks: config.APPROVER_LINKS,
   });
   const rateLimiter = new RateLimiter(
     counters,
@@ -159,7 +161,8 @@ export async function startService(
     logger,
   );
   const jobs = new JobQueue(queueConnection, `${prefix}:bull`, logger);
-  const approvals = new ApprovalService(db, permissions, audit, clock, logger);
+  const approvals = new ApprovalService(db, permissions, audit, clock, logger, config.APPROVER_LINKS);
+  const erasure = new ErasureService(db, audit, permissions);
   const webhooks = new WebhookService(
     db,
     audit,
@@ -263,6 +266,12 @@ export async function startService(
     }
   });
 
+  // An erasure rewrote what posted messages show: edit them (the reconciler repairs a lost job).
+  erasure.onErased(({ eventId, chatPermissionIds }) => {
+    if (!approvals.enabled) return;
+    for (const id of chatPermissionIds) jobs.soon('message-update', jobs.messageRedraw(id, eventId));
+  });
+
   // Webhooks: a delivery row and a queue job per event, only for permissions with a target.
   permissions.onChange(({ type, permission }) => webhooks.onPermissionEvent(type, permission));
 
@@ -325,7 +334,7 @@ export async function startService(
             waiters,
           ),
         (route) => registerPolicyRoutes(route, policies),
-        (route) => registerAuditRoutes(route, audit),
+        (route) => registerAuditRoutes(route, audit, erasure),
         (route) => registerWebhookRoutes(route, webhooks),
         (route, server) =>
           registerMetricsRoutes(route, server, {

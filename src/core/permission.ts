@@ -29,7 +29,11 @@ export const TTL_MAX_SECONDS = 3600;
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
 export interface ApprovalRecord {
-  /** Stable identity of the approver, e.g. `slack:T1:U1` or `operator:opk_…`; quorum counts these. */
+  /**
+   * The approver's key when the vote was recorded (`slack:U1`, `person:alice`; older records
+   * `slack:T1:U1`). Informational: votes are compared by approverKey(actor) under the current
+   * links, so records written under another rule still name the same person.
+   */
   key: string;
   actor: Actor;
   at: string;
@@ -90,15 +94,6 @@ export function tokenStateError(p: Permission, now: Date): AppError | null {
       return new AppError('FORBIDDEN', 'The permission was cancelled');
   }
 }
-
-/** The identity quorum counts: one person is one vote whichever button or API they used. */
-export function approverKey(actor: Actor): string {
-  if (actor.platform === 'slack' || actor.platform === 'discord') {
-    return `${actor.platform}:${actor.teamId ?? actor.guildId ?? ''}:${actor.userId ?? actor.id ?? ''}`;
-  }
-  return `${actor.type}:${actor.id ?? actor.userId ?? ''}`;
-}
-
 /** What an agent asked for: the fields that make two requests "the same request". */
 export interface RequestedFields {
   action: string;

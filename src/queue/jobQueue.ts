@@ -61,6 +61,17 @@ export class JobQueue {
     });
   }
 
+  /**
+   * Re-renders every message of a permission whatever state it shows: after an erasure, the
+   * update queued by the last state change (same state, same id) would not edit them.
+   */
+  messageRedraw(permissionId: string, eventId: string): Promise<void> {
+    return this.add('messageUpdate', jobIds.messageRedraw(permissionId, eventId), {
+      permissionId,
+      force: true,
+    });
+  }
+
   expireAt(permission: Pick<Permission, 'id' | 'expiresAt'>, now: Date): Promise<void> {
     return this.add(
       'expire',

@@ -41,7 +41,7 @@ export function webhookBackoff(attemptsMade: number, type?: string, err?: Error)
   return retryDelayMs(attemptsMade);
 }
 
-type JobData = { permissionId?: string; deliveryId?: string };
+type JobData = { permissionId?: string; deliveryId?: string; force?: boolean };
 
 export interface RunningWorkers {
   close(): Promise<void>;
@@ -55,7 +55,8 @@ export interface RunningWorkers {
 export function startWorkers(deps: WorkerDeps): RunningWorkers {
   const handlers: Record<QueueKey, (data: JobData) => Promise<void>> = {
     notify: ({ permissionId }) => deps.approvals.notify(permissionId as string),
-    messageUpdate: ({ permissionId }) => deps.approvals.syncMessages(permissionId as string),
+    messageUpdate: ({ permissionId, force }) =>
+      deps.approvals.syncMessages(permissionId as string, { force: force === true }),
     expire: async () => void (await deps.permissions.expireDue()),
     remind: ({ permissionId }) => deps.approvals.remind(permissionId as string),
     escalate: ({ permissionId }) => deps.approvals.escalate(permissionId as string),

@@ -13,7 +13,7 @@ import type { PermissionStatus, Scope } from './types.js';
 export type WebhookHeaders = Headers | Record<string, string | string[] | undefined>;
 
 export interface VerifyWebhookOptions {
-  /** How far the delivery's timestamp may be from now, either way. @default 300 */
+  /** How far the delivery's timestamp may be from now, either way (finite, ≥ 0). @default 300 */
   toleranceSeconds?: number;
   /** "Now", for tests or replays of stored deliveries: a Date or epoch milliseconds. @default Date.now() */
   now?: Date | number;
@@ -86,8 +86,7 @@ export async function verifyWebhook<T = WebhookEvent>(
   }
 
   if (!/^\d{1,15}$/.test(timestamp)) throw new WebhookVerificationError('Invalid webhook-timestamp');
-  const tolerance = options.toleranceSeconds ?? 300;
-  const nowMs = options.now === undefined ? Date.now() : Number(options.now);
+  const { tolerance, nowMs } = timeWindow(options);
   if (Math.abs(nowMs / 1000 - Number(timestamp)) > tolerance) {
     throw new WebhookVerificationError('webhook-timestamp is outside the allowed tolerance');
   }
@@ -122,6 +121,21 @@ export async function verifyWebhook<T = WebhookEvent>(
   } catch {
     throw new WebhookVerificationError('The webhook payload is not JSON');
   }
+}
+
+/**
+ * The replay window, checked both ways. A tolerance or a "now" that is not a finite number would
+ * make every comparison false and so accept any timestamp (an invalid Date is NaN): refused as
+ * a configuration error rather than silently turning the check off.
+ */
+function timeWindow(options: VerifyWebhookOptions): { tolerance: number; nowMs: number } {
+  const tolerance = options.toleranceSeconds ?? 300;
+  if (typeof tolerance !== 'number' || !Number.isFinite(tolerance) || tolerance < 0) {
+    throw new ValidationError('toleranceSeconds must be a finite number of seconds, 0 or more');
+  }
+  const nowMs = options.now === undefined ? Date.now() : Number(options.now);
+  if (!Number.isFinite(nowMs)) throw new ValidationError('now must be a valid Date or epoch milliseconds');
+  return { tolerance, nowMs };
 }
 
 function secretKey(secret: string): Uint8Array {

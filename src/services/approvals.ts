@@ -1,4 +1,5 @@
 import type { ApprovalCard, CardState } from '../chat/card.js';
+import { type ApproverLinks, attributeApprover, isRequester, NO_LINKS } from '../core/approvers.js';
 import type { Actor } from '../core/audit/index.js';
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
@@ -81,6 +82,8 @@ export class ApprovalService {
     private readonly audit: AuditService,
     private readonly clock: Clock,
     private readonly logger: Logger,
+    /** APPROVER_LINKS: the self-approval ban and the audit follow a person across platforms. */
+    private readonly links: ApproverLinks = NO_LINKS,
   ) {}
 
   register(platform: ChatPlatform): void {
@@ -151,13 +154,16 @@ export class ApprovalService {
     if (permalink) await setApprovalUrl(this.db, permission.id, permalink);
   }
 
-  /** Edits every message of the permission whose shown state is not the current one. */
-  async syncMessages(permissionId: string): Promise<void> {
+  /**
+   * Edits every message of the permission whose shown state is not the current one (`force`:
+   * every message, e.g. after an erasure rewrote what the card is rendered from).
+   */
+  async syncMessages(permissionId: string, opts: { force?: boolean } = {}): Promise<void> {
     const permission = await findPermission(this.db, permissionId);
     if (!permission) return;
     const messages = await listChatMessages(this.db, permissionId);
     const signature = renderSignature(permission);
-    const stale = messages.filter((m) => m.renderedState !== signature);
+    const stale = opts.force ? messages : messages.filter((m) => m.renderedState !== signature);
     if (stale.length === 0) return;
     const card = await this.card(permission);
     const failures: string[] = [];
@@ -251,8 +257,8 @@ export class ApprovalService {
   }): Promise<ChatDecisionOutcome> {
     const permission = await findPermission(this.db, input.permissionId);
     if (!permission) return { kind: 'closed', message: 'This request no longer exists.' };
-    const actor = approverActor(input.user);
-    const refusal = await this.refusal(permission, input.user);
+    const actor = attributeApprover(approverActor(input.user), this.links);
+    const refusal = await this.refusal(permission, input.user, actor);
     if (refusal) {
       this.logger.info(
         { permissionId: permission.id, platform: input.user.platform, userId: input.user.userId, refusal },
@@ -297,11 +303,11 @@ export class ApprovalService {
   }
 
   /** Why this user may not decide this request, or null when they may. */
-  private async refusal(permission: Permission, user: ChatUser): Promise<string | null> {
+  private async refusal(permission: Permission, user: ChatUser, actor: Actor): Promise<string | null> {
     const platform = this.platforms.get(user.platform);
     if (!platform) return 'Approvals are not enabled on this platform.';
-    const requester = permission.context.user_id;
-    if (typeof requester === 'string' && requester === user.userId) {
+    // The requester is a person: any of their linked identities is barred, on any platform.
+    if (isRequester(permission.context.user_id, actor, this.links)) {
       return 'You cannot approve a request made on your behalf.';
     }
     const approvers = this.approversFor(permission, platform);

@@ -7,15 +7,19 @@ import {
   hashDetails,
 } from '../core/audit/index.js';
 import type { Clock } from '../core/clock.js';
+import { jsonNeedle, MIN_SUBJECT_LENGTH, redactValue } from '../core/erasure.js';
+import { AppError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import {
   type AuditExportFilter,
   type AuditQuery,
   chainHead,
+  countActorsMentioning,
   countUnsealed,
   type ExportedAuditEvent,
   eachAuditEventAfterSeq,
   earliestCheckpoint,
+  eraseEventOrigins,
   eventsMentioning,
   forwardedThrough,
   insertAuditEvents,
@@ -39,35 +43,27 @@ export interface RetentionResult {
 }
 
 export interface RedactionResult {
+  /** True when nothing was changed: the counts say what an erasure would change. */
+  dryRun: boolean;
+  /** Audit events whose details were redacted. */
   events: number;
-  eventId: string;
+  /** Audit events whose client address or user agent named the subject (erased). */
+  eventOrigins: number;
+  /** Audit events whose actor names the subject: kept, because the chain hashes the actor. */
+  eventActorsKept: number;
+  /** The `audit.redacted` event; null on a dry run. */
+  eventId: string | null;
 }
 
-export const REDACTED = '[redacted]';
-
-/** Replaces every string (deep) that contains `subject` (case-insensitive) with "[redacted]". */
-export function redactValue(value: unknown, subject: string): { value: unknown; changed: boolean } {
-  const needle = subject.toLowerCase();
-  let changed = false;
-  const walk = (v: unknown): unknown => {
-    if (typeof v === 'string') {
-      if (v.toLowerCase().includes(needle)) {
-        changed = true;
-        return REDACTED;
-      }
-      return v;
-    }
-    if (Array.isArray(v)) return v.map(walk);
-    if (v && typeof v === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [k, inner] of Object.entries(v as Record<string, unknown>)) out[k] = walk(inner);
-      return out;
-    }
-    return v;
-  };
-  const result = walk(value);
-  return { value: result, changed };
-}
+/**
+ * What an erasure changes beyond the audit trail, in the redaction's own transaction. Called with
+ * the redaction time, or null for a dry run (count, change nothing); returns counts that go into
+ * the `audit.redacted` event and the result.
+ */
+export type RedactCopies<T extends Record<string, unknown>> = (
+  tx: Queryable,
+  redactedAt: Date | null,
+) => Promise<T>;
 
 export interface VerifyResult {
   valid: boolean;
@@ -230,39 +226,54 @@ export class AuditService {
   }
 
   /**
-   * Erases a person's data (GDPR): every string in event details containing `subject` becomes
-   * "[redacted]"; details_hash stays, so the chain still verifies, and redacted_at is set to the
-   * time of the `audit.redacted` event appended in the same transaction, which verify requires.
+   * Erases a person's data (GDPR) from the audit trail, and through `copies` from every other
+   * copy, in one transaction with its `audit.redacted` event. Every string or key in event
+   * details naming `subject` becomes "[redacted]"; details_hash stays, so the chain still
+   * verifies, and redacted_at is set to the time of the `audit.redacted` event, which verify
+   * requires. A client address or user agent naming the subject is erased (neither is hashed).
+   * A dry run counts and changes nothing.
    */
-  async redact(subject: string, actor: AuditEventInput['actor']): Promise<RedactionResult> {
+  async redact<T extends Record<string, unknown>>(
+    subject: string,
+    actor: AuditEventInput['actor'],
+    opts: { dryRun?: boolean; copies?: RedactCopies<T> } = {},
+  ): Promise<RedactionResult & T> {
     const trimmed = subject.trim();
-    if (trimmed.length < 3) throw new Error('the subject must have at least 3 characters');
-    // Details are stored as JSON text: search for the subject as it appears inside a JSON string.
-    const needle = JSON.stringify(trimmed).slice(1, -1);
+    if (trimmed.length < MIN_SUBJECT_LENGTH) {
+      throw new AppError(
+        'VALIDATION_ERROR',
+        `The subject must have at least ${MIN_SUBJECT_LENGTH} characters`,
+      );
+    }
+    const dryRun = opts.dryRun ?? false;
     return this.db.transaction(async (tx) => {
-      const event = this.build({
-        type: 'audit.redacted',
-        actor,
-        details: { subjectHash: createHash('sha256').update(trimmed, 'utf8').digest('hex'), events: 0 },
-      });
-      let count = 0;
+      const event = this.build({ type: 'audit.redacted', actor, details: {} });
+      const redactedAt = dryRun ? null : event.occurredAt;
+      let events = 0;
       let after = 0;
       for (;;) {
-        const page = await eventsMentioning(tx, needle, after, 1000);
+        // Details are stored as JSON text: search for the subject as it appears inside a JSON string.
+        const page = await eventsMentioning(tx, jsonNeedle(trimmed), after, 1000);
         const updates: { seq: number; details: Record<string, unknown> }[] = [];
         for (const e of page) {
           const { value, changed } = redactValue(e.details, trimmed);
           if (changed) updates.push({ seq: e.seq, details: value as Record<string, unknown> });
         }
-        await updateRedactedDetails(tx, updates, event.occurredAt);
-        count += updates.length;
+        if (redactedAt) await updateRedactedDetails(tx, updates, redactedAt);
+        events += updates.length;
         if (page.length < 1000) break;
         after = page[page.length - 1]?.seq ?? after;
       }
-      event.details = { ...event.details, events: count };
+      const eventOrigins = await eraseEventOrigins(tx, trimmed, dryRun);
+      const eventActorsKept = await countActorsMentioning(tx, jsonNeedle(trimmed));
+      const copies = opts.copies ? await opts.copies(tx, redactedAt) : ({} as T);
+      const counts = { events, eventOrigins, eventActorsKept, ...copies };
+      if (dryRun) return { dryRun, ...counts, eventId: null };
+      // `events` is what verify reads: how many rows this redaction may mark redacted.
+      event.details = { subjectHash: createHash('sha256').update(trimmed, 'utf8').digest('hex'), ...counts };
       event.detailsHash = hashDetails(event.details);
       await insertAuditEvents(tx, [event]);
-      return { events: count, eventId: event.id };
+      return { dryRun, ...counts, eventId: event.id };
     });
   }
 

@@ -1,3 +1,10 @@
+import {
+  type ApproverLinks,
+  approverKey,
+  attributeApprover,
+  distinctApprovals,
+  NO_LINKS,
+} from '../core/approvers.js';
 import type { Actor, AuditEventInput } from '../core/audit/index.js';
 import { WorkBudget } from '../core/budget.js';
 import type { Clock } from '../core/clock.js';
@@ -6,7 +13,6 @@ import { AppError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
 import {
   type ApprovalRecord,
-  approverKey,
   assertSameRequest,
   IDEMPOTENCY_WINDOW_MS,
   type Permission,
@@ -109,6 +115,8 @@ export interface PermissionSettings {
   requireActionDetails: boolean;
   /** WEBHOOK_ALLOW_PRIVATE: accept private and loopback webhookUrl targets (default: refused). */
   allowPrivateWebhooks?: boolean;
+  /** APPROVER_LINKS: identities on several platforms that are one person (one vote). */
+  approverLinks?: ApproverLinks;
 }
 
 const EXPIRE_BATCH = 500;
@@ -477,13 +485,16 @@ export class PermissionService {
   async decide(input: DecideInput): Promise<DecideOutcome> {
     const id = checkPermissionId(input.permissionId);
     const now = this.clock.now();
-    const key = approverKey(input.approver);
+    const links = this.settings.approverLinks ?? NO_LINKS;
+    // One person, one vote: the key ignores the workspace/guild and follows the person's links.
+    const approver = attributeApprover(input.approver, links);
+    const key = approverKey(approver, links);
     const result = await this.db.transaction(async (tx) => {
       const permission = await findPermission(tx, id, true);
       if (!permission) throw notFound(id);
       const required = quorumOf(permission);
       if (permission.status !== 'pending') {
-        if (isSameDecision(permission, input, key)) {
+        if (isSameDecision(permission, input, key, links)) {
           return {
             permission,
             changed: false,
@@ -504,7 +515,7 @@ export class PermissionService {
           {
             status: 'denied',
             decisionReason: input.reason ?? 'Denied by approver',
-            decidedBy: input.approver,
+            decidedBy: approver,
             decidedAt: now,
           },
           now,
@@ -512,7 +523,7 @@ export class PermissionService {
         if (!denied) throw alreadyDecided(permission);
         await this.audit.append(tx, {
           ...this.eventBase(denied, input.origin),
-          actor: input.approver,
+          actor: approver,
           type: 'deny',
           details: { reason: input.reason ?? null },
         });
@@ -530,12 +541,16 @@ export class PermissionService {
         ? atPath('scopeModifications', () => applyModifications(permission.scope, modifications))
         : permission.scope;
       if (input.scopeModifications) validateScopeAt(scope, 'scopeModifications');
-      const approvals: ApprovalRecord[] = permission.approvals.some((a) => a.key === key)
-        ? permission.approvals
-        : [...permission.approvals, { key, actor: input.approver, at: now.toISOString() }];
+      // Compared by the key computed from each stored actor, so a vote recorded under an older
+      // key (`slack:T1:U1`) or before a link was added still counts as that person's one vote.
+      const prior = distinctApprovals(permission.approvals, links);
+      const counted = prior.some((a) => approverKey(a.actor, links) === key);
+      const approvals: ApprovalRecord[] = counted
+        ? prior
+        : [...prior, { key, actor: approver, at: now.toISOString() }];
 
       if (approvals.length < required) {
-        if (approvals === permission.approvals && !input.scopeModifications) {
+        if (counted && !input.scopeModifications) {
           return {
             permission,
             changed: false,
@@ -547,7 +562,7 @@ export class PermissionService {
         if (!voted) throw alreadyDecided(permission);
         await this.audit.append(tx, {
           ...this.eventBase(voted, input.origin),
-          actor: input.approver,
+          actor: approver,
           type: 'approval_vote',
           details: {
             approvals: approvals.length,
@@ -574,7 +589,7 @@ export class PermissionService {
           status: 'approved',
           scope,
           decisionReason: input.reason ?? 'Approved',
-          decidedBy: input.approver,
+          decidedBy: approver,
           decidedAt: now,
           expiresAt,
           maxUses,
@@ -586,14 +601,14 @@ export class PermissionService {
       if (!approved) throw alreadyDecided(permission);
       await this.audit.append(tx, {
         ...this.eventBase(approved, input.origin),
-        actor: input.approver,
+        actor: approver,
         type: 'approve',
         details: {
           reason: input.reason ?? null,
           scope,
           scopeModifications: input.scopeModifications ?? null,
           expiresAt: expiresAt.toISOString(),
-          approvers: approvals.map((a) => a.key),
+          approvers: approvals.map((a) => approverKey(a.actor, links)),
         },
       });
       return {
@@ -707,11 +722,16 @@ function quorumOf(permission: Permission): number {
   return typeof quorum === 'number' && quorum >= 1 ? quorum : 1;
 }
 
-function isSameDecision(permission: Permission, input: DecideInput, key: string): boolean {
+function isSameDecision(
+  permission: Permission,
+  input: DecideInput,
+  key: string,
+  links: ApproverLinks,
+): boolean {
   const sameOutcome = input.approved ? permission.status === 'approved' : permission.status === 'denied';
   const byThisApprover =
-    (permission.decidedBy !== null && approverKey(permission.decidedBy) === key) ||
-    permission.approvals.some((a) => a.key === key);
+    (permission.decidedBy !== null && approverKey(permission.decidedBy, links) === key) ||
+    permission.approvals.some((a) => approverKey(a.actor, links) === key);
   return sameOutcome && byThisApprover && !input.scopeModifications;
 }
 

@@ -353,6 +353,39 @@ export async function updateRedactedDetails(
   );
 }
 
+/**
+ * Erases the client address and user agent of events where either names the subject (neither
+ * enters the chain hash, so the chain is untouched). Returns how many events had one; with
+ * `dryRun` only counts.
+ */
+export async function eraseEventOrigins(tx: Queryable, subject: string, dryRun: boolean): Promise<number> {
+  const match = `(strpos(lower(coalesce(ip, '')), lower($1)) > 0
+                  OR strpos(lower(coalesce(user_agent, '')), lower($1)) > 0)`;
+  if (dryRun) {
+    const { rows } = await tx.query<{ n: unknown }>(`SELECT count(*) AS n FROM audit_events WHERE ${match}`, [
+      subject,
+    ]);
+    return toNumber(rows[0]?.n ?? 0);
+  }
+  const { rows } = await tx.query(
+    `UPDATE audit_events
+        SET ip = CASE WHEN strpos(lower(coalesce(ip, '')), lower($1)) > 0 THEN NULL ELSE ip END,
+            user_agent = CASE WHEN strpos(lower(coalesce(user_agent, '')), lower($1)) > 0 THEN NULL ELSE user_agent END
+      WHERE ${match} RETURNING 1`,
+    [subject],
+  );
+  return rows.length;
+}
+
+/** Events whose actor (part of the chained hash, so never rewritten) names the subject. */
+export async function countActorsMentioning(db: Queryable, needle: string): Promise<number> {
+  const { rows } = await db.query<{ n: unknown }>(
+    'SELECT count(*) AS n FROM audit_events WHERE strpos(lower(actor::text), lower($1)) > 0',
+    [needle],
+  );
+  return toNumber(rows[0]?.n ?? 0);
+}
+
 /** The redaction events: when each redaction happened and how many events it redacted. */
 export async function redactionRecords(db: Queryable): Promise<Map<string, number>> {
   const { rows } = await db.query<{ occurred_at: Date; n: unknown }>(

@@ -271,6 +271,38 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     expect(postsFor(fake, pending.id)).toHaveLength(1);
   });
 
+  it("erases a person's data from the posted message: edited to the redacted card", async () => {
+    const subject = `ada-${randomBytes(3).toString('hex')}@example.com`;
+    const pending = await api.request({
+      action: 'email.send',
+      resource: `mailto:${subject}`,
+      context: { reason: 'Newsletter', customer: subject },
+    });
+    const message = await messageOf(fake, pending.id);
+    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    expect(shown(message.current)).toContain(subject);
+
+    const dryRun = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', {
+      subject,
+      dryRun: true,
+    });
+    expect(dryRun.body.data).toMatchObject({ dryRun: true, permissions: 1, chatMessages: 1, eventId: null });
+    await sleep(300);
+    expect(shown(message.current)).toContain(subject);
+
+    const erased = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', { subject });
+    expect(erased.body.data).toMatchObject({ dryRun: false, permissions: 1, chatMessages: 1 });
+    // Discord markdown escapes the brackets (`\\[redacted\\]`).
+    const redacted = await messageShowing(fake, pending.id, 'redacted', { buttons: true });
+    expect(shown(redacted.current)).not.toContain(subject);
+    expect(buttonIds(redacted)).toEqual(Object.values(customIds(pending.id)).slice(0, 3));
+    expect(
+      fake
+        .calls(`PATCH /channels/${CHANNEL_ID}/messages/${message.id}`)
+        .some((c) => c.status === 200 && shown(c.body as object).includes('redacted')),
+    ).toBe(true);
+  });
+
   it('refuses a stranger ephemerally and audits it; a role member approves; the requester cannot', async () => {
     const pending = await api.request({ action: 'db.write', resource: 'orders' });
     const message = await messageOf(fake, pending.id);

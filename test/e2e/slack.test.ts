@@ -10,10 +10,11 @@ import {
   nowSeconds,
   postSlack,
   type SlackUserRef,
+  viewClosedPayload,
   viewSubmissionPayload,
 } from '../fakes/slackRequests.js';
 import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
-import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
+import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
  * Slack approvals end to end: the built server as a process, a fake Slack (Web API + Socket Mode)
@@ -242,7 +243,7 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     expect(postsFor(fake, fresh.id)).toHaveLength(1);
   });
 
-  it('refuses forged and stale signatures with 401 and changes nothing', async () => {
+  it('refuses forged, stale and future signatures with 401 and changes nothing', async () => {
     const pending = await api.request({ action: 'file.read', resource: 'secrets.txt' });
     const message = await messageOf(fake, pending.id);
     const payload = click(message, ALICE, 'aotp_approve', pending.id);
@@ -253,6 +254,11 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     expect(wrongSecret.status).toBe(401);
     const stale = await postSlack(eventsUrl, SIGNING_SECRET, payload, { timestamp: nowSeconds() - 360 });
     expect(stale.status).toBe(401);
+    // Signed for later (a leaked signature kept for a replay): refused as well, a week or 6 minutes on.
+    for (const ahead of [7 * 86400, 360]) {
+      const future = await postSlack(eventsUrl, SIGNING_SECRET, payload, { timestamp: nowSeconds() + ahead });
+      expect(future.status, `+${ahead}s`).toBe(401);
+    }
     const unsigned = await postSlack(eventsUrl, SIGNING_SECRET, payload, { unsigned: true });
     expect(unsigned.status).toBe(401);
 
@@ -264,6 +270,76 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     // The same payload, rightly signed, goes through: it was only the signature.
     await send(click(message, ALICE, 'aotp_approve', pending.id));
     expect((await api.get(pending.id, 5)).status).toBe('approved');
+  });
+
+  it('answers every signed request within 3 s, handled or not, and changes nothing', async () => {
+    const pending = await api.request({ action: 'file.read', resource: 'answered.txt' });
+    const message = await messageOf(fake, pending.id);
+    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    const before = fake.calls().length;
+    const viewClosed = viewClosedPayload({
+      user: ALICE,
+      team: TEAM,
+      callbackId: 'aotp_narrow',
+      privateMetadata: JSON.stringify({ permissionId: pending.id }),
+    });
+    const cases: [string, unknown, Parameters<typeof postSlack>[3]][] = [
+      ['an unknown action_id', click(message, ALICE, 'aotp_unknown', pending.id), {}],
+      ['view_closed', viewClosed, {}],
+      ['ssl_check=1', { ssl_check: '1', token: 'x' }, { encoding: 'form' }],
+      ['payload={}', {}, {}],
+    ];
+    for (const [what, payload, opts] of cases) {
+      const started = performance.now();
+      const res = await postSlack(eventsUrl, SIGNING_SECRET, payload, opts);
+      expect(res.status, what).toBe(200);
+      expect(performance.now() - started, what).toBeLessThan(3000);
+    }
+    await sleep(300);
+    const after = await api.get(pending.id);
+    expect(after.status).toBe('pending');
+    expect(after.decidedBy).toBeNull();
+    for (const type of ['approve', 'deny', 'approval_vote', 'unauthorized_approver']) {
+      expect(await api.audit(pending.id, type), type).toHaveLength(0);
+    }
+    // Nothing was posted, edited or opened in Slack.
+    expect(fake.calls().slice(before)).toEqual([]);
+  });
+
+  it("erases a person's data from the posted message: a dry run first, then the card is redacted", async () => {
+    const subject = `ada-${randomBytes(3).toString('hex')}@example.com`;
+    const pending = await api.request({
+      action: 'email.send',
+      resource: `mailto:${subject}`,
+      context: { reason: 'Newsletter', customer: subject },
+    });
+    const message = await messageOf(fake, pending.id);
+    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    expect(shown(message)).toContain(subject);
+    const current = () => shown(fake.getMessage(message.channel, message.ts) as FakeMessage);
+
+    // The CLI's dry run shows what would change and changes nothing.
+    const cli = await runCli(['audit:redact', '--subject', subject, '--dry-run'], {
+      AGENT_OTP_URL: server.url,
+      AGENT_OTP_ADMIN_TOKEN: ADMIN,
+    });
+    expect(cli.stderr).toBe('');
+    expect(cli.stdout).toMatch(/^Would redact: \d+ audit events, .*1 permissions .*1 chat messages\./);
+    expect(cli.stdout).toContain('Dry run: nothing was changed.');
+    await sleep(300);
+    expect(current()).toContain(subject);
+    expect((await api.get(pending.id)).status).toBe('pending');
+
+    const erased = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', { subject });
+    expect(erased.status, JSON.stringify(erased.body)).toBe(200);
+    expect(erased.body.data).toMatchObject({ dryRun: false, permissions: 1, chatMessages: 1, revoked: [] });
+    await waitUntil('the message edited to the redacted card', () => !current().includes(subject), 8000);
+    expect(current()).toContain('[redacted]');
+    // Still the same pending request, still decidable.
+    expect(hasButtons(fake.getMessage(message.channel, message.ts) as FakeMessage)).toBe(true);
+    expect((await api.get(pending.id)).status).toBe('pending');
+    const verify = await api.operator<{ valid: boolean }>('POST', '/api/v1/audit/verify');
+    expect(verify.body.data.valid).toBe(true);
   });
 
   it('refuses an unauthorised clicker ephemerally, audits the attempt, and leaves the request pending', async () => {
@@ -522,13 +598,13 @@ describe('Slack approvals over Socket Mode', () => {
     const approved = await api.get(pending.id, 5);
     expect(approved.status).toBe('approved');
     expect(approved.token).toMatch(/^otp_v1_/);
-    const use = await api.agent('POST', `/api/v1/permissions/${pending.id}/use`, { token: approved.token });
-    expect(use.status).toBe(200);
-
+    // The edit naming the approver, before the use (a slow worker would otherwise render "Used").
     await waitUntil('the edit naming the approver', () => {
       const m = fake.getMessage(message.channel, message.ts);
       return m && !hasButtons(m) && shown(m).includes(`<@${ALICE.id}>`);
     });
+    const use = await api.agent('POST', `/api/v1/permissions/${pending.id}/use`, { token: approved.token });
+    expect(use.status).toBe(200);
     const [event] = await api.audit(pending.id, 'approve');
     expect(event?.actor).toEqual({
       type: 'approver',
@@ -545,6 +621,32 @@ describe('Slack approvals over Socket Mode', () => {
       click(message, BOB, 'aotp_approve', pending.id),
     );
     expect(http.status).toBe(404);
+
+    // Envelopes no listener handles are acked at once too, and change nothing.
+    const unhandled = await api.request({ action: 'email.send', resource: 'unhandled' });
+    const unhandledMessage = await messageOf(fake, unhandled.id);
+    await waitUntil('the approvalUrl', async () => (await api.get(unhandled.id)).approvalUrl);
+    const calls = fake.calls().length;
+    for (const payload of [
+      click(unhandledMessage, ALICE, 'aotp_unknown', unhandled.id),
+      {
+        type: 'view_closed',
+        team: TEAM,
+        user: { id: ALICE.id },
+        view: { id: 'V1', callback_id: 'aotp_narrow' },
+      },
+      {},
+    ]) {
+      const started = performance.now();
+      const acked = await fake.sendSocketEvent('interactive', payload as Record<string, unknown>, {
+        timeoutMs: 3000,
+      });
+      expect(acked.envelope_id).toBeTruthy();
+      expect(performance.now() - started).toBeLessThan(3000);
+    }
+    await sleep(300);
+    expect((await api.get(unhandled.id)).status).toBe('pending');
+    expect(fake.calls().slice(calls)).toEqual([]);
 
     // An unauthorised click over the socket is refused too.
     const other = await api.request({ action: 'email.send' });

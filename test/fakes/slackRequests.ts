@@ -112,6 +112,16 @@ export interface BlockActionsPayload {
   actions: SlackButtonAction[];
 }
 
+/** The `user` object of an interactivity payload. */
+function userPayload(user: SlackUserRef, team: SlackTeamRef) {
+  return {
+    id: user.id,
+    username: user.username ?? user.name,
+    name: user.name,
+    team_id: user.team_id ?? team.id,
+  };
+}
+
 /** Slack-shaped trigger id: `<digits>.<digits>.<32 hex>`. */
 export function fakeTriggerId(): string {
   const n = () => String(1_000_000_000_000 + Math.floor(Math.random() * 8_999_999_999_999));
@@ -169,12 +179,7 @@ export function blockActionPayload(input: BlockActionInput): BlockActionsPayload
   const msg = input.message;
   return {
     type: 'block_actions',
-    user: {
-      id: input.user.id,
-      username: input.user.username ?? input.user.name,
-      name: input.user.name,
-      team_id: input.user.team_id ?? input.team.id,
-    },
+    user: userPayload(input.user, input.team),
     api_app_id: input.apiAppId ?? 'A0FAKEAPP',
     token: input.token ?? 'fakeVerificationToken',
     container: {
@@ -281,12 +286,7 @@ export function viewSubmissionPayload(input: ViewSubmissionInput): ViewSubmissio
   return {
     type: 'view_submission',
     team: { id: input.team.id, domain: input.team.domain ?? 'fake' },
-    user: {
-      id: input.user.id,
-      username: input.user.username ?? input.user.name,
-      name: input.user.name,
-      team_id: input.user.team_id ?? input.team.id,
-    },
+    user: userPayload(input.user, input.team),
     api_app_id: appId,
     token: input.token ?? 'fakeVerificationToken',
     trigger_id: input.triggerId ?? fakeTriggerId(),
@@ -314,6 +314,30 @@ export function viewSubmissionPayload(input: ViewSubmissionInput): ViewSubmissio
     response_urls: [],
     is_enterprise_install: false,
     enterprise: null,
+  };
+}
+
+/** `view_closed`: the user dismissed a modal opened with `notify_on_close` (or Slack sends it anyway). */
+export function viewClosedPayload(input: {
+  user: SlackUserRef;
+  team: SlackTeamRef;
+  callbackId: string;
+  privateMetadata: string;
+}): Record<string, unknown> {
+  return {
+    type: 'view_closed',
+    team: { id: input.team.id, domain: input.team.domain ?? 'fake' },
+    user: userPayload(input.user, input.team),
+    api_app_id: 'A0FAKEAPP',
+    token: 'fakeVerificationToken',
+    view: {
+      id: `V${randomBytes(5).toString('hex').toUpperCase()}`,
+      type: 'modal',
+      callback_id: input.callbackId,
+      private_metadata: input.privateMetadata,
+      state: { values: {} },
+    },
+    is_cleared: false,
   };
 }
 

@@ -163,8 +163,12 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))(
           : { approver: { email: 'bob@example.com' } },
       );
       await audit.sealPending();
+      const before = await db.query('SELECT * FROM audit_events ORDER BY seq');
+      const dryRun = await audit.redact('ada@example.com', OPERATOR, { dryRun: true });
+      expect(dryRun).toMatchObject({ dryRun: true, events: 2, eventId: null });
+      expect((await db.query('SELECT * FROM audit_events ORDER BY seq')).rows).toEqual(before.rows);
       const result = await audit.redact('ada@example.com', OPERATOR);
-      expect(result.events).toBe(2);
+      expect(result).toMatchObject({ dryRun: false, events: 2 });
       const { rows } = await db.query<{
         details: Record<string, unknown>;
         redacted_at: Date | null;
@@ -185,6 +189,8 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))(
       expect(last?.details).toEqual({
         subjectHash: createHash('sha256').update('ada@example.com').digest('hex'),
         events: 2,
+        eventOrigins: 0,
+        eventActorsKept: 0,
       });
       await audit.sealPending();
       expect(await audit.verify()).toMatchObject({ valid: true, checked: 5 });

@@ -576,7 +576,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect(await h.trail(p.id)).toEqual(['request:agent', 'approval_vote:operator', 'approve:approver']);
       const approve = (await h.events(p.id)).find((e) => e.type === 'approve');
       expect(approve?.actor).toMatchObject({ platform: 'slack', teamId: 'T1', userId: 'U1' });
-      expect(approve?.details.approvers).toEqual(['operator:opk_alice', 'slack:T1:U1']);
+      expect(approve?.details.approvers).toEqual(['operator:opk_alice', 'slack:U1']);
     });
 
     it("quorum 2: a voter's narrowing is not lost when the last approver approves without changes", async () => {

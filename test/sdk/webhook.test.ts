@@ -101,6 +101,31 @@ describe('verifyWebhook (Standard Webhooks)', () => {
     await expect(
       verifyWebhook(body, headers(sigOld, old), secret, { now: NOW, toleranceSeconds: 600 }),
     ).resolves.toBeTruthy();
+    // A week ahead is refused; inside 5 minutes either way is accepted.
+    const week = String(NOW / 1000 + 7 * 86400);
+    await refusal(verifyWebhook(body, headers(sign('msg_1', week, body), week), secret, { now: NOW }));
+    for (const offset of [-299, 299]) {
+      const near = String(NOW / 1000 + offset);
+      await expect(
+        verifyWebhook(body, headers(sign('msg_1', near, body), near), secret, { now: NOW }),
+      ).resolves.toBeTruthy();
+    }
+  });
+
+  it('refuses a tolerance or a "now" that would switch the time check off', async () => {
+    const week = String(NOW / 1000 + 7 * 86400);
+    const h = headers(sign('msg_1', week, body), week);
+    for (const options of [
+      { now: new Date('not a date') },
+      { now: Number.NaN },
+      { now: NOW, toleranceSeconds: Number.NaN },
+      { now: NOW, toleranceSeconds: Number.POSITIVE_INFINITY },
+      { now: NOW, toleranceSeconds: -1 },
+    ]) {
+      await expect(verifyWebhook(body, h, secret, options), JSON.stringify(options)).rejects.toBeInstanceOf(
+        ValidationError,
+      );
+    }
   });
 
   it('uses the current time by default', async () => {

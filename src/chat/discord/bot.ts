@@ -19,6 +19,100 @@ export interface DiscordBotOptions {
   apiUrl?: string;
   approvals: ApprovalService;
   logger: Logger;
+  /** When a slow answer is deferred, a little under Discord's 3 s (tests shorten it). */
+  answerDeadlineMs?: number;
+}
+
+const NOT_OURS = 'This control is not one Agent OTP knows (an old message?); nothing was changed.';
+
+/** Discord refuses a first answer to an interaction after 3 s; defer before that. */
+export const ANSWER_DEADLINE_MS = 2500;
+
+type Answerable = ButtonInteraction | ModalSubmitInteraction;
+
+/**
+ * The one answer an interaction gets. A handler slower than the deadline (a busy database)
+ * would miss Discord's 3 s and the clicker would see "This interaction failed" even though the
+ * decision was made; so at the deadline the answer is deferred (the message is left as it is,
+ * or an ephemeral "thinking…" for a form opened from nowhere) and the real answer edits it.
+ */
+class InteractionAnswer {
+  private deferral: Promise<unknown> | null = null;
+  private readonly timer: NodeJS.Timeout;
+  /** An answer was sent (or tried: a failed answer is not retried with another). */
+  attempted = false;
+
+  constructor(
+    private readonly interaction: Answerable,
+    deadlineMs: number,
+    private readonly log: Logger,
+  ) {
+    this.timer = setTimeout(() => this.defer(), deadlineMs);
+  }
+
+  /** A button, or a form opened from a message: the answer edits that message. */
+  private get onMessage(): boolean {
+    const i = this.interaction;
+    return i.isButton() || i.isFromMessage();
+  }
+
+  private defer(): void {
+    const i = this.interaction;
+    if (i.replied || i.deferred) return;
+    this.log.warn({ customId: i.customId }, 'discord interaction slow: deferred its answer');
+    this.deferral = (
+      i.isButton() || i.isFromMessage() ? i.deferUpdate() : i.deferReply({ flags: MessageFlags.Ephemeral })
+    ).catch((err) => this.log.warn({ err: (err as Error).message }, 'discord deferral failed'));
+  }
+
+  /** Nothing more will be sent: stop the deferral timer. */
+  close(): void {
+    clearTimeout(this.timer);
+  }
+
+  private begin(): void {
+    this.close();
+    this.attempted = true;
+  }
+
+  async update(message: ReturnType<typeof renderDiscordMessage>): Promise<void> {
+    this.begin();
+    const body = {
+      content: message.content,
+      embeds: message.embeds,
+      components: message.components,
+      allowedMentions: message.allowedMentions,
+    };
+    const i = this.interaction;
+    if (this.deferral) {
+      await this.deferral;
+      await i.editReply(body);
+    } else if (i.isButton() || i.isFromMessage()) {
+      await i.update(body);
+    }
+  }
+
+  async ephemeral(content: string): Promise<void> {
+    this.begin();
+    const i = this.interaction;
+    if (this.deferral) {
+      await this.deferral;
+      // After deferUpdate the message stays; the note goes beside it. After deferReply, it fills it.
+      if (this.onMessage)
+        await i.followUp({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+      else await i.editReply({ content, allowedMentions: { parse: [] } });
+      return;
+    }
+    await i.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+  }
+
+  async modal(modal: ReturnType<typeof renderNarrowingModal>): Promise<void> {
+    this.begin();
+    const i = this.interaction;
+    // A form can only be the first answer: once deferred, ask for another click.
+    if (this.deferral || !i.isButton()) return this.ephemeral('That took too long; press the button again.');
+    await i.showModal(modal);
+  }
 }
 
 /** A discord.js client: created at once (the platform posts through it), logged in by start(). */
@@ -45,7 +139,7 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
   client.on(Events.ShardDisconnect, (_e, shard) => log.warn({ shard }, 'discord gateway disconnected'));
   client.on(Events.ShardReconnecting, (shard) => log.info({ shard }, 'discord gateway reconnecting'));
   client.on(Events.InteractionCreate, (interaction) => {
-    handle(interaction).catch((err) => log.error({ err }, 'discord interaction failed'));
+    void answerInteraction(interaction);
   });
 
   const userOf = (interaction: ButtonInteraction | ModalSubmitInteraction): ChatUser => {
@@ -60,37 +154,56 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
     };
   };
 
-  const ephemeral = (interaction: ButtonInteraction | ModalSubmitInteraction, content: string) =>
-    interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+  /**
+   * Every interaction is answered (or, for one nobody can see an answer to, left alone) and
+   * nothing is left waiting: an unknown button or form, another component type, a slash command
+   * or an autocomplete gets a short answer and changes nothing.
+   */
+  async function answerInteraction(interaction: Interaction): Promise<void> {
+    if (interaction.isAutocomplete()) {
+      await interaction.respond([]).catch((err) => log.warn({ err: (err as Error).message }, 'autocomplete'));
+      return;
+    }
+    if (!interaction.isButton() && !interaction.isModalSubmit()) {
+      if (interaction.isRepliable()) {
+        await interaction
+          .reply({ content: NOT_OURS, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } })
+          .catch((err) => log.warn({ err: (err as Error).message }, 'discord answer failed'));
+      }
+      return;
+    }
+    const answer = new InteractionAnswer(interaction, opts.answerDeadlineMs ?? ANSWER_DEADLINE_MS, log);
+    try {
+      await handle(interaction, answer);
+    } catch (err) {
+      log.error({ err }, 'discord interaction failed');
+      if (!answer.attempted)
+        await answer.ephemeral('Something went wrong on our side; please try again.').catch(() => undefined);
+    } finally {
+      answer.close();
+    }
+  }
 
   /**
    * After a decision: this message is edited through the interaction itself (Discord wants an
    * answer to the click); every other message is edited by the message-update job the decision
    * enqueued.
    */
-  async function showDecision(
-    interaction: ButtonInteraction | ModalSubmitInteraction,
-    permission: Permission,
-  ) {
+  async function showDecision(interaction: Answerable, answer: InteractionAnswer, permission: Permission) {
     const message = renderDiscordMessage(await opts.approvals.card(permission));
     if (interaction.isButton() || (interaction.isModalSubmit() && interaction.isFromMessage())) {
-      await interaction.update({
-        content: message.content,
-        embeds: message.embeds,
-        components: message.components,
-        allowedMentions: message.allowedMentions,
-      });
+      await answer.update(message);
       if (interaction.channelId)
         await opts.approvals.noteRendered(permission, 'discord', interaction.channelId);
     } else {
-      await ephemeral(interaction, 'Done.');
+      await answer.ephemeral('Done.');
     }
   }
 
-  async function handle(interaction: Interaction) {
-    if (!interaction.isButton() && !interaction.isModalSubmit()) return;
+  async function handle(interaction: Answerable, answer: InteractionAnswer) {
     const parsed = parseCustomId(interaction.customId);
-    if (!parsed) return;
+    // A button or form that is not ours (or no longer: a message from an older version).
+    if (!parsed) return answer.ephemeral(NOT_OURS);
     const user = userOf(interaction);
 
     if (interaction.isButton() && (parsed.kind === 'approve' || parsed.kind === 'deny')) {
@@ -99,19 +212,19 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
         user,
         approved: parsed.kind === 'approve',
       });
-      if (outcome.kind === 'decided') return showDecision(interaction, outcome.permission);
-      return ephemeral(interaction, outcome.message);
+      if (outcome.kind === 'decided') return showDecision(interaction, answer, outcome.permission);
+      return answer.ephemeral(outcome.message);
     }
 
     if (interaction.isButton() && parsed.kind === 'changes') {
       const open = await opts.approvals.changesForm(parsed.permissionId);
-      if (open.kind === 'closed') return ephemeral(interaction, open.message);
-      return interaction.showModal(renderNarrowingModal(open.card));
+      if (open.kind === 'closed') return answer.ephemeral(open.message);
+      return answer.modal(renderNarrowingModal(open.card));
     }
 
     if (interaction.isModalSubmit() && parsed.kind === 'modal') {
       const open = await opts.approvals.changesForm(parsed.permissionId);
-      if (open.kind === 'closed') return ephemeral(interaction, open.message);
+      if (open.kind === 'closed') return answer.ephemeral(open.message);
       const { card } = open;
       const fields: Record<string, string> = {};
       for (const [id, field] of interaction.fields.fields) {
@@ -120,7 +233,7 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
       const form = modificationsFromForm(card.scope, parseNarrowingSubmission(card, fields));
       // Pass the card, so the refusal names each field by its label ("Max amount") as the modal
       // does, not by its raw scope key.
-      if (!form.ok) return ephemeral(interaction, discordFieldErrorsMessage(form.errors, card));
+      if (!form.ok) return answer.ephemeral(discordFieldErrorsMessage(form.errors, card));
       const outcome = await opts.approvals.decideFromChat({
         permissionId: card.permissionId,
         user,
@@ -128,9 +241,12 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
         reason: form.reason ?? undefined,
         scopeModifications: form.scopeModifications,
       });
-      if (outcome.kind === 'decided') return showDecision(interaction, outcome.permission);
-      return ephemeral(interaction, outcome.message);
+      if (outcome.kind === 'decided') return showDecision(interaction, answer, outcome.permission);
+      return answer.ephemeral(outcome.message);
     }
+
+    // One of our ids on the wrong kind of interaction (a modal id on a button, say): not ours.
+    return answer.ephemeral(NOT_OURS);
   }
 
   return {

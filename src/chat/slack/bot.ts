@@ -1,15 +1,9 @@
-import {
-  App,
-  type BlockAction,
-  type ButtonAction,
-  LogLevel,
-  SocketModeReceiver,
-  type ViewSubmitAction,
-} from '@slack/bolt';
+import { App, type BlockAction, type ButtonAction, LogLevel, type ViewSubmitAction } from '@slack/bolt';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../logger.js';
 import type { ApprovalService, ChatUser } from '../../services/approvals.js';
 import { modificationsFromForm } from '../narrowing.js';
+import { AckingSocketModeReceiver } from './ack.js';
 import {
   NARROW_CALLBACK_ID,
   parseNarrowingMetadata,
@@ -54,7 +48,10 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   };
   const httpReceiver = opts.appToken ? null : new FastifySlackReceiver(opts.signingSecret ?? '', opts.logger);
   const receiver = opts.appToken
-    ? new SocketModeReceiver({ appToken: opts.appToken, installerOptions: { clientOptions } })
+    ? new AckingSocketModeReceiver(
+        { appToken: opts.appToken, installerOptions: { clientOptions } },
+        opts.logger,
+      )
     : (httpReceiver as FastifySlackReceiver);
   const app = new App({
     token: opts.botToken,

@@ -1,12 +1,27 @@
-import type { App, Receiver, ReceiverEvent } from '@slack/bolt';
+import type { App, Receiver } from '@slack/bolt';
 import { isValidSlackRequest } from '@slack/bolt';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../logger.js';
+import { ACK_DEADLINE_MS, dispatchWithAck } from './ack.js';
+
+/**
+ * How far a signed request's timestamp may be from our clock, in either direction. Bolt's check
+ * only refuses the past, so a request signed for next week (a leaked signature, a replay saved
+ * for later) would have passed; a clock five minutes ahead is as suspect as one behind.
+ */
+export const SIGNATURE_WINDOW_SECONDS = 300;
+
+/** Is a Slack `x-slack-request-timestamp` (unix seconds) within the window around now? */
+export function withinSignatureWindow(timestamp: string, nowMs: number): boolean {
+  if (!/^\d{1,12}$/.test(timestamp)) return false;
+  return Math.abs(nowMs / 1000 - Number(timestamp)) <= SIGNATURE_WINDOW_SECONDS;
+}
 
 /**
  * Bolt's HTTP mode on the API's own Fastify server: POST /slack/events. Every request must carry
- * a valid Slack signature made within the last 5 minutes; anything else is a 401 and reaches no
- * handler. The raw body is kept for the signature check, so this route parses its own body.
+ * a valid Slack signature made within 5 minutes of now (either way); anything else is a 401 and
+ * reaches no handler. Every signed request is answered within Slack's 3 seconds, handled or not.
+ * The raw body is kept for the signature check, so this route parses its own body.
  */
 export class FastifySlackReceiver implements Receiver {
   private app: App | null = null;
@@ -14,6 +29,7 @@ export class FastifySlackReceiver implements Receiver {
   constructor(
     private readonly signingSecret: string,
     private readonly logger: Logger,
+    private readonly ackDeadlineMs = ACK_DEADLINE_MS,
   ) {}
 
   init(app: App): void {
@@ -33,19 +49,20 @@ export class FastifySlackReceiver implements Receiver {
       scope.post('/slack/events', async (request, reply) => {
         const raw = typeof request.body === 'string' ? request.body : '';
         const signature = request.headers['x-slack-signature'];
-        const timestamp = Number(request.headers['x-slack-request-timestamp']);
+        const timestamp = request.headers['x-slack-request-timestamp'];
         const valid =
           typeof signature === 'string' &&
-          Number.isFinite(timestamp) &&
+          typeof timestamp === 'string' &&
+          withinSignatureWindow(timestamp, Date.now()) &&
           isValidSlackRequest({
             signingSecret: this.signingSecret,
             body: raw,
-            headers: { 'x-slack-signature': signature, 'x-slack-request-timestamp': timestamp },
+            headers: { 'x-slack-signature': signature, 'x-slack-request-timestamp': Number(timestamp) },
           });
         if (!valid) {
           this.logger.warn(
             { ip: request.ip },
-            'refused a Slack request with a missing, forged or stale signature',
+            'refused a Slack request with a missing, forged, stale or future signature',
           );
           return reply.status(401).send({ ok: false, error: 'invalid_signature' });
         }
@@ -55,25 +72,19 @@ export class FastifySlackReceiver implements Receiver {
         } catch {
           return reply.status(400).send({ ok: false, error: 'invalid_body' });
         }
+        // Slack checks the certificate of a newly configured URL this way: it only wants a 200.
+        if (body.ssl_check !== undefined) return reply.status(200).send('');
         if (body.type === 'url_verification') return reply.send({ challenge: body.challenge });
-        if (!this.app) return reply.status(503).send({ ok: false, error: 'not_ready' });
+        const app = this.app;
+        if (!app) return reply.status(503).send({ ok: false, error: 'not_ready' });
 
-        let acked = false;
-        const answered = new Promise<unknown>((resolve) => {
-          const event: ReceiverEvent = {
-            body,
-            ack: async (response?: unknown) => {
-              if (acked) return;
-              acked = true;
-              resolve(response);
-            },
-          };
-          this.app?.processEvent(event).catch((err) => {
-            this.logger.error({ err }, 'slack handler failed');
-            resolve(undefined);
-          });
+        const response = await new Promise<unknown>((resolve) => {
+          void dispatchWithAck(
+            app,
+            { body, ack: async (answer?: unknown) => resolve(answer) },
+            { logger: this.logger, deadlineMs: this.ackDeadlineMs },
+          );
         });
-        const response = await answered;
         if (response === undefined || response === '') return reply.status(200).send('');
         return reply.status(200).send(response);
       });
@@ -81,12 +92,16 @@ export class FastifySlackReceiver implements Receiver {
   }
 }
 
+/** A form post (`payload=<JSON>` or plain fields) or a JSON object; anything else throws. */
 function parseSlackBody(raw: string, contentType: string): Record<string, unknown> {
+  let body: unknown;
   if (contentType.includes('application/x-www-form-urlencoded')) {
     const form = new URLSearchParams(raw);
     const payload = form.get('payload');
-    if (payload) return JSON.parse(payload) as Record<string, unknown>;
-    return Object.fromEntries(form.entries());
+    body = payload === null ? Object.fromEntries(form.entries()) : JSON.parse(payload);
+  } else {
+    body = JSON.parse(raw);
   }
-  return JSON.parse(raw) as Record<string, unknown>;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new Error('not an object');
+  return body as Record<string, unknown>;
 }

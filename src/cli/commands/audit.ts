@@ -3,6 +3,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
+import type { ErasureReport } from '../../services/erasure.js';
 import type { OperatorClient } from '../client.js';
 import { table } from '../format.js';
 
@@ -128,18 +129,40 @@ export function registerAuditCommands(
 
   program
     .command('audit:redact')
-    .description("Erase a person's data (e.g. an email or user id) from audit event details (GDPR)")
-    .requiredOption('--subject <value>', 'the value to erase wherever it appears in event details')
+    .description(
+      "Erase a person's data (e.g. an email or user id) from the audit trail, permissions, webhook deliveries and posted chat messages (GDPR)",
+    )
+    .requiredOption('--subject <value>', 'the value to erase wherever it appears')
+    .option('--dry-run', 'show what would change, change nothing')
     .option('--json', 'print JSON')
-    .action(async (opts: { subject: string; json?: boolean }) => {
-      const result = await client().call<{ events: number; eventId: string }>(
-        'POST',
-        '/api/v1/audit/redact',
-        {
-          subject: opts.subject,
-        },
-      );
-      if (opts.json) print(JSON.stringify(result, null, 2));
-      else print(`Redacted ${result.events} audit events (recorded as ${result.eventId}).`);
+    .action(async (opts: { subject: string; dryRun?: boolean; json?: boolean }) => {
+      const result = await client().call<ErasureReport>('POST', '/api/v1/audit/redact', {
+        subject: opts.subject,
+        ...(opts.dryRun ? { dryRun: true } : {}),
+      });
+      if (opts.json) return print(JSON.stringify(result, null, 2));
+      print(erasureSummary(result));
     });
+}
+
+/** The erasure report as lines a person reads: what changed (or would), and what was kept and why. */
+export function erasureSummary(r: ErasureReport): string {
+  const verb = r.dryRun ? 'Would redact' : 'Redacted';
+  const fields = Object.entries(r.permissionFields)
+    .map(([field, n]) => `${field} ${n}`)
+    .join(', ');
+  const lines = [
+    `${verb}: ${r.events} audit events, ${r.eventOrigins} client addresses/user agents, ${r.permissions} permissions${fields ? ` (${fields})` : ''}, ${r.webhookDeliveries} webhook deliveries, ${r.chatMessages} chat messages.`,
+  ];
+  if (r.revoked.length)
+    lines.push(
+      `${r.dryRun ? 'Would revoke' : 'Revoked'} ${r.revoked.length} live permissions whose terms named the subject: ${r.revoked.join(', ')}`,
+    );
+  if (r.eventActorsKept)
+    lines.push(`Kept: ${r.eventActorsKept} audit event actors (the hash chain covers them).`);
+  const left = r.leftInConfiguration;
+  if (left.agents || left.policies)
+    lines.push(`Left for you to edit: ${left.agents} agents and ${left.policies} policies name the subject.`);
+  lines.push(r.dryRun ? 'Dry run: nothing was changed.' : `Recorded as ${r.eventId}.`);
+  return lines.join('\n');
 }

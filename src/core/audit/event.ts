@@ -15,6 +15,8 @@ export interface Actor {
   guildId?: string;
   userId?: string;
   userName?: string;
+  /** The person an approver's identity is linked to (APPROVER_LINKS), shown beside the identity. */
+  person?: string;
 }
 
 export interface AuditEventInput {

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { csvHeader, csvLine, type ExportFormat, jsonLine } from '../../core/audit/export.js';
 import { AppError } from '../../core/errors.js';
 import type { AuditService } from '../../services/audit.js';
+import type { ErasureService } from '../../services/erasure.js';
 import type { StoredAuditEvent } from '../../store/auditRepository.js';
 import type { Router } from '../route.js';
 
@@ -57,7 +58,13 @@ function drained(stream: Writable): Promise<void> {
   });
 }
 
-const redactBody = z.object({ subject: z.string().trim().min(3).max(500) }).strict();
+const redactBody = z
+  .object({
+    subject: z.string().trim().min(3).max(500),
+    /** Report what would change, change nothing. */
+    dryRun: z.boolean().optional(),
+  })
+  .strict();
 
 export function auditDto(e: StoredAuditEvent) {
   return {
@@ -76,7 +83,7 @@ export function auditDto(e: StoredAuditEvent) {
   };
 }
 
-export function registerAuditRoutes(route: Router, audit: AuditService): void {
+export function registerAuditRoutes(route: Router, audit: AuditService, erasure: ErasureService): void {
   route({
     method: 'GET',
     url: '/api/v1/audit',
@@ -206,10 +213,11 @@ export function registerAuditRoutes(route: Router, audit: AuditService): void {
     url: '/api/v1/audit/redact',
     auth: 'operator',
     tag: 'audit',
-    summary: "Erase a person's data from event details (GDPR); the chain stays verifiable",
+    summary:
+      "Erase a person's data (GDPR) from the audit trail, permissions, webhook deliveries and posted chat messages; `dryRun` reports without changing",
     body: redactBody,
     async handler({ body, origin }) {
-      return { data: await audit.redact(body.subject, origin.actor) };
+      return { data: await erasure.erase(body.subject, origin.actor, { dryRun: body.dryRun ?? false }) };
     },
   });
 }

@@ -1,0 +1,136 @@
+import type { Actor } from './audit/index.js';
+import type { ApprovalRecord } from './permission.js';
+
+/**
+ * Who an approver is (DESIGN §13): quorum, the self-approval ban and "already decided by you"
+ * are rules over persons, not over the button someone pressed. A person is known by the
+ * platform's user id — Slack user ids are global within an Enterprise org and Discord ids are
+ * global, so the workspace or guild a click came from (absent in org-wide installs, shared
+ * channels and DMs) is not part of who clicked — and, when an operator links identities on
+ * several platforms to one person (APPROVER_LINKS), by that person.
+ *
+ * Pure, so that stored persons can replace the configured links later without touching a rule.
+ */
+export interface ApproverLinks {
+  /** Identity (`slack:U123`, `discord:456…`, `operator:opk_…`) → person name. */
+  readonly persons: ReadonlyMap<string, string>;
+}
+
+export const NO_LINKS: ApproverLinks = Object.freeze({ persons: new Map<string, string>() });
+
+const PERSON_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const IDENTITY_SHAPES: Record<string, RegExp> = {
+  slack: /^[UW][A-Z0-9]{2,}$/,
+  discord: /^\d{15,21}$/,
+  operator: /^opk_[A-Za-z0-9]{1,64}$/,
+};
+
+/**
+ * `alice=slack:U123,discord:123456789012345678;bob=slack:U9` → the links. Throws an Error
+ * naming the first bad entry: an identity in two persons, or one person declared twice, is a
+ * configuration mistake that would silently merge or split votes.
+ */
+export function parseApproverLinks(text: string): ApproverLinks {
+  const persons = new Map<string, string>();
+  const seen = new Set<string>();
+  for (const entry of text.split(';').map((s) => s.trim())) {
+    if (!entry) continue;
+    const eq = entry.indexOf('=');
+    const name = eq < 0 ? '' : entry.slice(0, eq).trim();
+    if (!PERSON_NAME.test(name)) {
+      throw new Error(
+        `"${entry.slice(0, 80)}": expected <person>=<platform>:<id>,… (person: letters, digits, . _ -)`,
+      );
+    }
+    if (seen.has(name.toLowerCase())) throw new Error(`person "${name}" is listed twice`);
+    seen.add(name.toLowerCase());
+    const identities = entry
+      .slice(eq + 1)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    if (identities.length === 0) throw new Error(`person "${name}" has no identities`);
+    for (const identity of identities) {
+      const colon = identity.indexOf(':');
+      const platform = identity.slice(0, colon);
+      const id = identity.slice(colon + 1);
+      const shape = IDENTITY_SHAPES[platform];
+      if (colon < 0 || !shape?.test(id)) {
+        throw new Error(
+          `"${identity.slice(0, 80)}" (person "${name}"): expected slack:U…/W…, discord:<user id> or operator:opk_…`,
+        );
+      }
+      const other = persons.get(identity);
+      if (other !== undefined) throw new Error(`${identity} is linked to both "${other}" and "${name}"`);
+      persons.set(identity, name);
+    }
+  }
+  return Object.freeze({ persons });
+}
+
+/** The platform identity: `slack:U123`, `discord:456…`, `operator:opk_…` (no workspace or guild). */
+export function identityKey(actor: Actor): string {
+  if (actor.platform === 'slack' || actor.platform === 'discord') {
+    return `${actor.platform}:${actor.userId ?? actor.id ?? ''}`;
+  }
+  return `${actor.type}:${actor.id ?? actor.userId ?? ''}`;
+}
+
+/** The linked person's name, if the actor's identity is linked to one. */
+export function personOf(actor: Actor, links: ApproverLinks): string | null {
+  return links.persons.get(identityKey(actor)) ?? null;
+}
+
+/**
+ * The key quorum counts: one person is one vote whichever platform, workspace or button they
+ * used. Always computed from the actor and the current links — never trust a stored key or a
+ * stored `person` — so votes recorded before an upgrade or a change of links still match.
+ */
+export function approverKey(actor: Actor, links: ApproverLinks = NO_LINKS): string {
+  const person = personOf(actor, links);
+  return person === null ? identityKey(actor) : `person:${person}`;
+}
+
+/** The actor as the audit trail and the card show it: naming the linked person, if any. */
+export function attributeApprover(actor: Actor, links: ApproverLinks): Actor {
+  const { person: _stale, ...rest } = actor;
+  const person = personOf(rest, links);
+  return person === null ? rest : { ...rest, person };
+}
+
+/** One record per person (the first), whatever keys the records were stored under. */
+export function distinctApprovals(
+  approvals: readonly ApprovalRecord[],
+  links: ApproverLinks,
+): ApprovalRecord[] {
+  const seen = new Set<string>();
+  return approvals.filter((a) => {
+    const key = approverKey(a.actor, links);
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
+/**
+ * The self-approval ban: is this actor the person the agent acts for (`context.user_id`)? The
+ * requester may be named by a bare platform id (`U123`), an identity (`slack:U123`) or a person
+ * (`alice`, `person:alice`); any identity linked to the same person counts as them. Compared
+ * without case, so a differently-cased name cannot slip past.
+ */
+export function isRequester(requester: unknown, actor: Actor, links: ApproverLinks): boolean {
+  if (typeof requester !== 'string' || requester.trim() === '') return false;
+  const names = new Set<string>();
+  const addIdentity = (identity: string) => {
+    names.add(identity.toLowerCase());
+    names.add(identity.slice(identity.indexOf(':') + 1).toLowerCase());
+  };
+  addIdentity(identityKey(actor));
+  const person = personOf(actor, links);
+  if (person !== null) {
+    names.add(person.toLowerCase());
+    names.add(`person:${person}`.toLowerCase());
+    for (const [identity, linked] of links.persons) if (linked === person) addIdentity(identity);
+  }
+  return names.has(requester.trim().toLowerCase());
+}
