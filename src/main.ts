@@ -114,9 +114,9 @@ export async function startService(
   const prefix = config.REDIS_KEY_PREFIX;
   const bus = new Bus(redis, subscriber, prefix);
   const counters = new Counters(redis, prefix);
-  const audit = new AuditService(db, clock, (err) =>
-    logger.error({ err }, 'writing buffered audit events failed'),
-  );
+  const audit = new AuditService(db, clock);
+  // The event's id and type, never its details (they may hold what the caller sent).
+  audit.onWriteFailure((failure) => logger.error(failure, 'an audit event could not be written'));
   const auth = new AuthService(db, clock, counters, config.AUTH_FAILURES_PER_MIN);
   // Webhooks: signing secrets are stored encrypted under SECRETS_ENCRYPTION_KEY (or the key file).
   const webhookSecrets = new WebhookSecrets(
@@ -264,6 +264,7 @@ export async function startService(
     clock,
     logger,
     auth,
+    audit,
     permissions,
     sink: approvals,
     alertWebhooks: config.ALERT_WEBHOOK_URL ? webhooks : null,
@@ -350,7 +351,7 @@ export async function startService(
       await workers?.close();
       await monitoring.stop();
       await jobs.close();
-      await audit.flush();
+      await audit.drain();
       await audit.sealPending().catch(() => undefined);
       redis.disconnect();
       subscriber.disconnect();

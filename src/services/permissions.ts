@@ -317,8 +317,8 @@ export class PermissionService {
         ? { valid: false, permission, reason: 'SCOPE_VIOLATION', violations }
         : { valid: true, permission };
     }
-    // Verify changes no state, so its audit row is batched instead of costing a commit each.
-    this.audit.record({
+    // Answered only once its event is committed; concurrent verifies share one INSERT.
+    await this.audit.record({
       ...this.eventBase(permission, origin),
       type: 'verify',
       details: {
