@@ -217,7 +217,6 @@ export async function startService(
   const waiters = new PermissionWaiters();
   await bus.subscribe('permission-changed', (id) => waiters.notify(id));
   await bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
-  await bus.subscribe('agent-changed', (agentId) => webhooks.invalidateAgent(agentId));
   await bus.subscribe('policies-changed', () => {
     policies.load().catch((err) => logger.error({ err }, 'policy reload failed; keeping the previous set'));
   });
@@ -227,7 +226,6 @@ export async function startService(
       .catch((err) => logger.warn({ err: err.message, channel }, 'publish failed'));
   agents.onChange((agentId) => {
     auth.invalidateAgent(agentId);
-    webhooks.invalidateAgent(agentId);
     publish('agent-changed', agentId);
   });
   policies.onChange(() => publish('policies-changed', '1'));
@@ -254,8 +252,11 @@ export async function startService(
     }
   });
 
-  // Webhooks: a delivery row and a queue job per event, only for permissions with a target.
-  permissions.onChange(({ type, permission }) => webhooks.onPermissionEvent(type, permission));
+  // Webhooks: the delivery row was written with the change; queue it now that it is committed
+  // (a lost job is re-queued by the reconciler).
+  permissions.onChange(({ deliveryId }) => {
+    if (deliveryId) void webhooks.enqueue(deliveryId);
+  });
 
   // Monitoring: Prometheus counters, failed-authentication aggregation, alerts (worker role).
   const monitoring = startMonitoring({
