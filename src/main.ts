@@ -115,9 +115,9 @@ export async function startService(
   const prefix = config.REDIS_KEY_PREFIX;
   const bus = new Bus(redis, subscriber, prefix);
   const counters = new Counters(redis, prefix);
-  const audit = new AuditService(db, clock, (err) =>
-    logger.error({ err }, 'writing buffered audit events failed'),
-  );
+  const audit = new AuditService(db, clock);
+  // The event's id and type, never its details (they may hold what the caller sent).
+  audit.onWriteFailure((failure) => logger.error(failure, 'an audit event could not be written'));
   const auth = new AuthService(db, clock, counters, config.AUTH_FAILURES_PER_MIN);
   // Webhooks: signing secrets are stored encrypted under SECRETS_ENCRYPTION_KEY (or the key file).
   const webhookSecrets = new WebhookSecrets(
@@ -229,7 +229,6 @@ export async function startService(
   const waiters = new PermissionWaiters();
   await bus.subscribe('permission-changed', (id) => waiters.notify(id));
   await bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
-  await bus.subscribe('agent-changed', (agentId) => webhooks.invalidateAgent(agentId));
   await bus.subscribe('policies-changed', () => {
     policies.load().catch((err) => logger.error({ err }, 'policy reload failed; keeping the previous set'));
   });
@@ -239,7 +238,6 @@ export async function startService(
       .catch((err) => logger.warn({ err: err.message, channel }, 'publish failed'));
   agents.onChange((agentId) => {
     auth.invalidateAgent(agentId);
-    webhooks.invalidateAgent(agentId);
     publish('agent-changed', agentId);
   });
   policies.onChange(() => publish('policies-changed', '1'));
@@ -272,8 +270,11 @@ export async function startService(
     for (const id of chatPermissionIds) jobs.soon('message-update', jobs.messageRedraw(id, eventId));
   });
 
-  // Webhooks: a delivery row and a queue job per event, only for permissions with a target.
-  permissions.onChange(({ type, permission }) => webhooks.onPermissionEvent(type, permission));
+  // Webhooks: the delivery row was written with the change; queue it now that it is committed
+  // (a lost job is re-queued by the reconciler).
+  permissions.onChange(({ deliveryId }) => {
+    if (deliveryId) void webhooks.enqueue(deliveryId);
+  });
 
   // Monitoring: Prometheus counters, failed-authentication aggregation, alerts (worker role).
   const monitoring = startMonitoring({
@@ -282,6 +283,7 @@ export async function startService(
     clock,
     logger,
     auth,
+    audit,
     permissions,
     sink: approvals,
     alertWebhooks: config.ALERT_WEBHOOK_URL ? webhooks : null,
@@ -374,7 +376,7 @@ export async function startService(
       await workers?.close();
       await monitoring.stop();
       await jobs.close();
-      await audit.flush();
+      await audit.drain();
       await audit.sealPending().catch(() => undefined);
       redis.disconnect();
       subscriber.disconnect();

@@ -81,6 +81,55 @@ export function webhookPayload(
   };
 }
 
+/**
+ * A delivery as it is recorded: pending, due at once. It is written by the same statement or
+ * transaction as the state change that causes it (a transactional outbox), so a crash after the
+ * commit cannot lose it; the queue job that sends it is added after the commit, and the
+ * reconciler re-queues any whose job was lost.
+ */
+export interface NewWebhookDelivery {
+  id: string;
+  /** Null for an alert delivery: it belongs to no permission and no agent. */
+  permissionId: string | null;
+  agentId: string | null;
+  url: string;
+  eventType: WebhookEventType;
+  payload: WebhookPayload;
+  createdAt: Date;
+}
+
+export function newDelivery(
+  owner: { permissionId: string | null; agentId: string | null },
+  url: string,
+  payload: WebhookPayload,
+  now: Date,
+  random: RandomBytes = randomBytes,
+): NewWebhookDelivery {
+  return { id: newDeliveryId(random), ...owner, url, eventType: payload.type, payload, createdAt: now };
+}
+
+/**
+ * The delivery a permission event sends, or null when it sends none: an event type without a
+ * webhook, or no target. The target is the request's webhookUrl, else the agent's
+ * (`agentWebhookUrl`: null for an agent that is not active).
+ */
+export function permissionDelivery(
+  event: string,
+  permission: Permission,
+  agentWebhookUrl: string | null,
+  at: Date,
+): NewWebhookDelivery | null {
+  const type = webhookEventType(event);
+  const url = permission.webhookUrl ?? agentWebhookUrl;
+  if (!type || !url) return null;
+  return newDelivery(
+    { permissionId: permission.id, agentId: permission.agentId },
+    url,
+    webhookPayload(type, permission, at),
+    at,
+  );
+}
+
 export type AlertName = 'denial_rate' | 'unused_token_rate' | 'failed_auth_per_min';
 
 /** One alert crossing its threshold or clearing, as the alert evaluation found it. */

@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../logger.js';
 import { AlertService, type AlertSink, type AlertWebhooks } from '../services/alerts.js';
+import type { AuditService } from '../services/audit.js';
 import type { AuthService } from '../services/auth.js';
 import { AuthFailureRecorder, MetricsService } from '../services/metrics.js';
 import type { PermissionService } from '../services/permissions.js';
@@ -20,8 +21,8 @@ export interface Monitoring {
 }
 
 /**
- * Wires monitoring into a process: Prometheus counters on permission events and failed
- * authentications, the per-minute failed-authentication flush to Postgres (every role that
+ * Wires monitoring into a process: Prometheus counters on permission events, failed
+ * authentications and audit events that could not be written, the per-minute failed-authentication flush to Postgres (every role that
  * authenticates), and, in the worker role, the alert evaluation every minute.
  */
 export function startMonitoring(deps: {
@@ -30,6 +31,7 @@ export function startMonitoring(deps: {
   clock: Clock;
   logger: Logger;
   auth: AuthService;
+  audit: AuditService;
   permissions: PermissionService;
   sink: AlertSink;
   /** Records and queues alert webhooks (set when ALERT_WEBHOOK_URL is). */
@@ -46,6 +48,8 @@ export function startMonitoring(deps: {
     prom.failedAuth.inc();
     failures.record(agentId);
   });
+  // Event types are the product's own, a bounded label.
+  deps.audit.onWriteFailure((failure) => prom.auditWriteFailures.inc({ type: failure.type }));
   const metrics = new MetricsService(db, clock);
   const alerts = new AlertService(
     db,

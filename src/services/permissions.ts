@@ -32,10 +32,12 @@ import {
   validateScope,
 } from '../core/scope/index.js';
 import { hashToken, isTokenShape, newToken } from '../core/token.js';
+import { type NewWebhookDelivery, permissionDelivery } from '../core/webhook.js';
 import { assertWebhookTargetAllowed } from '../core/webhookTarget.js';
 import type { Agent } from '../store/agentRepository.js';
-import type { Db } from '../store/db.js';
+import type { Db, Queryable } from '../store/db.js';
 import {
+  type ChangedPermission,
   changeStatus,
   claimMintedToken,
   expireDue,
@@ -48,6 +50,7 @@ import {
   releaseIdempotencyKey,
   spendToken,
 } from '../store/permissionRepository.js';
+import { insertDeliveries, insertDelivery } from '../store/webhookRepository.js';
 import type { RequestOrigin } from './agents.js';
 import type { AuditService } from './audit.js';
 
@@ -104,7 +107,17 @@ export type PermissionEventType =
   | 'expired'
   | 'vote';
 
-export type PermissionListener = (event: { type: PermissionEventType; permission: Permission }) => void;
+export interface PermissionChange {
+  type: PermissionEventType;
+  permission: Permission;
+  /**
+   * The webhook delivery recorded with this change (same statement or transaction), to be
+   * queued now that it is committed; absent when the event sends none.
+   */
+  deliveryId?: string;
+}
+
+export type PermissionListener = (change: PermissionChange) => void;
 
 export interface PolicyEvaluator {
   evaluate(request: PolicyRequest, budget?: WorkBudget): PolicyDecision;
@@ -142,8 +155,11 @@ export class PermissionService {
     this.listeners.push(listener);
   }
 
-  private emit(type: PermissionEventType, permission: Permission): void {
-    for (const listener of this.listeners) listener({ type, permission });
+  private emit(type: PermissionEventType, permission: Permission, delivery?: { id: string } | null): void {
+    const change: PermissionChange = delivery
+      ? { type, permission, deliveryId: delivery.id }
+      : { type, permission };
+    for (const listener of this.listeners) listener(change);
   }
 
   async request(agent: Agent, input: PermissionRequestInput, origin: RequestOrigin): Promise<RequestOutcome> {
@@ -260,10 +276,13 @@ export class PermissionService {
       });
     }
 
+    // The decision's webhook, in the same statement: no crash after the commit can lose it.
+    const delivery = permissionDelivery(status, permission, agentWebhookUrl(agent), now);
     const inserted = await insertPermission(
       this.db,
       permission,
       events.map((e) => this.audit.build(e)),
+      delivery,
     );
     if (!inserted) {
       // Lost a race with the same idempotency key: answer with the winner.
@@ -272,7 +291,7 @@ export class PermissionService {
         throw new AppError('CONFLICT', 'A request with this idempotencyKey is being processed; retry');
       return { permission: assertSameReplay(earlier, input, requestHash), replayed: true };
     }
-    this.emit(status === 'pending' ? 'requested' : status, permission);
+    this.emit(status === 'pending' ? 'requested' : status, permission, delivery);
     return { permission, token, replayed: false };
   }
 
@@ -341,8 +360,8 @@ export class PermissionService {
         ? { valid: false, permission, reason: 'SCOPE_VIOLATION', violations }
         : { valid: true, permission };
     }
-    // Verify changes no state, so its audit row is batched instead of costing a commit each.
-    this.audit.record({
+    // Answered only once its event is committed; concurrent verifies share one INSERT.
+    await this.audit.record({
       ...this.eventBase(permission, origin),
       type: 'verify',
       details: {
@@ -378,6 +397,15 @@ export class PermissionService {
       type: 'use',
       details: actionDetails === undefined ? { checked: false } : { checked: true, actionDetails },
     });
+    // If this use spends the last one, the statement also records the permission.used webhook.
+    // Its payload is known now: once approved, only the status and uses left change, and the
+    // statement writes it only when it leaves the permission 'used' with none left.
+    const lastUse = permissionDelivery(
+      'used',
+      { ...permission, status: 'used', usesRemaining: 0 },
+      agentWebhookUrl(agent),
+      now,
+    );
     const spent = await spendToken(this.db, {
       id: permission.id,
       agentId: agent.id,
@@ -385,9 +413,10 @@ export class PermissionService {
       now,
       increments: computeTotalIncrements(permission.scope, actionDetails),
       event,
+      lastUseDelivery: lastUse,
     });
     if (spent) {
-      if (spent.status === 'used') this.emit('used', spent);
+      if (spent.status === 'used') this.emit('used', spent, lastUse);
       return spent;
     }
     // Lost to a concurrent use, an expiry or a revoke, or a cumulative cap: say which.
@@ -422,20 +451,24 @@ export class PermissionService {
     const permission = await this.find(principal, id);
     if (permission.status === 'revoked') return permission;
     const revoked = await this.db.transaction(async (tx) => {
+      const now = this.clock.now();
       const changed = await changeStatus(
         tx,
         permission.id,
         ['approved', 'pending'],
         { status: 'revoked', decisionReason: reason ?? permission.decisionReason },
-        this.clock.now(),
+        now,
       );
       if (!changed) return null;
       await this.audit.append(tx, {
-        ...this.eventBase(changed, origin),
+        ...this.eventBase(changed.permission, origin),
         type: 'revoke',
         details: { reason: reason ?? null, previousStatus: permission.status },
       });
-      return changed;
+      return {
+        permission: changed.permission,
+        delivery: await this.recordDelivery(tx, 'revoked', changed, now),
+      };
     });
     if (!revoked) {
       const current = await this.find(principal, id);
@@ -448,8 +481,8 @@ export class PermissionService {
         },
       );
     }
-    this.emit('revoked', revoked);
-    return revoked;
+    this.emit('revoked', revoked.permission, revoked.delivery);
+    return revoked.permission;
   }
 
   /** The agent withdraws a request that is still waiting for a human. */
@@ -464,8 +497,12 @@ export class PermissionService {
         this.clock.now(),
       );
       if (!changed) return null;
-      await this.audit.append(tx, { ...this.eventBase(changed, origin), type: 'cancel', details: {} });
-      return changed;
+      await this.audit.append(tx, {
+        ...this.eventBase(changed.permission, origin),
+        type: 'cancel',
+        details: {},
+      });
+      return changed.permission;
     });
     if (!cancelled) {
       const current = await this.find({ agent }, id);
@@ -522,16 +559,17 @@ export class PermissionService {
         );
         if (!denied) throw alreadyDecided(permission);
         await this.audit.append(tx, {
-          ...this.eventBase(denied, input.origin),
+          ...this.eventBase(denied.permission, input.origin),
           actor: approver,
           type: 'deny',
           details: { reason: input.reason ?? null },
         });
         return {
-          permission: denied,
+          permission: denied.permission,
           changed: true,
           approvals: { count: permission.approvals.length, required },
           event: 'denied' as const,
+          delivery: await this.recordDelivery(tx, 'denied', denied, now),
         };
       }
 
@@ -600,7 +638,7 @@ export class PermissionService {
       );
       if (!approved) throw alreadyDecided(permission);
       await this.audit.append(tx, {
-        ...this.eventBase(approved, input.origin),
+        ...this.eventBase(approved.permission, input.origin),
         actor: approver,
         type: 'approve',
         details: {
@@ -612,13 +650,15 @@ export class PermissionService {
         },
       });
       return {
-        permission: approved,
+        permission: approved.permission,
         changed: true,
         approvals: { count: approvals.length, required },
         event: 'approved' as const,
+        delivery: await this.recordDelivery(tx, 'approved', approved, now),
       };
     });
-    if (result.event) this.emit(result.event, result.permission);
+    if (result.event)
+      this.emit(result.event, result.permission, 'delivery' in result ? result.delivery : null);
     return { permission: result.permission, changed: result.changed, approvals: result.approvals };
   }
 
@@ -631,23 +671,32 @@ export class PermissionService {
     let total = 0;
     for (;;) {
       const expired = await this.db.transaction(async (tx) => {
-        const rows = await expireDue(tx, this.clock.now(), EXPIRE_BATCH);
+        const now = this.clock.now();
+        const rows = await expireDue(tx, now, EXPIRE_BATCH);
         if (rows.length) {
           await this.audit.append(
             tx,
-            ...rows.map((p) => ({
+            ...rows.map(({ permission: p, previousStatus }) => ({
               ...this.eventBase(p, { actor: { type: 'system' as const } }),
               type: 'expire',
               details: {
-                previousStatus: p.previousStatus,
-                unused: p.previousStatus === 'approved' && p.usesRemaining === p.maxUses,
+                previousStatus,
+                unused: previousStatus === 'approved' && p.usesRemaining === p.maxUses,
               },
             })),
           );
         }
-        return rows;
+        // Their webhooks, in the same transaction: one statement for the batch.
+        const deliveries = rows.map((r) =>
+          permissionDelivery('expired', r.permission, r.agentWebhookUrl, now),
+        );
+        await insertDeliveries(
+          tx,
+          deliveries.filter((d) => d !== null),
+        );
+        return rows.map((r, i) => ({ permission: r.permission, delivery: deliveries[i] ?? null }));
       });
-      for (const p of expired) this.emit('expired', p);
+      for (const { permission, delivery } of expired) this.emit('expired', permission, delivery);
       total += expired.length;
       if (expired.length < EXPIRE_BATCH) return total;
     }
@@ -658,6 +707,21 @@ export class PermissionService {
     if (!admitted) return this.find({ agent }, id);
     const [permission] = await Promise.all([this.find({ agent }, id), admitted]);
     return permission;
+  }
+
+  /**
+   * Records, in the caller's transaction, the webhook delivery of a change (when it has a
+   * target), so it commits or rolls back with the change itself.
+   */
+  private async recordDelivery(
+    tx: Queryable,
+    event: PermissionEventType,
+    changed: ChangedPermission,
+    now: Date,
+  ): Promise<NewWebhookDelivery | null> {
+    const delivery = permissionDelivery(event, changed.permission, changed.agentWebhookUrl, now);
+    if (delivery) await insertDelivery(tx, delivery);
+    return delivery;
   }
 
   /** An agent sees only its own permissions: another agent's id is indistinguishable from none. */
@@ -777,6 +841,11 @@ function atPath<T>(prefix: string, run: () => T): T {
     }
     throw err;
   }
+}
+
+/** The agent's own webhook target, the one its requests' events go to unless they name one. */
+function agentWebhookUrl(agent: Agent): string | null {
+  return agent.status === 'active' ? agent.webhookUrl : null;
 }
 
 function checkPermissionId(id: string): string {

@@ -15,6 +15,7 @@ export interface PromMetrics {
   approvalDuration: Histogram<string>;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   failedAuth: Counter<string>;
+  auditWriteFailures: Counter<'type'>;
   /** Where queue depth comes from; the last one set wins (one JobQueue per process). */
   setQueueDepthSource(source: (() => Promise<Record<string, number>>) | null): void;
 }
@@ -70,6 +71,11 @@ export function promMetrics(): PromMetrics {
     failedAuth: new Counter({
       name: 'agent_otp_failed_auth_total',
       help: 'Failed authentications (invalid, revoked or expired keys)',
+    }),
+    auditWriteFailures: new Counter({
+      name: 'agent_otp_audit_write_failures_total',
+      help: 'Audit events that could not be written (their call was answered with a 500) by event type',
+      labelNames: ['type'],
     }),
     setQueueDepthSource(source) {
       depthSource = source;

@@ -1,21 +1,17 @@
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
-import type { Permission } from '../core/permission.js';
 import {
   type AlertChange,
   alertWebhookPayload,
   DEFAULT_RETRY_WINDOW_MS,
   isDeliveryId,
-  newDeliveryId,
+  type NewWebhookDelivery,
+  newDelivery,
   nextRetry,
   signWebhook,
-  type WebhookPayload,
   webhookBody,
-  webhookEventType,
-  webhookPayload,
 } from '../core/webhook.js';
 import type { Logger } from '../logger.js';
-import { findAgent } from '../store/agentRepository.js';
 import type { Db, Queryable } from '../store/db.js';
 import {
   type DeliveryFilter,
@@ -43,8 +39,6 @@ export interface WebhookSettings {
   retryWindowMs?: number;
   /** DNS resolution at delivery; injectable for tests. */
   resolve?: Resolver;
-  /** How long an agent's webhookUrl is cached (changes on this or any instance invalidate it). */
-  agentCacheMs?: number;
   /** ALERT_WEBHOOK_URL: where alert deliveries go (none are recorded without it). */
   alertUrl?: string;
   /** ALERT_WEBHOOK_SECRET: signs alert deliveries (they have no agent, so no agent secret). */
@@ -59,24 +53,24 @@ export type DeliveryOutcome =
   | { outcome: 'skipped' };
 
 const USER_AGENT = 'agent-otp-webhooks/0.1';
-const AGENT_CACHE_MAX = 10_000;
 /** Pending deliveries this far past due have lost their queue job (a Redis flush). */
 const OVERDUE_GRACE_MS = 60_000;
 const REPAIR_BATCH = 200;
 
 /**
  * Signed webhooks (DESIGN §9): a delivery row per permission event that has a target (the
- * request's webhookUrl, else the agent's), then a queue job that POSTs it, signed per Standard
- * Webhooks, retried with exponential backoff for a window, then dead (kept, audited, replayable).
- * Permissions without a target cost nothing: no row, no queue work. Monitoring alerts use the
- * same rows and queue (no permission, no agent), sent to the operator's ALERT_WEBHOOK_URL.
+ * request's webhookUrl, else the agent's), written by PermissionService in the same statement or
+ * transaction as the change (a transactional outbox), then a queue job added after the commit
+ * (enqueue) that POSTs it, signed per Standard Webhooks, retried with exponential backoff for a
+ * window, then dead (kept, audited, replayable); the reconciler re-queues pending deliveries
+ * whose job was lost. Permissions without a target cost nothing: no row, no queue work.
+ * Monitoring alerts use the same rows and queue (no permission, no agent), sent to the
+ * operator's ALERT_WEBHOOK_URL.
  */
 export class WebhookService {
-  private readonly agentUrls = new Map<string, { url: string | null; until: number }>();
   private readonly timeoutMs: number;
   private readonly retryWindowMs: number;
   private readonly resolve: Resolver;
-  private readonly agentCacheMs: number;
 
   constructor(
     private readonly db: Db,
@@ -90,38 +84,6 @@ export class WebhookService {
     this.timeoutMs = settings.timeoutMs ?? 10_000;
     this.retryWindowMs = settings.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
     this.resolve = settings.resolve ?? systemResolver;
-    this.agentCacheMs = settings.agentCacheMs ?? 30_000;
-  }
-
-  /** A permission listener: records and queues the delivery, never failing the caller. */
-  onPermissionEvent(type: string, permission: Permission): void {
-    if (!webhookEventType(type)) return;
-    this.record(type, permission)
-      .then((delivery) => (delivery ? this.enqueue(delivery.id) : undefined))
-      .catch((err) =>
-        this.logger.error(
-          { err: (err as Error).message, permissionId: permission.id, event: type },
-          'recording a webhook delivery failed',
-        ),
-      );
-  }
-
-  /** Stores the delivery for a permission event, or returns null when there is nothing to send. */
-  async record(type: string, permission: Permission): Promise<WebhookDelivery | null> {
-    const eventType = webhookEventType(type);
-    if (!eventType) return null;
-    // The time of the event, before any lookup.
-    const now = this.clock.now();
-    const url = permission.webhookUrl ?? (await this.agentWebhookUrl(permission.agentId));
-    if (!url) return null;
-    const delivery = newDelivery(
-      { permissionId: permission.id, agentId: permission.agentId },
-      url,
-      webhookPayload(eventType, permission, now),
-      now,
-    );
-    await insertDelivery(this.db, delivery);
-    return delivery;
   }
 
   /**
@@ -130,7 +92,7 @@ export class WebhookService {
    * once, and the reconciler re-queues it if its queue job is lost. Call enqueue() after commit.
    * Null when no ALERT_WEBHOOK_URL is configured.
    */
-  async recordAlert(tx: Queryable, change: AlertChange): Promise<WebhookDelivery | null> {
+  async recordAlert(tx: Queryable, change: AlertChange): Promise<NewWebhookDelivery | null> {
     const url = this.settings.alertUrl;
     if (!url) return null;
     const now = this.clock.now();
@@ -142,22 +104,6 @@ export class WebhookService {
     );
     await insertDelivery(tx, delivery);
     return delivery;
-  }
-
-  /** An agent's webhookUrl changed (here or on another instance). */
-  invalidateAgent(agentId: string): void {
-    this.agentUrls.delete(agentId);
-  }
-
-  private async agentWebhookUrl(agentId: string): Promise<string | null> {
-    const now = this.clock.now().getTime();
-    const cached = this.agentUrls.get(agentId);
-    if (cached && cached.until > now) return cached.url;
-    const agent = await findAgent(this.db, agentId);
-    if (this.agentUrls.size >= AGENT_CACHE_MAX) this.agentUrls.clear();
-    const url = agent?.status === 'active' ? agent.webhookUrl : null;
-    this.agentUrls.set(agentId, { url, until: now + this.agentCacheMs });
-    return url;
   }
 
   /**
@@ -375,29 +321,6 @@ export class WebhookService {
       );
     }
   }
-}
-
-function newDelivery(
-  owner: { permissionId: string | null; agentId: string | null },
-  url: string,
-  payload: WebhookPayload,
-  now: Date,
-): WebhookDelivery {
-  return {
-    id: newDeliveryId(),
-    ...owner,
-    url,
-    eventType: payload.type,
-    payload,
-    status: 'pending',
-    attempts: 0,
-    lastError: null,
-    lastStatus: null,
-    createdAt: now,
-    firstAttemptAt: null,
-    nextAttemptAt: now,
-    deliveredAt: null,
-  };
 }
 
 /** The URL without credentials, for the audit trail and logs. */

@@ -95,10 +95,35 @@ export function auditInsertSql(
   };
 }
 
+/**
+ * One statement of the same text for any number of events (one prepared statement, where a
+ * VALUES list would make a new one per count), column by column as arrays. An event already
+ * stored (same id) is skipped: retrying a write whose outcome was lost with the connection
+ * cannot store it twice.
+ */
+const INSERT_EVENTS_SQL = `INSERT INTO audit_events (${INSERT_COLUMNS})
+  SELECT v.id, v.occurred_at, v.type, v.permission_id, v.agent_id, v.actor_type, v.actor::jsonb,
+         v.details::jsonb, v.ip, v.user_agent, v.details_hash
+    FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+      AS v(${INSERT_COLUMNS})
+  ON CONFLICT (id) DO NOTHING`;
+
 export async function insertAuditEvents(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
   if (events.length === 0) return;
-  const { sql, params } = auditInsertSql(events, 1);
-  await tx.query(sql, params);
+  await tx.query(INSERT_EVENTS_SQL, [
+    events.map((e) => e.id),
+    events.map((e) => e.occurredAt.toISOString()),
+    events.map((e) => e.type),
+    events.map((e) => e.permissionId),
+    events.map((e) => e.agentId),
+    events.map((e) => e.actor.type),
+    events.map((e) => JSON.stringify(e.actor)),
+    events.map((e) => JSON.stringify(e.details)),
+    events.map((e) => e.ip),
+    events.map((e) => e.userAgent),
+    events.map((e) => e.detailsHash),
+  ]);
 }
 
 /** The newest sealed link, or the retention checkpoint when the sealed rows were purged. */

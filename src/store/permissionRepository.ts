@@ -1,7 +1,9 @@
 import type { Actor, AuditEvent } from '../core/audit/index.js';
 import type { ApprovalRecord, Permission, PermissionStatus } from '../core/permission.js';
+import type { NewWebhookDelivery } from '../core/webhook.js';
 import { auditInsertSql } from './auditRepository.js';
 import type { Queryable } from './db.js';
+import { deliveryInsertSql } from './webhookRepository.js';
 
 interface PermissionRow {
   id: string;
@@ -131,18 +133,21 @@ function insertValues(p: Permission): unknown[] {
 }
 
 /**
- * Inserts the permission and its audit events in ONE statement (the request hot path: one round
- * trip, no transaction). With an idempotency key already used by this agent nothing is written
- * and false is returned.
+ * Inserts the permission, its audit events and, when it has a webhook target, the delivery of
+ * its decision, in ONE statement (the request hot path: one round trip, no transaction). A
+ * permission without a delivery runs the statement without that part: it costs nothing extra.
+ * With an idempotency key already used by this agent nothing is written and false is returned.
  */
 export async function insertPermission(
   db: Queryable,
   p: Permission,
   events: readonly AuditEvent[],
+  delivery: NewWebhookDelivery | null = null,
 ): Promise<boolean> {
   const values = insertValues(p);
   const placeholders = INSERT_COLUMNS.map((c, i) => `$${i + 1}${JSON_COLUMNS.has(c) ? '::jsonb' : ''}`);
   const audit = auditInsertSql(events, values.length + 1);
+  const outbox = delivery ? deliveryInsertSql(delivery, values.length + audit.params.length + 1) : null;
   const { rows } = await db.query<{ id: string }>(
     `WITH inserted AS (
        INSERT INTO permissions (${INSERT_COLUMNS.join(', ')}) VALUES (${placeholders.join(', ')})
@@ -150,9 +155,9 @@ export async function insertPermission(
        RETURNING id
      ), audited AS (
        ${audit.sql} WHERE EXISTS (SELECT 1 FROM inserted)
-     )
+     )${outbox ? `, delivered AS (${outbox.sql} WHERE EXISTS (SELECT 1 FROM inserted))` : ''}
      SELECT id FROM inserted`,
-    [...values, ...audit.params],
+    [...values, ...audit.params, ...(outbox?.params ?? [])],
   );
   return rows.length > 0;
 }
@@ -202,9 +207,14 @@ export async function spendToken(
     /** Per-field increments for max_total_<f> caps, e.g. {amount: 40}. */
     increments: Record<string, number>;
     event: AuditEvent;
+    /** The permission.used delivery: written only if this use spends the last one. */
+    lastUseDelivery?: NewWebhookDelivery | null;
   },
 ): Promise<Permission | null> {
   const audit = auditInsertSql([args.event], 6);
+  const outbox = args.lastUseDelivery
+    ? deliveryInsertSql(args.lastUseDelivery, 6 + audit.params.length)
+    : null;
   const { rows } = await db.query<PermissionRow>(
     `WITH spent AS (
        UPDATE permissions p SET
@@ -227,9 +237,17 @@ export async function spendToken(
        RETURNING p.*
      ), audited AS (
        ${audit.sql} WHERE EXISTS (SELECT 1 FROM spent)
-     )
+     )${outbox ? `, delivered AS (${outbox.sql} WHERE EXISTS (SELECT 1 FROM spent WHERE status = 'used'))` : ''}
      SELECT * FROM spent`,
-    [args.id, args.agentId, args.tokenHash, args.now, JSON.stringify(args.increments), ...audit.params],
+    [
+      args.id,
+      args.agentId,
+      args.tokenHash,
+      args.now,
+      JSON.stringify(args.increments),
+      ...audit.params,
+      ...(outbox?.params ?? []),
+    ],
   );
   return rows[0] ? permissionFromRow(rows[0]) : null;
 }
@@ -264,6 +282,19 @@ export interface StatusChange {
 }
 
 /**
+ * A changed permission, with its agent's webhookUrl (null unless the agent is active) read by the
+ * same statement: where the change's webhook goes when the request named no URL.
+ */
+export interface ChangedPermission {
+  permission: Permission;
+  agentWebhookUrl: string | null;
+}
+
+/** Added to a `RETURNING p.*`: the webhook URL of the permission's agent, if active. */
+const AGENT_WEBHOOK_URL = `(SELECT a.webhook_url FROM agents a WHERE a.id = p.agent_id AND a.status = 'active')
+  AS agent_webhook_url`;
+
+/**
  * Compare-and-swap of the status: applies only while the stored status is one of `from`, so of
  * two concurrent deciders exactly one wins. Returns the updated row, or null if it lost.
  */
@@ -273,7 +304,7 @@ export async function changeStatus(
   from: readonly PermissionStatus[],
   change: StatusChange,
   now: Date,
-): Promise<Permission | null> {
+): Promise<ChangedPermission | null> {
   const sets = ['status = $3', 'updated_at = $4'];
   const params: unknown[] = [id, [...from], change.status, now];
   const set = (column: string, value: unknown, cast = '') => {
@@ -288,11 +319,13 @@ export async function changeStatus(
   if (change.maxUses !== undefined) set('max_uses', change.maxUses);
   if (change.usesRemaining !== undefined) set('uses_remaining', change.usesRemaining);
   if (change.approvals !== undefined) set('approvals', JSON.stringify(change.approvals), '::jsonb');
-  const { rows } = await tx.query<PermissionRow>(
-    `UPDATE permissions SET ${sets.join(', ')} WHERE id = $1 AND status = ANY($2::text[]) RETURNING *`,
+  const { rows } = await tx.query<PermissionRow & { agent_webhook_url: string | null }>(
+    `UPDATE permissions p SET ${sets.join(', ')} WHERE p.id = $1 AND p.status = ANY($2::text[])
+      RETURNING p.*, ${AGENT_WEBHOOK_URL}`,
     params,
   );
-  return rows[0] ? permissionFromRow(rows[0]) : null;
+  const row = rows[0];
+  return row ? { permission: permissionFromRow(row), agentWebhookUrl: row.agent_webhook_url } : null;
 }
 
 /**
@@ -314,13 +347,18 @@ export async function recordVote(
   return rows[0] ? permissionFromRow(rows[0]) : null;
 }
 
-/** Moves every pending or approved permission past its expiry to `expired`, returning them. */
+/**
+ * Moves every pending or approved permission past its expiry to `expired`, returning them (with
+ * their agent's webhookUrl, as changeStatus).
+ */
 export async function expireDue(
   tx: Queryable,
   now: Date,
   limit: number,
-): Promise<(Permission & { previousStatus: PermissionStatus })[]> {
-  const { rows } = await tx.query<PermissionRow & { previous_status: PermissionStatus }>(
+): Promise<(ChangedPermission & { previousStatus: PermissionStatus })[]> {
+  const { rows } = await tx.query<
+    PermissionRow & { previous_status: PermissionStatus; agent_webhook_url: string | null }
+  >(
     `WITH due AS (
        SELECT id, status FROM permissions
         WHERE status IN ('pending', 'approved') AND expires_at <= $1
@@ -328,10 +366,14 @@ export async function expireDue(
      )
      UPDATE permissions p SET status = 'expired', updated_at = $1
        FROM due WHERE p.id = due.id
-     RETURNING p.*, due.status AS previous_status`,
+     RETURNING p.*, due.status AS previous_status, ${AGENT_WEBHOOK_URL}`,
     [now, limit],
   );
-  return rows.map((r) => ({ ...permissionFromRow(r), previousStatus: r.previous_status }));
+  return rows.map((r) => ({
+    permission: permissionFromRow(r),
+    agentWebhookUrl: r.agent_webhook_url,
+    previousStatus: r.previous_status,
+  }));
 }
 
 export interface PermissionFilter {

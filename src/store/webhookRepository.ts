@@ -1,4 +1,4 @@
-import type { WebhookEventType, WebhookPayload } from '../core/webhook.js';
+import type { NewWebhookDelivery, WebhookEventType, WebhookPayload } from '../core/webhook.js';
 import { type Queryable, toNumber } from './db.js';
 
 // --- Signing secrets ------------------------------------------------------------------------
@@ -71,19 +71,11 @@ export async function activeWebhookSecrets(
 export const DELIVERY_STATUSES = ['pending', 'delivered', 'dead'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
 
-export interface WebhookDelivery {
-  id: string;
-  /** Null for an alert delivery (alert.*): it belongs to no permission and no agent. */
-  permissionId: string | null;
-  agentId: string | null;
-  url: string;
-  eventType: WebhookEventType;
-  payload: WebhookPayload;
+export interface WebhookDelivery extends NewWebhookDelivery {
   status: DeliveryStatus;
   attempts: number;
   lastError: string | null;
   lastStatus: number | null;
-  createdAt: Date;
   firstAttemptAt: Date | null;
   nextAttemptAt: Date;
   deliveredAt: Date | null;
@@ -123,24 +115,48 @@ const deliveryFromRow = (r: DeliveryRow): WebhookDelivery => ({
   deliveredAt: r.delivered_at,
 });
 
-export async function insertDelivery(db: Queryable, d: WebhookDelivery): Promise<void> {
+const DELIVERY_COLUMNS = 'id, permission_id, agent_id, url, event_type, payload, created_at, next_attempt_at';
+
+/**
+ * `INSERT INTO webhook_deliveries … SELECT …` of one new (pending, due now) delivery, with
+ * parameters numbered from `firstParam`, for a statement that also makes the change causing it:
+ * callers append a WHERE clause, e.g. `WHERE EXISTS (SELECT 1 FROM spent WHERE status = 'used')`.
+ */
+export function deliveryInsertSql(
+  d: NewWebhookDelivery,
+  firstParam: number,
+): { sql: string; params: unknown[] } {
+  const p = (i: number) => `$${firstParam + i}`;
+  return {
+    sql: `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
+      SELECT ${p(0)}::text, ${p(1)}::text, ${p(2)}::text, ${p(3)}::text, ${p(4)}::text, ${p(5)}::jsonb,
+             ${p(6)}::timestamptz, ${p(6)}::timestamptz`,
+    params: [d.id, d.permissionId, d.agentId, d.url, d.eventType, JSON.stringify(d.payload), d.createdAt],
+  };
+}
+
+/** New deliveries in one statement of fixed text (column arrays), e.g. a batch of expiries. */
+export async function insertDeliveries(db: Queryable, ds: readonly NewWebhookDelivery[]): Promise<void> {
+  if (ds.length === 0) return;
   await db.query(
-    `INSERT INTO webhook_deliveries
-       (id, permission_id, agent_id, url, event_type, payload, status, attempts, created_at, next_attempt_at)
-     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10)`,
+    `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
+     SELECT v.id, v.permission_id, v.agent_id, v.url, v.event_type, v.payload::jsonb, v.created_at, v.created_at
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
+         AS v(id, permission_id, agent_id, url, event_type, payload, created_at)`,
     [
-      d.id,
-      d.permissionId,
-      d.agentId,
-      d.url,
-      d.eventType,
-      JSON.stringify(d.payload),
-      d.status,
-      d.attempts,
-      d.createdAt,
-      d.nextAttemptAt,
+      ds.map((d) => d.id),
+      ds.map((d) => d.permissionId),
+      ds.map((d) => d.agentId),
+      ds.map((d) => d.url),
+      ds.map((d) => d.eventType),
+      ds.map((d) => JSON.stringify(d.payload)),
+      ds.map((d) => d.createdAt.toISOString()),
     ],
   );
+}
+
+export function insertDelivery(db: Queryable, d: NewWebhookDelivery): Promise<void> {
+  return insertDeliveries(db, [d]);
 }
 
 export async function findDelivery(db: Queryable, id: string): Promise<WebhookDelivery | null> {

@@ -20,6 +20,8 @@ export interface ServerProcess {
   output(): string;
   /** The server's process id (e.g. to read its memory from /proc). */
   pid?: number;
+  /** Sends `signal` (e.g. SIGKILL for a crash) and resolves once the process has exited. */
+  kill(signal: NodeJS.Signals): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -89,6 +91,10 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     });
   });
 
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve();
+    else child.once('exit', () => resolve());
+  });
   let stopped: Promise<void> | null = null;
   return {
     url,
@@ -97,6 +103,10 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     schema,
     pid: child.pid,
     output: () => output,
+    kill(signal) {
+      child.kill(signal);
+      return exited;
+    },
     stop() {
       stopped ??= (async () => {
         if (child.exitCode === null && child.signalCode === null) {

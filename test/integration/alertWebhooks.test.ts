@@ -379,7 +379,11 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
       const created = await agents.create({ name: 'lister' }, operator);
       agentKey = created.apiKey;
       agentId = created.agent.id;
-      await agents.update(agentId, { webhookUrl: 'https://agent.example.com/hook' }, operator);
+      const withHook = await agents.update(
+        agentId,
+        { webhookUrl: 'https://agent.example.com/hook' },
+        operator,
+      );
       const autoApprove: PolicyDecision = {
         decision: 'auto_approve',
         policy: { id: 'pol_a', name: 'auto' },
@@ -390,12 +394,13 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
         requireActionDetails: false,
         allowPrivateWebhooks: true,
       });
+      // The request records its approval's delivery to the agent's URL in the same statement.
       const { permission } = await permissions.request(
-        created.agent,
+        withHook,
         { action: 'payment.create' },
         { actor: { type: 'agent', id: agentId, name: 'lister' } },
       );
-      expect(await webhooks.record('approved', permission)).toMatchObject({ agentId });
+      expect(await webhooks.list({ agentId, limit: 10 })).toMatchObject([{ permissionId: permission.id }]);
       server = await startRouteTestApp({
         db,
         redis,

@@ -5,9 +5,13 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
-import type { Permission } from '../../src/core/permission.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
-import { MAX_RETRY_DELAY_MS, type PermissionWebhookPayload } from '../../src/core/webhook.js';
+import {
+  MAX_RETRY_DELAY_MS,
+  type NewWebhookDelivery,
+  type PermissionWebhookPayload,
+  permissionDelivery,
+} from '../../src/core/webhook.js';
 import { createLogger } from '../../src/logger.js';
 import { JobQueue } from '../../src/queue/jobQueue.js';
 import { verifyWebhook, WebhookVerificationError } from '../../src/sdk/index.js';
@@ -21,7 +25,7 @@ import { type Resolver, resolveTarget, systemResolver } from '../../src/services
 import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis } from '../../src/store/redis.js';
-import type { WebhookDelivery } from '../../src/store/webhookRepository.js';
+import { insertDelivery, type WebhookDelivery } from '../../src/store/webhookRepository.js';
 import { appError } from '../helpers/appError.js';
 import { testDatabases } from '../helpers/databases.js';
 import { startWebhookReceiver } from '../helpers/webhookReceiver.js';
@@ -88,8 +92,8 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
 
   /**
    * The services wired as in production, over one database, with a clock each test moves and a
-   * policy decision each test sets. Permissions emit events into the webhook service; `settle()`
-   * waits for the deliveries they recorded.
+   * policy decision each test sets. Permission changes record their deliveries; `settle()`
+   * reads the ones recorded since its last call.
    */
   function harness(opts: { allowPrivate?: boolean; resolve?: Resolver; queue?: boolean } = {}) {
     const state = { now: T0, decision: autoApprove };
@@ -115,8 +119,13 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
       { allowPrivate, resolve: opts.resolve, timeoutMs: 5000 },
       opts.queue ? jobs : null,
     );
-    const recorded: Promise<WebhookDelivery | null>[] = [];
-    permissions.onChange(({ type, permission }) => recorded.push(webhooks.record(type, permission)));
+    // As in production: each change hands over the delivery it recorded, to be queued.
+    const recorded: string[] = [];
+    permissions.onChange(({ deliveryId }) => {
+      if (!deliveryId) return;
+      recorded.push(deliveryId);
+      void webhooks.enqueue(deliveryId);
+    });
     return {
       state,
       clock,
@@ -142,10 +151,9 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
           { actor: { type: 'agent', id: agent.id, name: agent.name } },
         );
       },
-      /** The deliveries recorded since the last call. */
-      async settle(): Promise<WebhookDelivery[]> {
-        const done = await Promise.all(recorded.splice(0));
-        return done.filter((d): d is WebhookDelivery => d !== null);
+      /** The deliveries recorded since the last call, as stored. */
+      settle(): Promise<WebhookDelivery[]> {
+        return Promise.all(recorded.splice(0).map((id) => webhooks.get(id)));
       },
     };
   }
@@ -437,10 +445,13 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
     );
 
     // The real resolver: `localhost` (set while private targets were allowed) resolves to loopback.
-    const stored = await h.webhooks.record('approved', {
-      ...permission,
-      webhookUrl: `http://localhost:${receiver.port}/hook`,
-    } as Permission);
+    const stored = permissionDelivery(
+      'approved',
+      { ...permission, webhookUrl: `http://localhost:${receiver.port}/hook` },
+      null,
+      h.clock.now(),
+    );
+    await insertDelivery(db, stored as NewWebhookDelivery);
     const local = await h.webhooks.deliver(stored?.id as string);
     expect(local.outcome).toBe('dead');
     expect((local as Extract<DeliveryOutcome, { outcome: 'dead' }>).error).toMatch(

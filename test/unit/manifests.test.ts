@@ -104,6 +104,7 @@ describe('deployment manifests', () => {
       'http_request_duration_seconds',
       'failed_auth_total',
       'queue_depth',
+      'audit_write_failures_total',
     ]) {
       expect(exprs).toContain(`agent_otp_${metric}`);
     }
