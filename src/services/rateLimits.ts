@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
-import type { Logger } from '../logger.js';
+import { type Logger, OutageLog } from '../logger.js';
 import type { Agent } from '../store/agentRepository.js';
 import type { Counters } from '../store/counters.js';
 
@@ -17,15 +17,20 @@ const HOUR = 3_600_000;
 /**
  * Per-agent limits on permission requests (a minute and an hour window in Redis, one round
  * trip). Settable per agent; the environment gives the defaults. When Redis is unreachable the
- * limit fails open (logged): refusing every agent would turn a cache outage into a full outage.
+ * limit fails open: refusing every agent would turn a cache outage into a full outage. The
+ * outage is logged once when it starts and once when it ends, not once per request.
  */
 export class RateLimiter {
+  private readonly outage: OutageLog;
+
   constructor(
     private readonly counters: Counters,
     private readonly clock: Clock,
     private readonly defaults: { perMinute: number; perHour: number },
-    private readonly logger: Logger,
-  ) {}
+    logger: Logger,
+  ) {
+    this.outage = new OutageLog(logger, 'rate limiter', 'allowing requests without counting them');
+  }
 
   async consume(agent: Agent): Promise<RateLimitState | null> {
     const perMinute = agent.rateLimitPerMin ?? this.defaults.perMinute;
@@ -39,12 +44,10 @@ export class RateLimiter {
         typeof hour,
       ];
     } catch (err) {
-      this.logger.warn(
-        { err: (err as Error).message, agentId: agent.id },
-        'rate limiter unavailable; allowing',
-      );
+      this.outage.failed(err, { agentId: agent.id });
       return null;
     }
+    this.outage.succeeded();
     const minuteLeft = perMinute - minute.count;
     const hourLeft = perHour - hour.count;
     const tight =

@@ -21,6 +21,14 @@ export class PermissionWaiters {
   }
 
   /**
+   * Wakes every waiter: each re-reads its permission and waits again if nothing changed. For
+   * when wake-ups may have been lost (pub/sub reconnected after an outage).
+   */
+  notifyAll(): void {
+    for (const id of [...this.waiting.keys()]) this.notify(id);
+  }
+
+  /**
    * Registers interest before the caller reads the current state, so a change landing between
    * the read and the wait is not missed: call `arm()` first, read, then `await armed.wait`.
    */

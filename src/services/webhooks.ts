@@ -14,7 +14,7 @@ import {
   webhookEventType,
   webhookPayload,
 } from '../core/webhook.js';
-import type { Logger } from '../logger.js';
+import { type Logger, OutageLog } from '../logger.js';
 import { findAgent } from '../store/agentRepository.js';
 import type { Db, Queryable } from '../store/db.js';
 import {
@@ -77,6 +77,7 @@ export class WebhookService {
   private readonly retryWindowMs: number;
   private readonly resolve: Resolver;
   private readonly agentCacheMs: number;
+  private readonly queueOutage: OutageLog;
 
   constructor(
     private readonly db: Db,
@@ -91,6 +92,7 @@ export class WebhookService {
     this.retryWindowMs = settings.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
     this.resolve = settings.resolve ?? systemResolver;
     this.agentCacheMs = settings.agentCacheMs ?? 30_000;
+    this.queueOutage = new OutageLog(logger, 'webhook queue', 'the reconciler will queue deliveries again');
   }
 
   /** A permission listener: records and queues the delivery, never failing the caller. */
@@ -363,16 +365,17 @@ export class WebhookService {
     return ids.length;
   }
 
-  /** Queues a recorded delivery; a failure is only logged (the reconciler re-queues it). */
+  /**
+   * Queues a recorded delivery; a failure is only logged, once per outage (the reconciler
+   * re-queues it).
+   */
   async enqueue(id: string): Promise<void> {
     if (!this.queue) return;
     try {
       await this.queue.webhook(id);
+      this.queueOutage.succeeded();
     } catch (err) {
-      this.logger.warn(
-        { err: (err as Error).message, deliveryId: id },
-        'enqueue failed; the reconciler will repair it',
-      );
+      this.queueOutage.failed(err, { deliveryId: id });
     }
   }
 }

@@ -21,7 +21,7 @@ export interface EventStreamDeps {
 /**
  * Streams a permission as Server-Sent Events: its state now, then one `status` event per change
  * (decision, quorum vote, use, revoke, expiry), a comment every 15 s to keep proxies from
- * closing the stream, and the end of the stream once the state is final. The first read
+ * closing the stream (and a fresh read then, in case a wake-up was lost with Redis), and the end of the stream once the state is final. The first read
  * happens before the stream opens, so an unknown id is a normal JSON 404.
  */
 export async function streamPermissionEvents(deps: EventStreamDeps): Promise<void> {
@@ -54,10 +54,8 @@ export async function streamPermissionEvents(deps: EventStreamDeps): Promise<voi
     const how = await armed.wait;
     if (closed.signal.aborted) break;
     armed = deps.arm(KEEPALIVE_MS, closed.signal);
-    if (how === 'timeout') {
-      raw.write(': keepalive\n\n');
-      continue;
-    }
+    // The keepalive also re-reads: a wake-up lost with Redis (an outage) costs at most 15 s.
+    if (how === 'timeout') raw.write(': keepalive\n\n');
     current = await deps.read();
     const next = stateSignature(current.permission);
     if (next !== signature || current.token) send(current);
