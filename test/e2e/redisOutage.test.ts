@@ -21,6 +21,7 @@ import { freePort } from '../setup/redis.js';
 const DB_URL = process.env.TEST_DATABASE_URL;
 const ADMIN = `uk_${randomBytes(24).toString('hex')}`;
 const CHANNEL = 'C0APPROVALS';
+const SECURITY_CHANNEL = 'C0SECURITY';
 const SIGNING_SECRET = `sign_${randomBytes(16).toString('hex')}`;
 const BOUND_MS = 1000;
 
@@ -28,6 +29,13 @@ const POLICIES = {
   policies: [
     { name: 'payments-auto', priority: 10, conditions: { action: 'payment.*' }, action: 'auto_approve' },
     { name: 'email-human', priority: 5, conditions: { action: 'email.*' }, action: 'require_approval' },
+    {
+      name: 'oncall-escalates',
+      priority: 5,
+      conditions: { action: 'oncall.*' },
+      action: 'require_approval',
+      approval: { remind_after: 1, escalate_after: 2, escalate_to: [`slack:${SECURITY_CHANNEL}`] },
+    },
   ],
 };
 
@@ -82,6 +90,8 @@ describe('a Redis outage', () => {
   let agent: Api;
   let approved: Permission;
   const duringOutage: Permission[] = [];
+  /** Asked during the outage, with a reminder after 1 s and an escalation after 2 s. */
+  let escalating: Permission;
   const latencies: Record<string, number[]> = {};
   /** Where the server's output stood when Redis went down. */
   let outageLogStart = 0;
@@ -92,7 +102,7 @@ describe('a Redis outage', () => {
     redis = await startRedis(port, dir);
     fake = await startFakeSlack({
       users: { U0ALICE: { name: 'alice' } },
-      channels: [CHANNEL],
+      channels: [CHANNEL, SECURITY_CHANNEL],
       serverPingIntervalMs: 0,
     });
     server = await startServer({
@@ -173,6 +183,9 @@ describe('a Redis outage', () => {
       expect(policies.status).toBe(200);
       await sleep(700);
     }
+    const oncall = await agent<Permission>('POST', '/api/v1/permissions/request', { action: 'oncall.page' });
+    expect(oncall.status).toBe(202);
+    escalating = oncall.body.data;
     console.info('latencies with Redis down (ms):', JSON.stringify(latencies));
     for (const [what, list] of Object.entries(latencies)) {
       expect(Math.max(...list), what).toBeLessThan(BOUND_MS);
@@ -220,6 +233,35 @@ describe('a Redis outage', () => {
         15_000,
       );
     }
+    // Its reminder and escalation were due during the outage; their delayed jobs were never queued.
+    const message = await fake.waitFor(
+      (c) =>
+        c.method === 'chat.postMessage' &&
+        c.args.channel === CHANNEL &&
+        JSON.stringify(c.args).includes(escalating.id),
+      15_000,
+    );
+    await fake.waitFor(
+      (c) =>
+        c.method === 'chat.postMessage' &&
+        c.args.thread_ts === message.response?.ts &&
+        String(c.args.text).includes('still waiting'),
+      15_000,
+    );
+    await fake.waitFor(
+      (c) =>
+        c.method === 'chat.postMessage' &&
+        c.args.channel === SECURITY_CHANNEL &&
+        JSON.stringify(c.args.blocks ?? []).includes(escalating.id),
+      15_000,
+    );
+    await sleep(2500); // more reconciler runs: each follow-up is sent once
+    const reminders = fake
+      .calls('chat.postMessage')
+      .filter(
+        (c) => c.args.thread_ts === message.response?.ts && String(c.args.text).includes('still waiting'),
+      );
+    expect(reminders).toHaveLength(1);
     const res: ApiResponse<Permission> = await agent('POST', '/api/v1/permissions/request', {
       action: 'payment.transfer',
     });
@@ -265,7 +307,7 @@ describe.runIf(DB_URL)('a Redis outage across instances (two APIs and a worker)'
     redis = await startRedis(port, dir);
     fake = await startFakeSlack({
       users: { U0ALICE: { name: 'alice' } },
-      channels: [CHANNEL],
+      channels: [CHANNEL, SECURITY_CHANNEL],
       serverPingIntervalMs: 0,
     });
     sharedEnv = env();
