@@ -406,6 +406,8 @@ export async function startService(
       clearInterval(sealer);
       clearInterval(catchUpTimer);
       await auditJobs?.stop();
+      // Waiting requests answer now rather than hold the shutdown until their deadline.
+      waiters.close();
       await app?.close();
       await slackBot?.stop();
       await discordBot?.stop();

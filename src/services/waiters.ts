@@ -5,6 +5,21 @@
  */
 export class PermissionWaiters {
   private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly shutdown = new AbortController();
+
+  /**
+   * Aborted when the server shuts down: a waiting request then answers at once with the state it
+   * has (a long poll) or ends (a stream), instead of holding the shutdown up to its deadline.
+   */
+  get closing(): AbortSignal {
+    return this.shutdown.signal;
+  }
+
+  /** Wakes every waiter for the last time; later waits end at once. */
+  close(): void {
+    this.shutdown.abort();
+    this.notifyAll();
+  }
 
   /** Number of requests currently waiting (for tests and metrics). */
   get size(): number {
@@ -37,6 +52,7 @@ export class PermissionWaiters {
     timeoutMs: number,
     signal?: AbortSignal,
   ): { wait: Promise<'changed' | 'timeout'>; cancel(): void } {
+    if (this.closing.aborted) return { wait: Promise.resolve('timeout'), cancel: () => undefined };
     let settle: (how: 'changed' | 'timeout') => void = () => undefined;
     const wait = new Promise<'changed' | 'timeout'>((resolve) => {
       settle = resolve;

@@ -88,6 +88,7 @@ describe('a Redis outage', () => {
   let server: ServerProcess;
   let operator: Api;
   let agent: Api;
+  let agentKey: string;
   let approved: Permission;
   const duringOutage: Permission[] = [];
   /** Asked during the outage, with a reminder after 1 s and an escalation after 2 s. */
@@ -112,7 +113,8 @@ describe('a Redis outage', () => {
     operator = apiClient(server.url, ADMIN);
     expect((await operator('PUT', '/api/v1/policies', POLICIES)).status).toBe(200);
     const created = await operator<{ apiKey: string }>('POST', '/api/v1/agents', { name: 'outage' });
-    agent = apiClient(server.url, created.body.data.apiKey);
+    agentKey = created.body.data.apiKey;
+    agent = apiClient(server.url, agentKey);
     const res = await agent<Permission>('POST', '/api/v1/permissions/request', {
       action: 'payment.transfer',
       scope: { max_uses: 10 },
@@ -270,14 +272,23 @@ describe('a Redis outage', () => {
     expect(server.output().slice(outageLogStart)).toContain('"msg":"rate limiter available again"');
   });
 
-  it('stops on SIGTERM within seconds while Redis is down', async () => {
+  it('stops on SIGTERM within seconds while Redis is down, answering the agents still waiting', async () => {
     await stopRedis(redis);
+    const pending = duringOutage[0] as Permission;
+    const longPoll = agent<Permission>('GET', `/api/v1/permissions/${pending.id}?wait=60`);
+    const stream = await fetch(`${server.url}/api/v1/permissions/${pending.id}/events`, {
+      headers: { authorization: `Bearer ${agentKey}` },
+    });
+    expect(stream.status).toBe(200);
+    const streamEnded = stream.text();
     await sleep(500);
     const started = performance.now();
     await server.stop();
     const elapsed = performance.now() - started;
     expect(server.output()).toContain('"msg":"stopped"');
     expect(elapsed).toBeLessThan(5000);
+    expect((await longPoll).body.data.status).toBe('pending');
+    expect(await streamEnded).toContain('"status":"pending"');
   });
 });
 

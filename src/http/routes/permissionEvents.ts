@@ -14,6 +14,8 @@ export interface EventStreamDeps {
   read(): Promise<{ permission: Permission; token?: string }>;
   arm(timeoutMs: number, signal: AbortSignal): { wait: Promise<'changed' | 'timeout'>; cancel(): void };
   toEvent(permission: Permission, token?: string): Record<string, unknown>;
+  /** Aborted when the server shuts down: the stream ends (the client reconnects elsewhere). */
+  closing: AbortSignal;
   reply: FastifyReply;
   requestId: string;
 }
@@ -50,9 +52,10 @@ export async function streamPermissionEvents(deps: EventStreamDeps): Promise<voi
   };
   send(current);
   let signature = stateSignature(current.permission);
-  while (!FINAL.has(current.permission.status) && !closed.signal.aborted) {
+  const ended = () => closed.signal.aborted || deps.closing.aborted;
+  while (!FINAL.has(current.permission.status) && !ended()) {
     const how = await armed.wait;
-    if (closed.signal.aborted) break;
+    if (ended()) break;
     armed = deps.arm(KEEPALIVE_MS, closed.signal);
     // The keepalive also re-reads: a wake-up lost with Redis (an outage) costs at most 15 s.
     if (how === 'timeout') raw.write(': keepalive\n\n');
