@@ -1,15 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeCall, type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
 import { type Api, type ApiResponse, apiClient } from '../helpers/api.js';
 import { sleep, waitUntil } from '../helpers/chatE2e.js';
-import { startRedis, stopRedis } from '../helpers/privateRedis.js';
+import { PrivateRedis } from '../helpers/privateRedis.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
-import { freePort } from '../setup/redis.js';
 
 /**
  * A Redis outage (issue 11, defect 5): the built server as a process on a redis-server of this
@@ -45,10 +40,21 @@ interface Permission {
   token?: string;
 }
 
-function slackEnv(fake: FakeSlack, redisPort: number, extra: Record<string, string> = {}) {
+/** A private Redis to kill and a fake Slack to watch: what each suite here starts with. */
+async function startRig(): Promise<{ redis: PrivateRedis; fake: FakeSlack }> {
+  const redis = await PrivateRedis.start();
+  const fake = await startFakeSlack({
+    users: { U0ALICE: { name: 'alice' } },
+    channels: [CHANNEL, SECURITY_CHANNEL],
+    serverPingIntervalMs: 0,
+  });
+  return { redis, fake };
+}
+
+function slackEnv(fake: FakeSlack, redis: PrivateRedis, extra: Record<string, string> = {}) {
   return {
     ADMIN_TOKEN: ADMIN,
-    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    REDIS_URL: redis.url,
     RECONCILE_INTERVAL_MS: '1000',
     SLACK_BOT_TOKEN: fake.botToken,
     SLACK_SIGNING_SECRET: SIGNING_SECRET,
@@ -81,9 +87,7 @@ async function timed<T>(
 }
 
 describe('a Redis outage', () => {
-  let dir: string;
-  let port: number;
-  let redis: ChildProcess | undefined;
+  let redis: PrivateRedis;
   let fake: FakeSlack;
   let server: ServerProcess;
   let operator: Api;
@@ -98,17 +102,10 @@ describe('a Redis outage', () => {
   let outageLogStart = 0;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'aotp-redis-outage-'));
-    port = await freePort();
-    redis = await startRedis(port, dir);
-    fake = await startFakeSlack({
-      users: { U0ALICE: { name: 'alice' } },
-      channels: [CHANNEL, SECURITY_CHANNEL],
-      serverPingIntervalMs: 0,
-    });
+    ({ redis, fake } = await startRig());
     server = await startServer({
       database: DB_URL ? 'postgres' : 'pglite',
-      env: slackEnv(fake, port, { RATE_LIMIT_PER_MIN: '1000', RATE_LIMIT_PER_HOUR: '10000' }),
+      env: slackEnv(fake, redis, { RATE_LIMIT_PER_MIN: '1000', RATE_LIMIT_PER_HOUR: '10000' }),
     });
     operator = apiClient(server.url, ADMIN);
     expect((await operator('PUT', '/api/v1/policies', POLICIES)).status).toBe(200);
@@ -125,13 +122,12 @@ describe('a Redis outage', () => {
 
   afterAll(async () => {
     await server?.stop();
-    await stopRedis(redis);
+    await redis?.close();
     await fake?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('answers every endpoint within 1 s while Redis is down', async () => {
-    await stopRedis(redis);
+    await redis.stop();
     outageLogStart = server.output().length;
     const stranger = apiClient(server.url, `ak_test_${randomBytes(32).toString('base64url')}`);
     // Several rounds, so calls land at different points of the client's reconnect attempts.
@@ -225,7 +221,7 @@ describe('a Redis outage', () => {
   });
 
   it('recovers once Redis is back: posts what was asked during the outage, counts rate limits again', async () => {
-    redis = await startRedis(port, dir);
+    await redis.restart();
     await waitUntil('readyz 200', async () => (await fetch(`${server.url}/readyz`)).status === 200, 5000);
     // Nothing was enqueued during the outage: the reconciler posts these from Postgres.
     for (const pending of duringOutage) {
@@ -273,7 +269,7 @@ describe('a Redis outage', () => {
   });
 
   it('stops on SIGTERM within seconds while Redis is down, answering the agents still waiting', async () => {
-    await stopRedis(redis);
+    await redis.stop();
     const pending = duringOutage[0] as Permission;
     const longPoll = agent<Permission>('GET', `/api/v1/permissions/${pending.id}?wait=60`);
     const stream = await fetch(`${server.url}/api/v1/permissions/${pending.id}/events`, {
@@ -298,9 +294,7 @@ describe('a Redis outage', () => {
  * runs, and posts what was asked once Redis is back.
  */
 describe.runIf(DB_URL)('a Redis outage across instances (two APIs and a worker)', () => {
-  let dir: string;
-  let port: number;
-  let redis: ChildProcess | undefined;
+  let redis: PrivateRedis;
   let fake: FakeSlack;
   let a: ServerProcess;
   let b: ServerProcess;
@@ -309,19 +303,11 @@ describe.runIf(DB_URL)('a Redis outage across instances (two APIs and a worker)'
   let agentA: Api;
   let agentB: Api;
   let leftPending: Permission;
-  const env = () => slackEnv(fake, port, { REDIS_KEY_PREFIX: `t${randomBytes(4).toString('hex')}` });
   let sharedEnv: Record<string, string>;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'aotp-redis-outage-'));
-    port = await freePort();
-    redis = await startRedis(port, dir);
-    fake = await startFakeSlack({
-      users: { U0ALICE: { name: 'alice' } },
-      channels: [CHANNEL, SECURITY_CHANNEL],
-      serverPingIntervalMs: 0,
-    });
-    sharedEnv = env();
+    ({ redis, fake } = await startRig());
+    sharedEnv = slackEnv(fake, redis, { REDIS_KEY_PREFIX: `t${randomBytes(4).toString('hex')}` });
     a = await startServer({ command: 'api', database: 'postgres', env: sharedEnv });
     b = await startServer({ command: 'api', database: 'postgres', schema: a.schema, env: sharedEnv });
     operatorA = apiClient(a.url, ADMIN);
@@ -335,13 +321,12 @@ describe.runIf(DB_URL)('a Redis outage across instances (two APIs and a worker)'
     await worker?.stop();
     await b?.stop();
     await a?.stop();
-    await stopRedis(redis);
+    await redis?.close();
     await fake?.close();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('wakes an agent waiting on another instance within seconds, not at its deadline', async () => {
-    await stopRedis(redis);
+    await redis.stop();
     const pending = await agentA<Permission>('POST', '/api/v1/permissions/request', { action: 'email.send' });
     expect(pending.status).toBe(202);
     const started = performance.now();
@@ -379,7 +364,7 @@ describe.runIf(DB_URL)('a Redis outage across instances (two APIs and a worker)'
     worker = await startServer({ command: 'worker', database: 'postgres', schema: a.schema, env: sharedEnv });
     await sleep(1000);
     expect(posted(fake, leftPending.id)).toHaveLength(0);
-    redis = await startRedis(port, dir);
+    await redis.restart();
     await waitUntil(
       `the approval message of ${leftPending.id}`,
       () => posted(fake, leftPending.id).length === 1,
@@ -400,7 +385,7 @@ describe.runIf(DB_URL)('a Redis outage across instances (two APIs and a worker)'
   });
 
   it('stops every role on SIGTERM within seconds while Redis is down', async () => {
-    await stopRedis(redis);
+    await redis.stop();
     await sleep(500);
     for (const server of [worker as ServerProcess, b, a]) {
       const started = performance.now();

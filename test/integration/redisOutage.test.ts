@@ -1,7 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { JobQueue, QueueUnavailableError } from '../../src/queue/jobQueue.js';
 import { RateLimiter } from '../../src/services/rateLimits.js';
@@ -12,8 +8,7 @@ import { createRedis, type Redis, type RedisUse, whenReady } from '../../src/sto
 import { waitUntil } from '../helpers/chatE2e.js';
 import { FakeClock } from '../helpers/fakeClock.js';
 import { memoryLogger } from '../helpers/memoryLogger.js';
-import { startRedis, stopRedis } from '../helpers/privateRedis.js';
-import { freePort } from '../setup/redis.js';
+import { PrivateRedis } from '../helpers/privateRedis.js';
 
 /**
  * The Redis clients' failure modes against a real redis-server of this file's own, stopped and
@@ -43,29 +38,26 @@ async function elapsed<T>(work: () => Promise<T>): Promise<{ ms: number; result:
 }
 
 describe('Redis clients during an outage', () => {
-  let dir: string;
-  let port: number;
-  let server: ChildProcess | undefined;
+  let server: PrivateRedis;
   const open: Redis[] = [];
   const connect = (use: RedisUse = 'commands') => {
-    const redis = createRedis(`redis://127.0.0.1:${port}`, use);
+    const redis = createRedis(server.url, use);
     redis.on('error', () => undefined);
     open.push(redis);
     return redis;
   };
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'aotp-redis-clients-'));
-    port = await freePort();
+    server = await PrivateRedis.start({ running: false });
   });
 
   afterEach(async () => {
     for (const redis of open.splice(0)) redis.disconnect();
-    await stopRedis(server);
+    await server.stop();
   });
 
-  afterAll(() => {
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  afterAll(async () => {
+    await server?.close();
   });
 
   it('rate limits fail open at once, warn once per outage, and count again when Redis is back', async () => {
@@ -84,7 +76,7 @@ describe('Redis clients during an outage', () => {
     }
     expect(log.text().match(/rate limiter unavailable/g)).toHaveLength(1);
 
-    server = await startRedis(port, dir);
+    await server.restart();
     expect(await whenReady(redis, 5000)).toBe(true);
     expect(await limiter.consume(agent('agent_a'))).toMatchObject({ limit: 2, remaining: 1 });
     expect(log.text()).toContain('"failedCalls":20,"msg":"rate limiter available again"');
@@ -106,7 +98,7 @@ describe('Redis clients during an outage', () => {
     await waitUntil('the outage logged', () => log.text().includes('job queue unavailable'));
     expect(log.text().match(/job queue unavailable/g)).toHaveLength(1);
 
-    server = await startRedis(port, dir);
+    await server.restart();
     expect(await whenReady(producer, 5000)).toBe(true);
     await jobs.notify('perm_after');
     expect((await jobs.depth()).notify).toBe(1);
@@ -127,45 +119,38 @@ describe('Redis clients during an outage', () => {
     expect(result).toBeInstanceOf(Error);
     expect(ms).toBeLessThan(100);
 
-    server = await startRedis(port, dir);
-    await waitUntil('resubscribed', () => resubscribed === 1, 5000);
-    await whenReady(publisher, 5000);
-    await waitUntil(
-      'a message through the subscription made while Redis was down',
-      async () => {
-        await bus.publish('changed', 'after');
-        return received.includes('after');
-      },
-      5000,
-    );
-
-    // Down and up again: ioredis subscribes again, and the Bus tells its listeners to catch up.
-    await stopRedis(server);
-    server = await startRedis(port, dir);
-    await waitUntil('resubscribed again', () => resubscribed === 2, 5000);
-    await whenReady(publisher, 5000);
-    received.length = 0;
-    await waitUntil(
-      'a message after the reconnect',
-      async () => {
-        await bus.publish('changed', 'again');
-        return received.includes('again');
-      },
-      5000,
-    );
+    /** Redis comes back: the Bus catches up, and a message published now reaches the handler. */
+    const afterRestart = async (times: number, message: string) => {
+      await server.restart();
+      await waitUntil(`resubscribed ${times}x`, () => resubscribed === times, 5000);
+      await whenReady(publisher, 5000);
+      await waitUntil(
+        `"${message}" delivered`,
+        async () => {
+          await bus.publish('changed', message);
+          return received.includes(message);
+        },
+        5000,
+      );
+    };
+    // First the subscription made while Redis was down; then, down and up again, the one that
+    // ioredis makes again by itself.
+    await afterRestart(1, 'after');
+    await server.stop();
+    await afterRestart(2, 'again');
   });
 
   it('answers a command to a Redis that accepts connections but does not reply within 500 ms', async () => {
-    server = await startRedis(port, dir);
+    await server.restart();
     const redis = connect();
     expect(await whenReady(redis, 5000)).toBe(true);
-    server.kill('SIGSTOP');
+    server.process?.kill('SIGSTOP');
     try {
       const { ms, result } = await elapsed(() => redis.ping());
       expect((result as Error).message).toMatch(/timed out/);
       expect(ms).toBeLessThan(1000);
     } finally {
-      server.kill('SIGCONT');
+      server.process?.kill('SIGCONT');
     }
   });
 });
