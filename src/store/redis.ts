@@ -25,13 +25,13 @@ export type { Redis } from 'ioredis';
 export type RedisUse = 'commands' | 'producer' | 'subscriber' | 'worker';
 
 /** Longest a request-path command may take: well inside the 1 s an endpoint may take in all. */
-export const COMMAND_TIMEOUT_MS = 500;
+const COMMAND_TIMEOUT_MS = 500;
 const PRODUCER_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 2000;
 const MAX_RECONNECT_DELAY_MS = 1000;
 
 /** 50, 100, 200, 400, 800 ms, then every second. */
-export const reconnectDelay = (attempt: number): number =>
+const reconnectDelay = (attempt: number): number =>
   Math.min(50 * 2 ** Math.max(0, attempt - 1), MAX_RECONNECT_DELAY_MS);
 
 const USES: Record<RedisUse, RedisOptions> = {
@@ -42,13 +42,8 @@ const USES: Record<RedisUse, RedisOptions> = {
 };
 
 /** A connection for one use (see RedisUse); it starts connecting at once. */
-export function createRedis(url: string, use: RedisUse = 'commands', options: RedisOptions = {}): Redis {
-  return new Redis(url, {
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    retryStrategy: reconnectDelay,
-    ...USES[use],
-    ...options,
-  });
+export function createRedis(url: string, use: RedisUse = 'commands'): Redis {
+  return new Redis(url, { connectTimeout: CONNECT_TIMEOUT_MS, retryStrategy: reconnectDelay, ...USES[use] });
 }
 
 /** True once `redis` is connected, false if it is not within `timeoutMs` (it keeps trying). */
