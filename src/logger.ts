@@ -76,3 +76,38 @@ export function flushLogger(logger: Logger): void {
     // Nothing buffered, or stdout already closed.
   }
 }
+
+/**
+ * Reports an outage of a dependency in two lines instead of one per failed call: the first
+ * failure is a warning (what fails and what the service does instead), later ones are only
+ * counted, and the first success after them logs the recovery with that count. Calling
+ * `succeeded()` on the hot path costs one comparison.
+ */
+export class OutageLog {
+  private failures = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    /** What is unavailable, e.g. "rate limiter". */
+    private readonly what: string,
+    /** What the service does meanwhile, e.g. "allowing requests". */
+    private readonly meanwhile: string,
+  ) {}
+
+  get down(): boolean {
+    return this.failures > 0;
+  }
+
+  failed(err: unknown, fields: Record<string, unknown> = {}): void {
+    this.failures += 1;
+    if (this.failures > 1) return;
+    const message = err instanceof Error ? err.message : String(err);
+    this.logger.warn({ err: message, ...fields }, `${this.what} unavailable; ${this.meanwhile}`);
+  }
+
+  succeeded(): void {
+    if (this.failures === 0) return;
+    this.logger.info({ failedCalls: this.failures }, `${this.what} available again`);
+    this.failures = 0;
+  }
+}

@@ -13,7 +13,7 @@ import { registerPermissionRoutes } from './http/routes/permissions.js';
 import { registerPolicyRoutes } from './http/routes/policies.js';
 import { registerWebhookRoutes } from './http/routes/webhooks.js';
 import { buildServer } from './http/server.js';
-import { createLogger, flushLogger, type Logger } from './logger.js';
+import { createLogger, flushLogger, type Logger, OutageLog } from './logger.js';
 import { JobQueue } from './queue/jobQueue.js';
 import { startMonitoring } from './queue/monitoring.js';
 import { Reconciler } from './queue/reconciler.js';
@@ -27,7 +27,7 @@ import { ErasureService } from './services/erasure.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { type PermissionEventType, PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
-import { RateLimiter, requestLimits, tokenCallLimits } from './services/rateLimits.js';
+import { RateLimiter, rateLimiterOutage, requestLimits, tokenCallLimits } from './services/rateLimits.js';
 import { loadSecretsKey, SecretBox } from './services/secretBox.js';
 import { PermissionWaiters } from './services/waiters.js';
 import { WebhookSecrets } from './services/webhookSecrets.js';
@@ -38,7 +38,7 @@ import { type EmbeddedRedis, ensureLocalRedis } from './store/embeddedRedis.js';
 import { openDatabase } from './store/index.js';
 import { migrate } from './store/migrate.js';
 import { Bus } from './store/pubsub.js';
-import { createRedis, type Redis } from './store/redis.js';
+import { createRedis, isUnavailable, type Redis, whenReady } from './store/redis.js';
 
 /**
  * Composition root: builds every dependency once and wires the roles. No business rule lives
@@ -57,6 +57,23 @@ export interface Running {
 }
 
 const AUDIT_SEAL_INTERVAL_MS = 500;
+/** How long a start waits for Redis before going on without it (/readyz says 503 meanwhile). */
+const REDIS_START_WAIT_MS = 2000;
+/** While pub/sub is down, how often an instance re-reads what it would have been told. */
+const CATCH_UP_INTERVAL_MS = 5000;
+/** Longest a shutdown waits for the queues before closing their connections. */
+const QUEUE_CLOSE_DEADLINE_MS = 3000;
+
+/** Waits for `work`, but no longer than `ms`; its failure is ignored (shutdown goes on). */
+const settleWithin = (work: Promise<unknown>, ms: number): Promise<void> =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref();
+    work.then(
+      () => resolve(),
+      () => resolve(),
+    );
+  });
 
 export async function openStorage(config: Config, logger: Logger): Promise<Db> {
   const db = await openDatabase(config, logger);
@@ -96,14 +113,30 @@ export async function startService(
   const clock = systemClock;
   const db = await openStorage(config, logger);
   const { url: redisUrl, embedded } = await connectRedis(config, logger);
-  const redis: Redis = createRedis(redisUrl);
-  const subscriber: Redis = createRedis(redisUrl);
-  // BullMQ needs a connection that retries forever rather than failing commands.
-  const queueConnection: Redis = createRedis(redisUrl, { maxRetriesPerRequest: null, lazyConnect: false });
-  for (const conn of [redis, subscriber, queueConnection]) {
-    conn.on('error', (err) => logger.warn({ err: err.message }, 'redis error'));
+  // One connection per use (src/store/redis.ts): the request path and the queue producers fail
+  // at once while Redis is down; only the workers' connection waits for it.
+  const redis: Redis = createRedis(redisUrl, 'commands');
+  const producer: Redis = createRedis(redisUrl, 'producer');
+  const subscriber: Redis = createRedis(redisUrl, 'subscriber');
+  const workerConnection: Redis | null = roles.includes('worker') ? createRedis(redisUrl, 'worker') : null;
+  const connections = [redis, producer, subscriber, ...(workerConnection ? [workerConnection] : [])];
+  const redisOutage = new OutageLog(
+    logger,
+    'redis',
+    'rate limits are not counted, chat and webhook jobs wait for the reconciler, /readyz answers 503',
+  );
+  let closing = false;
+  for (const conn of connections) {
+    conn.on('error', (err) => redisOutage.failed(err));
+    conn.on('close', () => {
+      if (!closing) redisOutage.failed(new Error('connection lost'));
+    });
+    conn.on('ready', () => {
+      if (connections.every((c) => c.status === 'ready')) redisOutage.succeeded();
+    });
   }
-  await Promise.all([redis.connect(), subscriber.connect()]);
+  // Serve without Redis rather than not at all: it holds nothing that cannot be rebuilt.
+  await Promise.all(connections.map((c) => whenReady(c, REDIS_START_WAIT_MS)));
 
   await ensureBootstrapOperatorKey(
     db,
@@ -145,11 +178,13 @@ export async function startService(
     allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
     approverLinks: config.APPROVER_LINKS,
   });
+  const limiterOutage = rateLimiterOutage(logger);
   const rateLimiter = new RateLimiter(
     counters,
     clock,
     requestLimits({ perMinute: config.RATE_LIMIT_PER_MIN, perHour: config.RATE_LIMIT_PER_HOUR }),
     logger,
+    limiterOutage,
   );
   const tokenCallLimiter = new RateLimiter(
     counters,
@@ -159,8 +194,9 @@ export async function startService(
       perHour: config.TOKEN_RATE_LIMIT_PER_HOUR,
     }),
     logger,
+    limiterOutage,
   );
-  const jobs = new JobQueue(queueConnection, `${prefix}:bull`, logger);
+  const jobs = new JobQueue(producer, `${prefix}:bull`, logger);
   const approvals = new ApprovalService(db, permissions, audit, clock, logger, config.APPROVER_LINKS);
   const erasure = new ErasureService(db, audit, permissions);
   const webhooks = new WebhookService(
@@ -227,15 +263,31 @@ export async function startService(
 
   // After every committed change: wake waiters everywhere, and queue the chat work.
   const waiters = new PermissionWaiters();
-  await bus.subscribe('permission-changed', (id) => waiters.notify(id));
-  await bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
-  await bus.subscribe('policies-changed', () => {
+  const reloadPolicies = () =>
     policies.load().catch((err) => logger.error({ err }, 'policy reload failed; keeping the previous set'));
-  });
+  bus.subscribe('permission-changed', (id) => waiters.notify(id));
+  bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
+  bus.subscribe('policies-changed', reloadPolicies);
+  // Messages published while this instance was cut off from Redis are lost: catch up on
+  // reconnecting, and meanwhile re-read every few seconds what other instances may have changed.
+  const catchUp = () => {
+    waiters.notifyAll();
+    reloadPolicies();
+  };
+  bus.onResubscribed(catchUp);
+  const catchUpTimer = setInterval(() => {
+    if (subscriber.status !== 'ready') catchUp();
+  }, CATCH_UP_INTERVAL_MS);
+  catchUpTimer.unref();
+  const publishOutage = new OutageLog(logger, 'pub/sub', 'other instances catch up when it is back');
   const publish = (channel: string, message: string) =>
-    bus
-      .publish(channel, message)
-      .catch((err) => logger.warn({ err: err.message, channel }, 'publish failed'));
+    bus.publish(channel, message).then(
+      () => publishOutage.succeeded(),
+      (err) => {
+        if (isUnavailable(err, redis)) publishOutage.failed(err, { channel });
+        else logger.warn({ err: (err as Error).message, channel }, 'publish failed');
+      },
+    );
   agents.onChange((agentId) => {
     auth.invalidateAgent(agentId);
     publish('agent-changed', agentId);
@@ -246,7 +298,11 @@ export async function startService(
     // (it would cost every auto-approved request a Redis round trip for nothing).
     const decidedAtCreation =
       permission.decidedBy?.type === 'policy' && (type === 'approved' || type === 'denied');
-    if (type !== 'requested' && !decidedAtCreation) publish('permission-changed', permission.id);
+    if (type !== 'requested' && !decidedAtCreation) {
+      // Waiters here wake without Redis; the others through it.
+      waiters.notify(permission.id);
+      publish('permission-changed', permission.id);
+    }
     if (!approvals.enabled) return;
     const now = clock.now();
     if (type === 'requested' && permission.status === 'pending') {
@@ -303,7 +359,8 @@ export async function startService(
   if (roles.includes('worker')) {
     const reconciler = new Reconciler(db, approvals, permissions, jobs, clock, logger, webhooks);
     workers = startWorkers({
-      connection: queueConnection,
+      connection: workerConnection as Redis,
+      connectionErrors: redisOutage,
       prefix: `${prefix}:bull`,
       logger,
       approvals,
@@ -325,7 +382,14 @@ export async function startService(
       agents,
       readiness: [
         { name: 'database', check: () => db.ping() },
-        { name: 'redis', check: async () => void (await redis.ping()) },
+        {
+          name: 'redis',
+          // Both fail at once while disconnected; a hung Redis fails the PING after 500 ms.
+          check: async () => {
+            if (subscriber.status !== 'ready') throw new Error('subscriber disconnected');
+            await redis.ping();
+          },
+        },
       ],
       extraRoutes: [
         (route) =>
@@ -369,18 +433,25 @@ export async function startService(
   const stop = () => {
     stopping ??= (async () => {
       clearInterval(sealer);
+      clearInterval(catchUpTimer);
       await auditJobs?.stop();
+      // Waiting requests answer now rather than hold the shutdown until their deadline.
+      waiters.close();
       await app?.close();
       await slackBot?.stop();
       await discordBot?.stop();
-      await workers?.close();
+      // With Redis down a graceful close would wait for it: close at once instead (a job cut
+      // short is retried by BullMQ or repaired by the reconciler), and never wait past a deadline.
+      if (workers) {
+        const force = workerConnection?.status !== 'ready';
+        await settleWithin(workers.close(force), QUEUE_CLOSE_DEADLINE_MS);
+      }
       await monitoring.stop();
-      await jobs.close();
+      await settleWithin(jobs.close(), QUEUE_CLOSE_DEADLINE_MS);
       await audit.drain();
       await audit.sealPending().catch(() => undefined);
-      redis.disconnect();
-      subscriber.disconnect();
-      queueConnection.disconnect();
+      closing = true;
+      for (const conn of connections) conn.disconnect();
       await db.close();
       await embedded?.stop();
     })();

@@ -25,6 +25,7 @@ export interface HttpDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+const IDLE_REAP_INTERVAL_MS = 100;
 
 export function buildServer(deps: HttpDeps): FastifyInstance {
   const { config } = deps;
@@ -65,6 +66,21 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
       },
       'request completed',
     );
+  });
+
+  // Closing waits for every connection. Fastify closes the idle ones once, when it starts; a
+  // request still in flight then leaves its keep-alive connection idle afterwards, open until the
+  // client drops it. Close those too as they finish, so a shutdown takes as long as its slowest
+  // request, not the clients' keep-alive timeout.
+  let reaper: NodeJS.Timeout | null = null;
+  app.addHook('preClose', (done) => {
+    reaper = setInterval(() => app.server.closeIdleConnections(), IDLE_REAP_INTERVAL_MS);
+    reaper.unref();
+    done();
+  });
+  app.addHook('onClose', (_instance, done) => {
+    if (reaper) clearInterval(reaper);
+    done();
   });
 
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));

@@ -1,8 +1,8 @@
 import { Queue } from 'bullmq';
 import type { Permission } from '../core/permission.js';
-import type { Logger } from '../logger.js';
+import { type Logger, OutageLog } from '../logger.js';
 import { renderSignature } from '../services/approvals.js';
-import type { Redis } from '../store/redis.js';
+import { isUnavailable, type Redis } from '../store/redis.js';
 import {
   type JobPayload,
   jobIds,
@@ -21,18 +21,45 @@ const DEFAULT_JOB_OPTIONS = {
   removeOnFail: true,
 } as const;
 
-/** Producer side of the queues: what the API and services enqueue after a commit. */
+/** Thrown at once, without a round trip, while the producer's connection is down. */
+export class QueueUnavailableError extends Error {
+  constructor() {
+    super('Redis is unavailable: job not enqueued');
+    this.name = 'QueueUnavailableError';
+  }
+}
+
+/**
+ * Producer side of the queues: what the API and services enqueue after a commit. Give it a
+ * `producer` connection (src/store/redis.ts), not the workers' one: an add must fail at once while
+ * Redis is down, not wait for it, so that nothing piles up in memory during a long outage. The
+ * database is the record; the reconciler enqueues again what an outage dropped.
+ */
 export class JobQueue {
   private readonly queues = new Map<QueueKey, Queue>();
+  private readonly outage: OutageLog;
 
   constructor(
-    connection: Redis,
+    private readonly connection: Redis,
     private readonly prefix: string,
     private readonly logger: Logger,
   ) {
+    this.outage = new OutageLog(logger, 'job queue', 'jobs are dropped and the reconciler will repair them');
     for (const key of Object.keys(QUEUES) as QueueKey[]) {
-      this.queues.set(key, new Queue(QUEUES[key].name, { connection, prefix: this.prefix }));
+      const queue = new Queue(QUEUES[key].name, { connection, prefix: this.prefix });
+      // Connection errors surface here too; the connection's own handler reports the outage.
+      queue.on('error', () => undefined);
+      this.queues.set(key, queue);
     }
+  }
+
+  /**
+   * The queue to use, or a QueueUnavailableError while disconnected: BullMQ would otherwise wait
+   * for a connection that was down when the process started.
+   */
+  private queue(key: QueueKey): Queue | undefined {
+    if (this.connection.status !== 'ready') throw new QueueUnavailableError();
+    return this.queues.get(key);
   }
 
   private async add<K extends QueueKey>(
@@ -43,7 +70,7 @@ export class JobQueue {
     options: { attempts?: number; backoff?: { type: string } } = {},
   ): Promise<void> {
     const payload = QUEUES[key].payload.parse(data);
-    await this.queues.get(key)?.add(QUEUES[key].name, payload, {
+    await this.queue(key)?.add(QUEUES[key].name, payload, {
       ...DEFAULT_JOB_OPTIONS,
       ...options,
       jobId,
@@ -104,22 +131,29 @@ export class JobQueue {
     });
   }
 
-  /** Enqueue without failing the caller: the reconciler repairs what a Redis outage drops. */
+  /**
+   * Enqueue without failing the caller: the reconciler repairs what a Redis outage drops. An
+   * outage is logged when it starts and when it ends, not once per job.
+   */
   soon(what: string, work: Promise<void>): void {
-    work.catch((err) =>
-      this.logger.warn(
-        { err: (err as Error).message, what },
-        'enqueue failed; the reconciler will repair it',
-      ),
+    work.then(
+      () => this.outage.succeeded(),
+      (err) => {
+        if (isUnavailable(err, this.connection)) this.outage.failed(err, { what });
+        else
+          this.logger.warn(
+            { err: (err as Error).message, what },
+            'enqueue failed; the reconciler will repair it',
+          );
+      },
     );
   }
 
+  /** Jobs waiting, delayed or active per queue; throws at once while Redis is down. */
   async depth(): Promise<Record<string, number>> {
-    const out: Record<string, number> = {};
-    for (const [key, queue] of this.queues) {
-      out[QUEUES[key].name] = await queue.count();
-    }
-    return out;
+    const names = Object.keys(QUEUES) as QueueKey[];
+    const counts = await Promise.all(names.map((key) => this.queue(key)?.count() ?? 0));
+    return Object.fromEntries(names.map((key, i) => [QUEUES[key].name, counts[i] ?? 0]));
   }
 
   async close(): Promise<void> {

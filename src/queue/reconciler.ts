@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import type { ApprovalService } from '../services/approvals.js';
 import type { PermissionService } from '../services/permissions.js';
 import type { WebhookService } from '../services/webhooks.js';
-import { staleMessages, unnotifiedPending } from '../store/chatMessageRepository.js';
+import { overdueFollowUps, staleMessages, unnotifiedPending } from '../store/chatMessageRepository.js';
 import type { Db } from '../store/db.js';
 import type { JobQueue } from './jobQueue.js';
 
@@ -12,8 +12,9 @@ const BATCH = 200;
 
 /**
  * Repairs what an interrupted process or a Redis flush left behind, working from Postgres
- * (DESIGN §8): pending requests never posted, pending requests and tokens past their expiry,
- * messages showing an old state, webhook deliveries whose queue job was lost.
+ * (DESIGN §8): pending requests never posted, reminders and escalations never sent, pending
+ * requests and tokens past their expiry, messages showing an old state, webhook deliveries whose
+ * queue job was lost.
  */
 export class Reconciler {
   constructor(
@@ -32,6 +33,19 @@ export class Reconciler {
     const before = new Date(this.clock.now().getTime() - GRACE_MS);
     const unposted = this.approvals.enabled ? await unnotifiedPending(this.db, before, BATCH) : [];
     for (const id of unposted) await this.jobs.notify(id);
+    // Due before the grace period and never sent: the delayed job is gone (same job id, so a
+    // job still waiting in Redis is not doubled).
+    let followUps = 0;
+    if (this.approvals.enabled) {
+      for (const id of await overdueFollowUps(this.db, 'remind', before, BATCH)) {
+        await this.jobs.remindIn(id, 0);
+        followUps += 1;
+      }
+      for (const id of await overdueFollowUps(this.db, 'escalate', before, BATCH)) {
+        await this.jobs.escalateIn(id, 0);
+        followUps += 1;
+      }
+    }
     const stale = this.approvals.enabled ? await staleMessages(this.db, before, BATCH) : [];
     // Editing a message twice is harmless, so stale ones are repaired here directly.
     for (const id of stale) {
@@ -40,9 +54,9 @@ export class Reconciler {
         .catch((err) => this.logger.warn({ err: (err as Error).message, id }, 'repair failed'));
     }
     const webhooks = (await this.webhooks?.requeueOverdue()) ?? 0;
-    if (expired || unposted.length || stale.length || webhooks) {
+    if (expired || unposted.length || followUps || stale.length || webhooks) {
       this.logger.info(
-        { expired, unposted: unposted.length, stale: stale.length, webhooks },
+        { expired, unposted: unposted.length, followUps, stale: stale.length, webhooks },
         'reconciler repaired',
       );
     }

@@ -1,16 +1,19 @@
 import { type Job, Worker } from 'bullmq';
 import { retryDelayMs } from '../core/webhook.js';
-import type { Logger } from '../logger.js';
+import type { Logger, OutageLog } from '../logger.js';
 import type { ApprovalService } from '../services/approvals.js';
 import type { PermissionService } from '../services/permissions.js';
 import type { WebhookService } from '../services/webhooks.js';
-import type { Redis } from '../store/redis.js';
+import { isUnavailable, type Redis } from '../store/redis.js';
 import { QUEUES, type QueueKey, WEBHOOK_BACKOFF } from './catalog.js';
 import type { JobQueue } from './jobQueue.js';
 import type { Reconciler } from './reconciler.js';
 
 export interface WorkerDeps {
+  /** A `worker` connection (src/store/redis.ts): BullMQ workers wait for Redis, as it requires. */
   connection: Redis;
+  /** Where connection errors go: an outage is reported once, not by every worker on every retry. */
+  connectionErrors: OutageLog;
   prefix: string;
   logger: Logger;
   approvals: ApprovalService;
@@ -44,7 +47,8 @@ export function webhookBackoff(attemptsMade: number, type?: string, err?: Error)
 type JobData = { permissionId?: string; deliveryId?: string; force?: boolean };
 
 export interface RunningWorkers {
-  close(): Promise<void>;
+  /** Waits for the jobs in flight, unless `force` (Redis is down: they could not finish anyway). */
+  close(force?: boolean): Promise<void>;
 }
 
 /**
@@ -94,9 +98,10 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
         deps.logger.warn(fields, 'job failed');
       }
     });
-    worker.on('error', (err) =>
-      deps.logger.error({ queue: QUEUES[key].name, err: err.message }, 'worker error'),
-    );
+    worker.on('error', (err) => {
+      if (isUnavailable(err, deps.connection)) deps.connectionErrors.failed(err);
+      else deps.logger.error({ queue: QUEUES[key].name, err: err.message }, 'worker error');
+    });
     return worker;
   });
 
@@ -112,9 +117,9 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
   timer.unref();
 
   return {
-    async close() {
+    async close(force = false) {
       clearInterval(timer);
-      await Promise.all(workers.map((w) => w.close()));
+      await Promise.all(workers.map((w) => w.close(force)));
     },
   };
 }

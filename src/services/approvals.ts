@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { findAgent } from '../store/agentRepository.js';
 import {
   listChatMessages,
+  markFollowedUp,
   markNotified,
   markRendered,
   saveChatMessage,
@@ -207,6 +208,8 @@ export class ApprovalService {
         approvers,
       );
     }
+    // Recorded once sent, so the reconciler sends it if the job was lost with Redis.
+    await markFollowedUp(this.db, permissionId, 'remind', this.clock.now());
   }
 
   /** Escalation: the request goes to the policy's escalate_to channels and people as well. */
@@ -228,6 +231,7 @@ export class ApprovalService {
         }
       }
     }
+    await markFollowedUp(this.db, permissionId, 'escalate', this.clock.now());
   }
 
   /**

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
-import type { Logger } from '../logger.js';
+import { type Logger, OutageLog } from '../logger.js';
 import type { Agent } from '../store/agentRepository.js';
 import type { Counters } from '../store/counters.js';
 
@@ -53,16 +53,26 @@ export const tokenCallLimits = (defaults: Limits): RateLimitKind => ({
 
 /**
  * Per-agent limits (a minute and an hour window in Redis, one round trip). Settable per agent;
- * the environment gives the defaults. When Redis is unreachable the limit fails open (logged):
- * refusing every agent would turn a cache outage into a full outage.
+ * the environment gives the defaults. When Redis is unreachable the limit fails open: refusing
+ * every agent would turn a cache outage into a full outage. The outage is logged once when it
+ * starts and once when it ends, not once per call.
  */
+export const rateLimiterOutage = (logger: Logger): OutageLog =>
+  new OutageLog(logger, 'rate limiter', 'allowing calls without counting them');
+
 export class RateLimiter {
+  private readonly outage: OutageLog;
+
+  /** Limiters sharing one Redis may share `outage`, so one outage is one pair of log lines. */
   constructor(
     private readonly counters: Counters,
     private readonly clock: Clock,
     private readonly kind: RateLimitKind,
-    private readonly logger: Logger,
-  ) {}
+    logger: Logger,
+    outage?: OutageLog,
+  ) {
+    this.outage = outage ?? rateLimiterOutage(logger);
+  }
 
   async consume(agent: Agent): Promise<RateLimitState | null> {
     const own = this.kind.override(agent);
@@ -78,12 +88,10 @@ export class RateLimiter {
         now,
       )) as [typeof minute, typeof hour];
     } catch (err) {
-      this.logger.warn(
-        { err: (err as Error).message, agentId: agent.id, limit: this.kind.counter },
-        'rate limiter unavailable; allowing',
-      );
+      this.outage.failed(err, { agentId: agent.id, limit: this.kind.counter });
       return null;
     }
+    this.outage.succeeded();
     const minuteLeft = perMinute - minute.count;
     const hourLeft = perHour - hour.count;
     const tight =

@@ -5,6 +5,21 @@
  */
 export class PermissionWaiters {
   private readonly waiting = new Map<string, Set<() => void>>();
+  private readonly shutdown = new AbortController();
+
+  /**
+   * Aborted when the server shuts down: a waiting request then answers at once with the state it
+   * has (a long poll) or ends (a stream), instead of holding the shutdown up to its deadline.
+   */
+  get closing(): AbortSignal {
+    return this.shutdown.signal;
+  }
+
+  /** Wakes every waiter for the last time; later waits end at once. */
+  close(): void {
+    this.shutdown.abort();
+    this.notifyAll();
+  }
 
   /** Number of requests currently waiting (for tests and metrics). */
   get size(): number {
@@ -21,6 +36,14 @@ export class PermissionWaiters {
   }
 
   /**
+   * Wakes every waiter: each re-reads its permission and waits again if nothing changed. For
+   * when wake-ups may have been lost (pub/sub reconnected after an outage).
+   */
+  notifyAll(): void {
+    for (const id of [...this.waiting.keys()]) this.notify(id);
+  }
+
+  /**
    * Registers interest before the caller reads the current state, so a change landing between
    * the read and the wait is not missed: call `arm()` first, read, then `await armed.wait`.
    */
@@ -29,6 +52,7 @@ export class PermissionWaiters {
     timeoutMs: number,
     signal?: AbortSignal,
   ): { wait: Promise<'changed' | 'timeout'>; cancel(): void } {
+    if (this.closing.aborted) return { wait: Promise.resolve('timeout'), cancel: () => undefined };
     let settle: (how: 'changed' | 'timeout') => void = () => undefined;
     const wait = new Promise<'changed' | 'timeout'>((resolve) => {
       settle = resolve;

@@ -11,7 +11,7 @@ import {
   signWebhook,
   webhookBody,
 } from '../core/webhook.js';
-import type { Logger } from '../logger.js';
+import { type Logger, OutageLog } from '../logger.js';
 import type { Db, Queryable } from '../store/db.js';
 import {
   type DeliveryFilter,
@@ -71,6 +71,7 @@ export class WebhookService {
   private readonly timeoutMs: number;
   private readonly retryWindowMs: number;
   private readonly resolve: Resolver;
+  private readonly queueOutage: OutageLog;
 
   constructor(
     private readonly db: Db,
@@ -84,6 +85,7 @@ export class WebhookService {
     this.timeoutMs = settings.timeoutMs ?? 10_000;
     this.retryWindowMs = settings.retryWindowMs ?? DEFAULT_RETRY_WINDOW_MS;
     this.resolve = settings.resolve ?? systemResolver;
+    this.queueOutage = new OutageLog(logger, 'webhook queue', 'the reconciler will queue deliveries again');
   }
 
   /**
@@ -309,16 +311,17 @@ export class WebhookService {
     return ids.length;
   }
 
-  /** Queues a recorded delivery; a failure is only logged (the reconciler re-queues it). */
+  /**
+   * Queues a recorded delivery; a failure is only logged, once per outage (the reconciler
+   * re-queues it).
+   */
   async enqueue(id: string): Promise<void> {
     if (!this.queue) return;
     try {
       await this.queue.webhook(id);
+      this.queueOutage.succeeded();
     } catch (err) {
-      this.logger.warn(
-        { err: (err as Error).message, deliveryId: id },
-        'enqueue failed; the reconciler will repair it',
-      );
+      this.queueOutage.failed(err, { deliveryId: id });
     }
   }
 }

@@ -92,6 +92,49 @@ export async function unnotifiedPending(db: Queryable, olderThan: Date, limit: n
   return rows.map((r) => r.id);
 }
 
+/** A pending request's follow-ups, sent after `approval.remindAfter` / `escalateAfter` seconds. */
+export type FollowUp = 'remind' | 'escalate';
+
+const FOLLOW_UP = {
+  remind: { column: 'reminded_at', after: 'remindAfter' },
+  escalate: { column: 'escalated_at', after: 'escalateAfter' },
+} as const;
+
+export async function markFollowedUp(
+  db: Queryable,
+  permissionId: string,
+  kind: FollowUp,
+  at: Date,
+): Promise<void> {
+  const { column } = FOLLOW_UP[kind];
+  await db.query(`UPDATE permissions SET ${column} = $2 WHERE id = $1 AND ${column} IS NULL`, [
+    permissionId,
+    at,
+  ]);
+}
+
+/**
+ * Posted pending requests whose follow-up was due by `dueBy` and never sent: its delayed queue
+ * job was lost with Redis. Oldest first.
+ */
+export async function overdueFollowUps(
+  db: Queryable,
+  kind: FollowUp,
+  dueBy: Date,
+  limit: number,
+): Promise<string[]> {
+  const { column, after } = FOLLOW_UP[kind];
+  const { rows } = await db.query<{ id: string }>(
+    `SELECT id FROM permissions
+      WHERE status = 'pending' AND notified_at IS NOT NULL AND ${column} IS NULL
+        AND approval ->> '${after}' IS NOT NULL
+        AND created_at + (approval ->> '${after}')::int * interval '1 second' <= $1
+      ORDER BY created_at LIMIT $2`,
+    [dueBy, limit],
+  );
+  return rows.map((r) => r.id);
+}
+
 /** Messages whose last rendered state is not the permission's current one. */
 export async function staleMessages(db: Queryable, olderThan: Date, limit: number): Promise<string[]> {
   const { rows } = await db.query<{ permission_id: string }>(

@@ -1,34 +1,6 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisAnswers } from '../../src/store/redis.js';
+import { PrivateRedis } from '../helpers/privateRedis.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
-import { freePort } from '../setup/redis.js';
-
-/** A redis-server of this test's own, so it can be killed without disturbing other files. */
-async function startRedis(port: number, dir: string): Promise<ChildProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  for (let i = 0; i < 100; i += 1) {
-    if (await redisAnswers(`redis://127.0.0.1:${port}`, 200)) return child;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill('SIGKILL');
-  throw new Error('private redis-server did not start');
-}
-
-function stopRedis(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
 
 interface ReadyBody {
   status?: string;
@@ -49,25 +21,20 @@ async function readyzUntil(url: string, status: number, deadlineMs: number) {
 }
 
 describe('readiness follows Redis', () => {
-  let dir: string;
-  let port: number;
-  let redis: ChildProcess | undefined;
+  let redis: PrivateRedis;
   let server: ServerProcess;
 
   beforeAll(async () => {
-    dir = mkdtempSync(path.join(tmpdir(), 'aotp-readiness-'));
-    port = await freePort();
-    redis = await startRedis(port, dir);
+    redis = await PrivateRedis.start();
     server = await startServer({
       database: process.env.TEST_DATABASE_URL ? 'postgres' : 'pglite',
-      env: { REDIS_URL: `redis://127.0.0.1:${port}` },
+      env: { REDIS_URL: redis.url },
     });
   });
 
   afterAll(async () => {
     await server?.stop();
-    await stopRedis(redis);
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await redis?.close();
   });
 
   it('is ready while its Redis answers', async () => {
@@ -77,7 +44,7 @@ describe('readiness follows Redis', () => {
   });
 
   it('answers 503 NOT_READY naming Redis within seconds of losing it, while /healthz stays 200', async () => {
-    await stopRedis(redis);
+    await redis.stop();
     const started = Date.now();
     const { status, body, res } = await readyzUntil(server.url, 503, 5000);
     expect(status).toBe(503);
@@ -92,7 +59,7 @@ describe('readiness follows Redis', () => {
   });
 
   it('is ready again once Redis is back', async () => {
-    redis = await startRedis(port, dir);
+    await redis.restart();
     const { status, body } = await readyzUntil(server.url, 200, 10_000);
     expect(status).toBe(200);
     expect(body.checks).toEqual({ database: 'ok', redis: 'ok' });

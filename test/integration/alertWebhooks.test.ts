@@ -18,7 +18,7 @@ import { SecretBox } from '../../src/services/secretBox.js';
 import { WebhookSecrets } from '../../src/services/webhookSecrets.js';
 import { type DeliveryOutcome, WebhookService, type WebhookSettings } from '../../src/services/webhooks.js';
 import type { Db } from '../../src/store/db.js';
-import { createRedis, type Redis } from '../../src/store/redis.js';
+import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import type { WebhookDelivery } from '../../src/store/webhookRepository.js';
 import { testDatabases } from '../helpers/databases.js';
 import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
@@ -108,7 +108,8 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
 
   beforeAll(async () => {
     db = await database.open();
-    redis = createRedis(inject('redisUrl'), { maxRetriesPerRequest: null, lazyConnect: false });
+    redis = createRedis(inject('redisUrl'), 'producer');
+    await whenReady(redis, 5000);
     jobs = new JobQueue(redis, prefix, logger);
     inspect = new Queue('webhook', { connection: redis, prefix });
     receiver = await startReceiver();

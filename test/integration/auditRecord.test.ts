@@ -8,7 +8,7 @@ import { ErasureService } from '../../src/services/erasure.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
-import { createRedis } from '../../src/store/redis.js';
+import { createRedis, whenReady } from '../../src/store/redis.js';
 import { appError } from '../helpers/appError.js';
 import { testDatabases } from '../helpers/databases.js';
 import { FakeClock } from '../helpers/fakeClock.js';
@@ -135,7 +135,8 @@ describe.each(testDatabases())('standalone audit events on $name', ({ open }) =>
 
   it('commits the audit.exported event of an export before sending its first byte', async () => {
     const { audit, permissions } = await setup();
-    const redis = createRedis(inject('redisUrl'), { lazyConnect: false });
+    const redis = createRedis(inject('redisUrl'));
+    await whenReady(redis, 5000);
     const operatorKey = newOperatorKey();
     const clock = new FakeClock('2025-03-03T12:00:00.000Z');
     const app = await startRouteTestApp({

@@ -13,7 +13,7 @@ import { RateLimiter, requestLimits, tokenCallLimits } from '../../src/services/
 import { PermissionWaiters } from '../../src/services/waiters.js';
 import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
-import { createRedis, type Redis } from '../../src/store/redis.js';
+import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
 import { FakeClock } from '../helpers/fakeClock.js';
 import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
@@ -45,7 +45,7 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
   beforeAll(async () => {
     db = await database.open();
     redis = createRedis(inject('redisUrl'));
-    await redis.connect();
+    await whenReady(redis, 5000);
     const audit = new AuditService(db, systemClock);
     agents = new AgentService(db, audit, systemClock);
     const policies = new PolicyService(db, audit, systemClock, 'require_approval');

@@ -6,7 +6,7 @@ import { AgentService } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
 import { PolicyService } from '../../src/services/policies.js';
 import type { Db } from '../../src/store/db.js';
-import { createRedis, type Redis } from '../../src/store/redis.js';
+import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
 import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
 
@@ -29,7 +29,7 @@ describe.each(testDatabases())('policy routes on $name', (database) => {
   beforeAll(async () => {
     db = await database.open();
     redis = createRedis(inject('redisUrl'));
-    await redis.connect();
+    await whenReady(redis, 5000);
     audit = new AuditService(db, systemClock);
     const agents = new AgentService(db, audit, systemClock);
     policies = new PolicyService(db, audit, systemClock, 'require_approval');

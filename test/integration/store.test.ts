@@ -13,7 +13,7 @@ import { Counters } from '../../src/store/counters.js';
 import type { Db, Queryable } from '../../src/store/db.js';
 import { loadMigrations, migrate } from '../../src/store/migrate.js';
 import { createPostgresDb } from '../../src/store/postgres.js';
-import { createRedis, type Redis } from '../../src/store/redis.js';
+import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { appError } from '../helpers/appError.js';
 import {
   createSchema,
@@ -458,7 +458,7 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
 
     beforeAll(async () => {
       redis = createRedis(inject('redisUrl'));
-      await redis.connect();
+      await whenReady(redis, 5000);
     });
     afterAll(() => {
       redis?.disconnect();

@@ -24,7 +24,7 @@ import { type DeliveryOutcome, WebhookService } from '../../src/services/webhook
 import { type Resolver, resolveTarget, systemResolver } from '../../src/services/webhookTransport.js';
 import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
-import { createRedis, type Redis } from '../../src/store/redis.js';
+import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { insertDelivery, type WebhookDelivery } from '../../src/store/webhookRepository.js';
 import { appError } from '../helpers/appError.js';
 import { testDatabases } from '../helpers/databases.js';
@@ -75,7 +75,8 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
 
   beforeAll(async () => {
     db = await open();
-    redis = createRedis(inject('redisUrl'), { maxRetriesPerRequest: null, lazyConnect: false });
+    redis = createRedis(inject('redisUrl'), 'producer');
+    await whenReady(redis, 5000);
     jobs = new JobQueue(redis, prefix, logger);
     inspect = new Queue('webhook', { connection: redis, prefix });
     receiver = await startReceiver();

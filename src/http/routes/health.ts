@@ -6,7 +6,11 @@ export interface ReadinessCheck {
   check(): Promise<void>;
 }
 
-const CHECK_TIMEOUT_MS = 2000;
+/**
+ * Under the 1 s a Kubernetes probe waits by default, so a hung dependency reads as "not ready"
+ * rather than as a probe timeout.
+ */
+const CHECK_TIMEOUT_MS = 900;
 
 function withTimeout(p: Promise<void>): Promise<void> {
   return Promise.race([

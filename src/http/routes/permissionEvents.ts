@@ -14,6 +14,8 @@ export interface EventStreamDeps {
   read(): Promise<{ permission: Permission; token?: string }>;
   arm(timeoutMs: number, signal: AbortSignal): { wait: Promise<'changed' | 'timeout'>; cancel(): void };
   toEvent(permission: Permission, token?: string): Record<string, unknown>;
+  /** Aborted when the server shuts down: the stream ends (the client reconnects elsewhere). */
+  closing: AbortSignal;
   reply: FastifyReply;
   requestId: string;
 }
@@ -21,7 +23,7 @@ export interface EventStreamDeps {
 /**
  * Streams a permission as Server-Sent Events: its state now, then one `status` event per change
  * (decision, quorum vote, use, revoke, expiry), a comment every 15 s to keep proxies from
- * closing the stream, and the end of the stream once the state is final. The first read
+ * closing the stream (and a fresh read then, in case a wake-up was lost with Redis), and the end of the stream once the state is final. The first read
  * happens before the stream opens, so an unknown id is a normal JSON 404.
  */
 export async function streamPermissionEvents(deps: EventStreamDeps): Promise<void> {
@@ -50,14 +52,13 @@ export async function streamPermissionEvents(deps: EventStreamDeps): Promise<voi
   };
   send(current);
   let signature = stateSignature(current.permission);
-  while (!FINAL.has(current.permission.status) && !closed.signal.aborted) {
+  const ended = () => closed.signal.aborted || deps.closing.aborted;
+  while (!FINAL.has(current.permission.status) && !ended()) {
     const how = await armed.wait;
-    if (closed.signal.aborted) break;
+    if (ended()) break;
     armed = deps.arm(KEEPALIVE_MS, closed.signal);
-    if (how === 'timeout') {
-      raw.write(': keepalive\n\n');
-      continue;
-    }
+    // The keepalive also re-reads: a wake-up lost with Redis (an outage) costs at most 15 s.
+    if (how === 'timeout') raw.write(': keepalive\n\n');
     current = await deps.read();
     const next = stateSignature(current.permission);
     if (next !== signature || current.token) send(current);

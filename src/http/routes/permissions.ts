@@ -173,7 +173,8 @@ export function registerPermissionRoutes(
         // Arm before reading, so a decision landing between the read and the wait wakes us.
         const armed = waiters.arm(params.id, Math.max(0, deadline - Date.now()), closed.signal);
         const { permission, token } = await permissions.get(who, params.id, origin);
-        if (permission.status !== 'pending' || Date.now() >= deadline || closed.signal.aborted) {
+        const stop = closed.signal.aborted || waiters.closing.aborted;
+        if (permission.status !== 'pending' || Date.now() >= deadline || stop) {
           armed.cancel();
           return {
             data: permissionDto(permission, token),
@@ -196,6 +197,7 @@ export function registerPermissionRoutes(
       await streamPermissionEvents({
         read: () => permissions.get(who, params.id, origin),
         arm: (timeoutMs, signal) => waiters.arm(params.id, timeoutMs, signal),
+        closing: waiters.closing,
         toEvent: permissionDto,
         reply,
         requestId: request.id,
