@@ -124,15 +124,7 @@ describe.each(testDatabases())('erasure on $name', (database) => {
       approver: { ...APPROVER, userName: `bob (for ${SUBJECT})` },
       origin: { actor: APPROVER },
     });
-    await delivery(
-      'msg_pendingAda0000000000000',
-      permission.id,
-      'pending',
-      `https://hooks.example.com/agent?user=${SUBJECT}`,
-      {
-        data: { resource: `mailto:${SUBJECT}` },
-      },
-    );
+    // The denial's own delivery (written with the decision) is pending to her URL.
     await delivery(
       'msg_deliveredAda00000000000',
       permission.id,
@@ -215,12 +207,12 @@ describe.each(testDatabases())('erasure on $name', (database) => {
     });
     expect(row.decidedBy).toMatchObject({ userId: 'U0BOB', userName: '[redacted]' });
     // A pending delivery to an address naming her is dead; a delivered one keeps its target.
-    const { rows: deliveries } = await db.query<{ id: string; status: string; url: string }>(
-      'SELECT id, status, url FROM webhook_deliveries ORDER BY id',
+    const { rows: deliveries } = await db.query<{ event_type: string; status: string; url: string }>(
+      'SELECT event_type, status, url FROM webhook_deliveries ORDER BY status',
     );
     expect(deliveries).toEqual([
-      { id: 'msg_deliveredAda00000000000', status: 'delivered', url: 'https://hooks.example.com/other' },
-      { id: 'msg_pendingAda0000000000000', status: 'dead', url: '[redacted]' },
+      { event_type: 'permission.denied', status: 'dead', url: '[redacted]' },
+      { event_type: 'permission.approved', status: 'delivered', url: 'https://hooks.example.com/other' },
     ]);
     // The posted message is marked for a re-render, and listeners are told after the commit.
     const { rows: chat } = await db.query<{ rendered_state: string | null }>(
