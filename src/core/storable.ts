@@ -24,9 +24,8 @@ const UNSTORABLE_CHAR = /[\u0000\ud800-\udfff]/u;
 
 /** Why this string cannot be stored, or null when it can. */
 export function textProblem(text: string): string | null {
-  const match = UNSTORABLE_CHAR.exec(text);
-  if (match === null) return null;
-  return match[0] === '\u0000'
+  if (!UNSTORABLE_CHAR.test(text)) return null;
+  return text.includes('\u0000')
     ? 'must not contain the NUL character (\\u0000)'
     : 'must be valid Unicode (it contains a lone surrogate such as \\ud800)';
 }
@@ -57,39 +56,57 @@ function pathOf(frame: Frame): (string | number)[] {
 
 /**
  * The first string (value or object key) that cannot be stored, or container nested deeper than
- * `maxDepth`, in a parsed JSON-like value; null when it is all storable. Iterative, so a value
- * nested any depth cannot overflow the stack here; it stops at the first problem.
+ * `maxDepth`, in a parsed JSON-like value; null when it is all storable. Iterative (only
+ * containers go on the stack, strings are checked where they are met), so a value nested any
+ * depth cannot overflow the stack here; it stops at the first problem.
  */
 export function findUnstorable(value: unknown, maxDepth: number = MAX_JSON_DEPTH): UnstorableValue | null {
-  const stack: Frame[] = [{ value, depth: 0, parent: null, key: null }];
+  const stack: Frame[] = [];
+  const atRoot = visit(value, null, null, stack, maxDepth);
+  if (atRoot !== null) return atRoot;
   for (let frame = stack.pop(); frame !== undefined; frame = stack.pop()) {
     const v = frame.value;
-    if (typeof v === 'string') {
-      const problem = textProblem(v);
-      if (problem !== null) return { path: pathOf(frame), problem };
-      continue;
-    }
-    if (v === null || typeof v !== 'object') continue;
-    const depth = frame.depth + 1;
-    if (depth > maxDepth) {
-      return { path: pathOf(frame), problem: `must not be nested deeper than ${maxDepth} levels` };
-    }
     if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i], depth, parent: frame, key: i });
+      for (let i = 0; i < v.length; i++) {
+        const found = visit(v[i], i, frame, stack, maxDepth);
+        if (found !== null) return found;
+      }
       continue;
     }
-    const keys = Object.keys(v);
-    for (let i = keys.length - 1; i >= 0; i--) {
-      const key = keys[i] as string;
+    const record = v as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
       const problem = textProblem(key);
-      if (problem !== null) {
-        return { path: [...pathOf(frame), printable(key)], problem: `key ${problem}` };
-      }
-      stack.push({ value: (v as Record<string, unknown>)[key], depth, parent: frame, key });
+      if (problem !== null) return { path: [...pathOf(frame), printable(key)], problem: `key ${problem}` };
+      const found = visit(record[key], key, frame, stack, maxDepth);
+      if (found !== null) return found;
     }
   }
   return null;
 }
+
+/** Checks a string where it is met; queues a container, unless it is one level too deep. */
+function visit(
+  value: unknown,
+  key: string | number | null,
+  parent: Frame | null,
+  stack: Frame[],
+  maxDepth: number,
+): UnstorableValue | null {
+  if (typeof value === 'string') {
+    const problem = textProblem(value);
+    return problem === null ? null : { path: childPath(parent, key), problem };
+  }
+  if (value === null || typeof value !== 'object') return null;
+  const depth = (parent?.depth ?? 0) + 1;
+  if (depth > maxDepth) {
+    return { path: childPath(parent, key), problem: `must not be nested deeper than ${maxDepth} levels` };
+  }
+  stack.push({ value, depth, parent, key });
+  return null;
+}
+
+const childPath = (parent: Frame | null, key: string | number | null): (string | number)[] =>
+  parent === null || key === null ? [] : [...pathOf(parent), key];
 
 /** `context.items[2].name`: how request paths read in messages (the same as zod issue paths joined). */
 export function formatValuePath(path: readonly (string | number)[]): string {
