@@ -51,6 +51,8 @@ export const ALL_ROLES: readonly Role[] = ['api', 'worker', 'bot'];
 export interface Running {
   config: Config;
   logger: Logger;
+  /** The system of record, for in-process tests that check what was stored. */
+  db: Db;
   app: FastifyInstance | null;
   url: string | null;
   stop(): Promise<void>;
@@ -457,7 +459,7 @@ export async function startService(
     })();
     return stopping;
   };
-  return { config, logger, app, url, stop };
+  return { config, logger, db, app, url, stop };
 }
 
 /** Loads the configuration, or prints what is wrong with it and exits. */

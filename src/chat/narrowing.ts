@@ -9,7 +9,9 @@
  */
 import { sha256Hex } from '../core/credentials.js';
 import { AppError } from '../core/errors.js';
+import { REASON_MAX_CHARS } from '../core/limits.js';
 import { applyModifications, describeScope, parseScopeKey, type Scope } from '../core/scope/index.js';
+import { textProblem } from '../core/storable.js';
 import type { NarrowingForm } from './card.js';
 import { truncate } from './text.js';
 
@@ -17,8 +19,8 @@ import { truncate } from './text.js';
 export const REASON_FIELD = 'reason';
 /** Error key for problems that belong to no single input. */
 export const FORM_FIELD = '_form';
-/** Longest reason an approver may give. */
-export const REASON_MAX_CHARS = 2000;
+/** Longest reason an approver may give (the same bound as the API's). */
+export { REASON_MAX_CHARS };
 
 /** What a modal submitted. A key left out means "unchanged" (e.g. a modal that could not show it). */
 export interface NarrowingInput {
@@ -214,6 +216,8 @@ export function modificationsFromForm(scope: Scope, input: NarrowingInput): Narr
     const text = String(input.reason).trim();
     if (text.length > REASON_MAX_CHARS) {
       addError(errors, REASON_FIELD, `At most ${REASON_MAX_CHARS} characters (got ${text.length})`);
+    } else if (textProblem(text) !== null) {
+      addError(errors, REASON_FIELD, 'Remove the control or invalid characters');
     } else if (text !== '') reason = text;
   }
 

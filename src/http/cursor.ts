@@ -1,8 +1,13 @@
 import { AppError } from '../core/errors.js';
+import { isStorableDate, textProblem } from '../core/storable.js';
+
+/** Ids are short (`perm_` + 22 characters); a longer one in a cursor was not made by us. */
+const CURSOR_ID_MAX_CHARS = 100;
 
 /**
  * Opaque keyset cursors over (createdAt, id), shared by every list endpoint: stable under
- * concurrent inserts, and a tampered cursor is a clean 400, never a query error.
+ * concurrent inserts, and a tampered cursor is a clean 400, never a query error: the date must
+ * be one Postgres holds, the id a short storable string.
  */
 export function encodeCursor(row: { createdAt: Date; id: string }): string {
   return Buffer.from(JSON.stringify([row.createdAt.toISOString(), row.id])).toString('base64url');
@@ -10,12 +15,21 @@ export function encodeCursor(row: { createdAt: Date; id: string }): string {
 
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } {
   try {
-    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [string, string];
+    const [createdAt, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [
+      unknown,
+      unknown,
+    ];
+    if (typeof createdAt !== 'string' || typeof id !== 'string') throw new Error('bad cursor');
     const date = new Date(createdAt);
-    if (typeof id !== 'string' || Number.isNaN(date.getTime())) throw new Error('bad cursor');
+    if (!isStorableDate(date)) throw new Error('bad cursor date');
+    if (id.length > CURSOR_ID_MAX_CHARS || textProblem(id) !== null) throw new Error('bad cursor id');
     return { createdAt: date, id };
   } catch {
-    throw new AppError('VALIDATION_ERROR', 'Invalid cursor');
+    const message = 'must be the nextCursor of an earlier page';
+    throw new AppError('VALIDATION_ERROR', `Invalid request: cursor: ${message}`, {
+      path: 'cursor',
+      issues: [{ path: 'cursor', message }],
+    });
   }
 }
 

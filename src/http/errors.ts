@@ -60,6 +60,11 @@ function fromFrameworkError(err: FastifyError): AppError | null {
       return new AppError('INVALID_JSON', 'The body is empty but Content-Type is application/json');
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new AppError('VALIDATION_ERROR', 'Content-Length does not match the body');
+    // Routing errors, answered through the frameworkErrors option of buildServer.
+    case 'FST_ERR_BAD_URL':
+      return new AppError('VALIDATION_ERROR', 'The URL path is not valid percent-encoded UTF-8');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new AppError('VALIDATION_ERROR', 'A path parameter is longer than 100 characters');
     default:
       break;
   }

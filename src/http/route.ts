@@ -2,6 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Actor } from '../core/audit/index.js';
 import { AppError } from '../core/errors.js';
+import { IP_MAX_CHARS, USER_AGENT_MAX_CHARS } from '../core/limits.js';
+import { assertStorable } from '../core/storable.js';
 import type { RequestOrigin } from '../services/agents.js';
 import type { AuthService, Principal } from '../services/auth.js';
 import type { Agent } from '../store/agentRepository.js';
@@ -51,8 +53,15 @@ export interface RouteDefinition<
 /** Collected as routes are registered; /openapi.json is generated from it. */
 export type RouteRegistry = RouteDefinition<Schema | undefined, Schema | undefined, Schema | undefined>[];
 
+/**
+ * The one boundary check every route gets: before its schema, input that no column can hold (a
+ * NUL, a lone surrogate, in a value or a key, or JSON nested too deep for the recursive code
+ * after it) is a 400 naming the path, never a query error. Input a route declares no schema for
+ * is not read, so it is not checked either.
+ */
 function parse<S extends Schema | undefined>(schema: S | undefined, value: unknown): Out<S> {
   if (!schema) return undefined as Out<S>;
+  assertStorable(value);
   const result = schema.safeParse(value ?? {});
   if (!result.success) throw zodToAppError(result.error);
   return result.data as Out<S>;
@@ -106,8 +115,9 @@ export function makeRouter(app: FastifyInstance, auth: AuthService, registry: Ro
         const body = parse<B>(def.body, request.body);
         const origin: RequestOrigin = {
           actor: actorFor(principal),
-          ip: request.ip,
-          userAgent: request.headers['user-agent'] ?? null,
+          // Kept in audit rows: cut to a documented size (a trusted proxy passes on any X-Forwarded-For).
+          ip: request.ip.slice(0, IP_MAX_CHARS),
+          userAgent: request.headers['user-agent']?.slice(0, USER_AGENT_MAX_CHARS) ?? null,
         };
         const result = await def.handler({ body, query, params, principal, request, reply, origin });
         if (result === null) return reply;

@@ -51,6 +51,11 @@ export function buildServer(deps: HttpDeps): FastifyInstance {
       return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : `req_${randomUUID()}`;
     },
     ...(https ? { https } : {}),
+    // A path that cannot be decoded or routed gets the same error envelope as every other 4xx.
+    frameworkErrors: (err, request, reply) => {
+      reply.header('x-request-id', request.id);
+      return sendError(request, reply, err);
+    },
   }) as unknown as FastifyInstance;
 
   app.addHook('onRequest', async (request, reply) => {

@@ -11,6 +11,7 @@ import type { Clock } from '../core/clock.js';
 import { constantTimeEqualHex } from '../core/credentials.js';
 import { AppError } from '../core/errors.js';
 import { isId, newId } from '../core/ids.js';
+import { REASON_MAX_CHARS } from '../core/limits.js';
 import {
   type ApprovalRecord,
   assertSameRequest,
@@ -31,6 +32,7 @@ import {
   type ScopeViolation,
   validateScope,
 } from '../core/scope/index.js';
+import { assertStorable } from '../core/storable.js';
 import { hashToken, isTokenShape, newToken } from '../core/token.js';
 import { type NewWebhookDelivery, permissionDelivery } from '../core/webhook.js';
 import { assertWebhookTargetAllowed } from '../core/webhookTarget.js';
@@ -448,6 +450,7 @@ export class PermissionService {
     origin: RequestOrigin,
     reason?: string,
   ): Promise<Permission> {
+    checkReason(reason);
     const permission = await this.find(principal, id);
     if (permission.status === 'revoked') return permission;
     const revoked = await this.db.transaction(async (tx) => {
@@ -521,6 +524,9 @@ export class PermissionService {
    */
   async decide(input: DecideInput): Promise<DecideOutcome> {
     const id = checkPermissionId(input.permissionId);
+    checkReason(input.reason);
+    assertStorable(input.scopeModifications, 'scopeModifications');
+    assertStorable(input.approver, 'approver');
     const now = this.clock.now();
     const links = this.settings.approverLinks ?? NO_LINKS;
     // One person, one vote: the key ignores the workspace/guild and follows the person's links.
@@ -824,6 +830,19 @@ function scopeViolation(violations: ScopeViolation[]): AppError | null {
 
 function keysOf(violations: ScopeViolation[] | undefined): string[] | null {
   return violations ? violations.map((v) => v.key) : null;
+}
+
+/** Reasons come from chat forms as well as the API: one bound and one character check for both. */
+function checkReason(reason: string | undefined): void {
+  if (reason === undefined) return;
+  if (reason.length > REASON_MAX_CHARS) {
+    const message = `must be at most ${REASON_MAX_CHARS} characters`;
+    throw new AppError('VALIDATION_ERROR', `Invalid request: reason: ${message}`, {
+      path: 'reason',
+      issues: [{ path: 'reason', message }],
+    });
+  }
+  assertStorable(reason, 'reason');
 }
 
 function validateScopeAt(scope: unknown, prefix: string): asserts scope is Record<string, unknown> {

@@ -413,7 +413,8 @@ export class PolicyService {
  * templates against the scope vocabulary, then compiles it. Paths name `policies[i]…`.
  */
 function prepareSet(definitions: readonly PolicyDefinition[]): CompiledPolicySet {
-  const parsed = parsePolicySet(definitions);
+  // Stored rows as they are; what is new in the set was parsed as authored input before.
+  const parsed = parsePolicySet(definitions, 'stored');
   parsed.forEach((policy, index) => {
     checkScopeTemplate(policy, `policies[${index}]`);
   });
@@ -529,7 +530,10 @@ function sameDefinitions(current: readonly PolicyRecord[], parsed: readonly Poli
   if (current.length !== parsed.length) return false;
   let stored: PolicyDefinition[];
   try {
-    stored = parsePolicySet(current.map((r) => r.definition));
+    stored = parsePolicySet(
+      current.map((r) => r.definition),
+      'stored',
+    );
   } catch {
     return false;
   }

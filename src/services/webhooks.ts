@@ -1,5 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
+import { printable } from '../core/storable.js';
 import {
   type AlertChange,
   alertWebhookPayload,
@@ -214,7 +215,9 @@ export class WebhookService {
     try {
       const res = await postToAddress(target.url, target.address, headers, body, this.timeoutMs);
       if (res.status >= 200 && res.status < 300) return { ok: true, status: res.status };
-      const snippet = res.bodySnippet.replace(/\s+/g, ' ').trim().slice(0, 200);
+      // The receiver chooses these bytes: a NUL, or a character cut in half at 200, would make
+      // the attempt impossible to record (text and jsonb refuse them), so they become U+FFFD.
+      const snippet = printable(res.bodySnippet.replace(/\s+/g, ' ').trim().slice(0, 200));
       return {
         ok: false,
         permanent: false,

@@ -140,6 +140,48 @@ describe.each(databases)('the built server on %s', (database) => {
         400,
         'INVALID_JSON',
       ],
+      [
+        'a NUL in a string (Postgres text cannot hold it)',
+        () => api('POST', '/api/v1/agents', adminToken, { name: 'a\u0000b' }),
+        400,
+        'VALIDATION_ERROR',
+      ],
+      [
+        'JSON nested 10 000 levels deep',
+        () =>
+          api(
+            'POST',
+            '/api/v1/agents',
+            adminToken,
+            `{"name":"a","metadata":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`,
+          ),
+        400,
+        'VALIDATION_ERROR',
+      ],
+      [
+        'an audit export with a NUL filter (refused before any 200)',
+        () => api('GET', '/api/v1/audit/export?agent_id=%00', adminToken),
+        400,
+        'VALIDATION_ERROR',
+      ],
+      [
+        'a date JavaScript holds and Postgres does not',
+        () => api('GET', '/api/v1/audit?start_date=-271821-04-20', adminToken),
+        400,
+        'VALIDATION_ERROR',
+      ],
+      [
+        'a path that is not UTF-8',
+        () => api('GET', '/api/v1/agents/a%ED%A0%80', adminToken),
+        400,
+        'VALIDATION_ERROR',
+      ],
+      [
+        'a path parameter over 100 characters',
+        () => api('GET', `/api/v1/agents/${'a'.repeat(101)}`, adminToken),
+        400,
+        'VALIDATION_ERROR',
+      ],
       ['no API key', () => api('GET', '/api/v1/agents', undefined), 401, 'MISSING_API_KEY'],
       ['a junk API key', () => api('GET', '/api/v1/agents', 'nonsense'), 401, 'INVALID_API_KEY'],
       ['an unknown route', () => api('GET', '/api/v1/nothing-here', adminToken), 404, 'NOT_FOUND'],

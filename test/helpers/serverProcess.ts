@@ -75,7 +75,11 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
 
   const url = await new Promise<string>((resolve, reject) => {
     // Generous: a fresh PGlite database takes 5–20 s to create on a busy 2-core CI machine.
-    const timer = setTimeout(() => reject(new Error(`server did not start in 90 s:\n${output}`)), 90_000);
+    // A server that did not start is stopped: the test that gave up on it cannot stop it later.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start in 90 s:\n${output}`));
+    }, 90_000);
     const onData = () => {
       // A role without the HTTP API logs `"url":null`.
       const match = /"url":(?:"(https?:\/\/[^"]+)"|null),"msg":"listening"/.exec(output);

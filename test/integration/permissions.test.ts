@@ -598,6 +598,37 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
         'ALREADY_DECIDED',
       );
     });
+
+    it('a reason Postgres cannot store, or longer than 2000 characters, is VALIDATION_ERROR from any channel, and nothing is decided', async () => {
+      // The service is where Slack and Discord forms reach decide, past any HTTP validation.
+      const p = await pending();
+      for (const reason of ['fine\u0000', 'ok \ud800', 'x'.repeat(2001)]) {
+        const err = await appError(h.decide(p.id, bobOnSlack, true, { reason }));
+        expect(err.code).toBe('VALIDATION_ERROR');
+        expect(detailsOf(err).path).toBe('reason');
+      }
+      const err = await appError(h.decide(p.id, alice, false, { scopeModifications: { ['k\u0000']: 1 } }));
+      expect(detailsOf(err).path).toBe('scopeModifications.k\ufffd');
+      expect((await h.current(p.id)).status).toBe('pending');
+      expect(await h.trail(p.id)).toEqual(['request:agent']);
+
+      const { permission: approved } = await grant();
+      const revoke = await appError(
+        h.permissions.revoke({ agent }, approved.id, h.origin(agent), 'no\u0000'),
+      );
+      expect(detailsOf(revoke).path).toBe('reason');
+      expect((await h.current(approved.id)).status).toBe('approved');
+    });
+
+    it('max_uses beyond the 32-bit column is VALIDATION_ERROR naming scope.max_uses, and nothing is stored', async () => {
+      const before = (await db.query('SELECT id FROM permissions')).rows.length;
+      const err = await appError(h.request(agent, { scope: { max_uses: 2 ** 31 } }));
+      expect(err.code).toBe('VALIDATION_ERROR');
+      expect(detailsOf(err).path).toBe('scope.max_uses');
+      expect((await db.query('SELECT id FROM permissions')).rows.length).toBe(before);
+      const { permission } = await grant({ max_uses: 2 ** 31 - 1 });
+      expect(permission.usesRemaining).toBe(2 ** 31 - 1);
+    });
   });
 
   describe('use', () => {

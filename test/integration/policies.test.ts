@@ -392,6 +392,46 @@ describe.each(testDatabases())('PolicyService on $name', (database) => {
     expect(cold.evaluate(request())).toMatchObject({ decision: 'deny', policy: null });
   });
 
+  it('a policy stored before the size limits still loads and decides; changing it needs it within them', async () => {
+    const longName = 'n'.repeat(300);
+    await db.query(`INSERT INTO policies (id, name, definition, position) VALUES ($1, $2, $3::jsonb, 0)`, [
+      'pol_OversizedOversizedOver',
+      longName,
+      JSON.stringify({
+        name: longName,
+        priority: 5,
+        enabled: true,
+        conditions: { action: 'payment.*' },
+        action: 'deny',
+        reason: 'r'.repeat(5000),
+      }),
+    ]);
+    await policies.load();
+    expect(policies.evaluate(request())).toMatchObject({ decision: 'deny', policy: { name: longName } });
+    // Another policy can still be added next to it; the old one is changed only into a valid one.
+    await policies.create({ ...denyDelete }, operator);
+    const error = await rejection(policies.update('pol_OversizedOversizedOver', { priority: 6 }, operator));
+    expect(error.details.path).toBe('name');
+    const fixed = await policies.update(
+      'pol_OversizedOversizedOver',
+      { name: 'short', reason: null },
+      operator,
+    );
+    expect(fixed.name).toBe('short');
+  });
+
+  it('POLICIES_FILE: a string Postgres cannot store or an over-long name is INVALID_POLICY, nothing stored', async () => {
+    for (const name of ['"bad\\0name"', 'n'.repeat(201)]) {
+      const file = policyFile(
+        `policies:\n  - name: ${name}\n    conditions: { action: x }\n    action: deny\n`,
+      );
+      const error = await rejection(policies.loadFile(file));
+      expect(error.code).toBe('INVALID_POLICY');
+      expect(error.details.path).toBe('policies[0].name');
+    }
+    expect(await policies.list()).toEqual([]);
+  });
+
   it('test() gives the decision, narrowed scope and ttl without storing anything', async () => {
     const agents = new AgentService(db, audit, clock);
     const { agent } = await agents.create({ name: 'billing-bot' }, operator);

@@ -1,5 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Queue } from 'bullmq';
@@ -577,6 +579,33 @@ describe.each(testDatabases())('webhooks on $name', ({ open }) => {
       [agent.id],
     );
     expect(replays.rows).toHaveLength(2);
+  });
+
+  it("stores a receiver's error answer it cannot hold as text (NUL, a character cut in half) readably, and dead-letters it", async () => {
+    // The snippet is cut at 200 characters: an emoji there leaves half a surrogate pair.
+    const hostile = createServer((_req, res) => {
+      res.statusCode = 500;
+      res.end(`bad\u0000answer ${'x'.repeat(188)}😀 tail`);
+    });
+    await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+    try {
+      const h = harness({ queue: true });
+      const { agent } = await h.newAgent(`http://127.0.0.1:${(hostile.address() as AddressInfo).port}/hook`);
+      await h.request(agent);
+      const [delivery] = await h.settle();
+      let outcome = await h.webhooks.deliver(delivery?.id as string);
+      expect(outcome.outcome).toBe('retry');
+      expect((outcome as Extract<DeliveryOutcome, { outcome: 'retry' }>).delivery.lastError).toMatch(
+        /^HTTP 500: bad\ufffdanswer x+\ufffd$/,
+      );
+      while (outcome.outcome === 'retry') {
+        h.advance(outcome.delayMs);
+        outcome = await h.webhooks.deliver(delivery?.id as string);
+      }
+      expect(outcome.outcome).toBe('dead');
+    } finally {
+      await new Promise<void>((resolve) => hostile.close(() => resolve()));
+    }
   });
 
   it('lets the reconciler re-queue pending deliveries whose job was lost', async () => {

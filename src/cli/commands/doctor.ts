@@ -163,9 +163,10 @@ async function loadPolicies(
         if (p.action !== 'deny' || p.enabled === false || (p.agent as { id?: unknown } | null)?.id) continue;
         try {
           defs.push(
-            ...parsePolicySet([
-              { name: p.name, priority: p.priority, action: 'deny', conditions: p.conditions },
-            ]),
+            ...parsePolicySet(
+              [{ name: p.name, priority: p.priority, action: 'deny', conditions: p.conditions }],
+              'stored',
+            ),
           );
         } catch {
           // A policy this version cannot read does not count as a deny.

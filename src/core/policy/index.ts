@@ -4,7 +4,12 @@ export { evaluate } from './evaluate.js';
 export { compileGlob, isGlob } from './glob.js';
 export type { PolicyIssue } from './invalid.js';
 export { formatPath, parsePolicyDocument, parsePolicySet } from './parse.js';
-export { type PolicyDefinitionInput, policyDefinitionSchema } from './schema.js';
+export {
+  type PolicyDefinitionInput,
+  type PolicyParseMode,
+  policyDefinitionSchema,
+  storedPolicyDefinitionSchema,
+} from './schema.js';
 export {
   type ApprovalSettings,
   type ConditionOperators,

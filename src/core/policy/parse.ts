@@ -1,19 +1,32 @@
 import YAML from 'yaml';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { findUnstorable } from '../storable.js';
 import { invalidPolicy, type PolicyIssue } from './invalid.js';
-import { policyDefinitionSchema } from './schema.js';
+import { type PolicyParseMode, policyDefinitionSchema, storedPolicyDefinitionSchema } from './schema.js';
 import type { PolicyDefinition } from './types.js';
 
-const policyListSchema = z.array(policyDefinitionSchema);
+const listSchema = {
+  authored: z.array(policyDefinitionSchema),
+  stored: z.array(storedPolicyDefinitionSchema),
+} as const;
 
 /**
  * Validates and normalises a policy set: a list of policies, or `{ policies: [...] }`.
  * Throws AppError('INVALID_POLICY', …, { path, issues }) naming the first offending path.
+ * `stored` re-reads rows the database already holds: without the size limits of authored input.
  */
-export function parsePolicySet(input: unknown): PolicyDefinition[] {
+export function parsePolicySet(input: unknown, mode: PolicyParseMode = 'authored'): PolicyDefinition[] {
   const list = extractPolicyList(input);
-  const result = policyListSchema.safeParse(list);
+  if (mode === 'authored') {
+    // Before zod: its JSON checks recurse, and a NUL or lone surrogate would only fail in Postgres.
+    const unstorable = findUnstorable(list);
+    if (unstorable !== null) {
+      const path = formatPath(['policies', ...unstorable.path]);
+      throw invalidPolicy([{ path, message: unstorable.problem }]);
+    }
+  }
+  const result = listSchema[mode].safeParse(list);
   if (!result.success) throw invalidPolicy(result.error.issues.flatMap((i) => flattenIssue(i, ['policies'])));
   const duplicates = findDuplicates(result.data);
   if (duplicates.length > 0) throw invalidPolicy(duplicates);

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jsonLengthAtMost, POLICY_LIMITS as LIMIT } from '../limits.js';
 import { patternError } from '../regex.js';
 import { dualCaseObject } from './dual-case.js';
 import { fieldPathProblem } from './field-path.js';
@@ -67,49 +68,81 @@ const conditionsSchema = z
   })
   .pipe(z.record(z.string(), conditionSchema));
 
-const approvalSchema = dualCaseObject({
-  channels: z.array(z.string().min(1)).optional(),
-  approvers: z.array(z.string().min(1)).optional(),
-  quorum: z.int().min(1).optional(),
-  remindAfter: z.int().positive().optional(),
-  escalateAfter: z.int().positive().optional(),
-  escalateTo: z.array(z.string().min(1)).optional(),
-}).transform((approval): ApprovalSettings => approval);
+/**
+ * Size limits (README "Limits") apply to what is authored: a policy sent to the API or read
+ * from POLICIES_FILE. Rows already stored are read back without them, so a policy saved before
+ * a limit existed still loads (and must be brought within the limits when it is next changed).
+ */
+export type PolicyParseMode = 'authored' | 'stored';
+
+const text = (mode: PolicyParseMode, max: number) => (mode === 'authored' ? z.string().max(max) : z.string());
+const int = (mode: PolicyParseMode, max: number) => (mode === 'authored' ? z.int().max(max) : z.int());
+
+/** A size bound on a whole JSON value, checked before the (recursive) per-entry validation. */
+function jsonAtMost<S extends z.ZodType>(mode: PolicyParseMode, max: number, schema: S) {
+  if (mode === 'stored') return schema;
+  return z
+    .unknown()
+    .refine((value) => jsonLengthAtMost(value, max), {
+      message: `must be at most ${Math.round(max / 1024)} KiB as JSON`,
+      abort: true,
+    })
+    .pipe(schema);
+}
+
+function approvalSchemaFor(mode: PolicyParseMode) {
+  const entry = text(mode, LIMIT.approvalEntry).min(1);
+  const list = mode === 'authored' ? z.array(entry).max(LIMIT.approvalListEntries) : z.array(entry);
+  const delay = int(mode, LIMIT.approvalDelaySeconds).positive();
+  return dualCaseObject({
+    channels: list.optional(),
+    approvers: list.optional(),
+    quorum: int(mode, LIMIT.quorum).min(1).optional(),
+    remindAfter: delay.optional(),
+    escalateAfter: delay.optional(),
+    escalateTo: list.optional(),
+  }).transform((approval): ApprovalSettings => approval);
+}
 
 /**
  * One policy as authored (YAML/JSON, snake_case or camelCase). The output is the normalised
  * {@link PolicyDefinition}. Optional fields also accept null, as stored rows carry them.
  */
-export const policyDefinitionSchema = dualCaseObject({
-  id: z.string().min(1).nullish(),
-  name: z.string().trim().min(1),
-  description: z.string().nullish(),
-  priority: z.number().optional(),
-  agent: z.string().min(1).nullish(),
-  enabled: z.boolean().optional(),
-  conditions: conditionsSchema,
-  action: z.enum(POLICY_ACTIONS),
-  scopeTemplate: z.record(z.string(), z.json()).nullish(),
-  ttl: z.int().positive().nullish(),
-  reason: z.string().nullish(),
-  approval: approvalSchema.nullish(),
-}).transform((p): PolicyDefinition => {
-  const policy: PolicyDefinition = {
-    name: p.name,
-    priority: p.priority ?? 0,
-    enabled: p.enabled ?? true,
-    conditions: p.conditions,
-    action: p.action,
-  };
-  // Absent and null both become "not set", so stored and authored policies compare equal.
-  if (p.id != null) policy.id = p.id;
-  if (p.description != null) policy.description = p.description;
-  if (p.agent != null) policy.agent = p.agent;
-  if (p.scopeTemplate != null) policy.scopeTemplate = p.scopeTemplate;
-  if (p.ttl != null) policy.ttl = p.ttl;
-  if (p.reason != null) policy.reason = p.reason;
-  if (p.approval != null) policy.approval = p.approval;
-  return policy;
-});
+function policyDefinitionSchemaFor(mode: PolicyParseMode) {
+  return dualCaseObject({
+    id: text(mode, LIMIT.id).min(1).nullish(),
+    name: text(mode, LIMIT.name).trim().min(1),
+    description: text(mode, LIMIT.description).nullish(),
+    priority: z.number().optional(),
+    agent: text(mode, LIMIT.agent).min(1).nullish(),
+    enabled: z.boolean().optional(),
+    conditions: jsonAtMost(mode, LIMIT.conditionsJson, conditionsSchema),
+    action: z.enum(POLICY_ACTIONS),
+    scopeTemplate: jsonAtMost(mode, LIMIT.scopeTemplateJson, z.record(z.string(), z.json())).nullish(),
+    ttl: z.int().positive().nullish(),
+    reason: text(mode, LIMIT.reason).nullish(),
+    approval: approvalSchemaFor(mode).nullish(),
+  }).transform((p): PolicyDefinition => {
+    const policy: PolicyDefinition = {
+      name: p.name,
+      priority: p.priority ?? 0,
+      enabled: p.enabled ?? true,
+      conditions: p.conditions,
+      action: p.action,
+    };
+    // Absent and null both become "not set", so stored and authored policies compare equal.
+    if (p.id != null) policy.id = p.id;
+    if (p.description != null) policy.description = p.description;
+    if (p.agent != null) policy.agent = p.agent;
+    if (p.scopeTemplate != null) policy.scopeTemplate = p.scopeTemplate;
+    if (p.ttl != null) policy.ttl = p.ttl;
+    if (p.reason != null) policy.reason = p.reason;
+    if (p.approval != null) policy.approval = p.approval;
+    return policy;
+  });
+}
+
+export const policyDefinitionSchema = policyDefinitionSchemaFor('authored');
+export const storedPolicyDefinitionSchema = policyDefinitionSchemaFor('stored');
 
 export type PolicyDefinitionInput = z.input<typeof policyDefinitionSchema>;

@@ -4,6 +4,7 @@
  */
 import { AppError } from '../errors.js';
 import { MAX_SCOPE_PATTERN_PROGRAM, patternError, patternSources, programSize } from '../regex.js';
+import { MAX_INT32 } from '../storable.js';
 import { isRecord } from './object.js';
 import { canonicalTimeZone, parseDays, parseHours } from './time.js';
 import type { Scope } from './types.js';
@@ -15,8 +16,9 @@ const invalid = (path: string, problem: string): AppError =>
 export const isCap = (value: unknown): value is number =>
   typeof value === 'number' && Number.isFinite(value) && value >= 0;
 
+/** Uses are counted in 32-bit integer columns (max_uses, uses_remaining). */
 export const isUseCount = (value: unknown): value is number =>
-  typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
+  typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 && value <= MAX_INT32;
 
 export const isStringList = (value: unknown): value is string[] =>
   Array.isArray(value) && value.every((v) => typeof v === 'string');
@@ -35,7 +37,7 @@ export function validateScope(scope: unknown): asserts scope is Scope {
     const rule = parseScopeKey(key);
     switch (rule.kind) {
       case 'max_uses':
-        if (!isUseCount(value)) throw invalid(key, 'must be a positive integer');
+        if (!isUseCount(value)) throw invalid(key, `must be a positive integer up to ${MAX_INT32}`);
         break;
       case 'max':
       case 'max_total':

@@ -2,6 +2,7 @@ import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { csvHeader, csvLine, type ExportFormat, jsonLine } from '../../core/audit/export.js';
 import { AppError } from '../../core/errors.js';
+import { isStorableDate } from '../../core/storable.js';
 import type { AuditService } from '../../services/audit.js';
 import type { ErasureService } from '../../services/erasure.js';
 import type { StoredAuditEvent } from '../../store/auditRepository.js';
@@ -12,8 +13,9 @@ const date = z
   .max(40)
   .transform((v, ctx) => {
     const d = new Date(v);
-    if (Number.isNaN(d.getTime())) {
-      ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 date' });
+    // JavaScript dates reach ±275760 years, Postgres' timestamps only 4713 BC–294276 AD.
+    if (!isStorableDate(d)) {
+      ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 date between 0001-01-01 and 9999-12-31' });
       return z.NEVER;
     }
     return d;
@@ -28,7 +30,11 @@ const listQuery = z
     start_date: date.optional(),
     end_date: date.optional(),
     limit: z.coerce.number().int().min(1).max(1000).default(100),
-    cursor: z.string().regex(/^\d+$/).max(20).optional(),
+    // A sequence number: 15 digits stay exact as a JavaScript number and fit the bigint column.
+    cursor: z
+      .string()
+      .regex(/^\d{1,15}$/, 'must be the nextCursor of an earlier page')
+      .optional(),
   })
   .strict();
 
@@ -154,13 +160,22 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
         },
       });
       const raw = reply.raw;
-      reply.hijack();
-      raw.writeHead(200, {
-        'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
-        'content-disposition': `attachment; filename="audit-export.${format}"`,
-        'cache-control': 'no-store',
-        'x-request-id': request.id,
-      });
+      // The 200 and its headers go out with the first bytes of the export, once the first rows
+      // have been read: a failure before that is still an ordinary JSON error answer.
+      let started = false;
+      const start = () => {
+        if (started) return;
+        started = true;
+        reply.hijack();
+        raw.writeHead(200, {
+          'content-type':
+            format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson; charset=utf-8',
+          'content-disposition': `attachment; filename="audit-export.${format}"`,
+          'cache-control': 'no-store',
+          'x-request-id': request.id,
+        });
+        if (format === 'csv') raw.write(csvHeader());
+      };
       let closed = false;
       raw.once('close', () => {
         closed = true;
@@ -169,12 +184,12 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
       // allocated straight into V8's old generation and only freed by a full GC.
       let chunk = '';
       const flush = () => {
+        start();
         if (chunk && !closed) raw.write(chunk);
         chunk = '';
       };
       const line = format === 'csv' ? csvLine : jsonLine;
       try {
-        if (format === 'csv') raw.write(csvHeader());
         await audit.exportEvents(
           {
             agentId: query.agent_id,
@@ -196,6 +211,7 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
         );
         flush();
       } catch (err) {
+        if (!started) throw err;
         request.log.error({ err }, 'audit export failed');
         raw.destroy(err as Error);
         return null;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { REASON_MAX_CHARS } from '../../core/limits.js';
 import {
   PERMISSION_STATUSES,
   type Permission,
@@ -64,12 +65,12 @@ const listQuery = z
 const decideBody = z
   .object({
     approved: z.boolean(),
-    reason: z.string().max(2000).optional(),
+    reason: z.string().max(REASON_MAX_CHARS).optional(),
     scopeModifications: jsonObject(32_768).optional(),
   })
   .strict();
 
-const reasonBody = z.object({ reason: z.string().max(2000).optional() }).strict();
+const reasonBody = z.object({ reason: z.string().max(REASON_MAX_CHARS).optional() }).strict();
 
 const permissionResponse = z.object({
   id: z.string(),

@@ -184,6 +184,13 @@ describe('modificationsFromForm', () => {
     );
   });
 
+  it('refuses a reason the database cannot store (NUL, lone surrogate) on the form', () => {
+    for (const reason of ['ok\u0000', 'half \ud83d']) {
+      expect(Object.keys(errorsOf(SCOPE, input({ reason })))).toEqual([REASON_FIELD]);
+    }
+    expect(modificationsFromForm(SCOPE, input({ reason: 'fine 😀' }))).toMatchObject({ ok: true });
+  });
+
   it('is safe with prototype-named keys', () => {
     const caps = JSON.parse('{"__proto__": "1"}') as Record<string, string>;
     const errors = errorsOf(SCOPE, input({ caps }));

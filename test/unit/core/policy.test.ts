@@ -559,6 +559,67 @@ describe('invalid policies name their path', () => {
   });
 });
 
+describe('size limits and storable text (README "Limits")', () => {
+  const base = { name: 'p', conditions: { action: 'x' }, action: 'deny' };
+  const kib = (n: number) => 'x'.repeat(n * 1024);
+
+  it('every string field has a maximum, and one character more names the field', () => {
+    const over: [Record<string, unknown>, string][] = [
+      [{ name: 'n'.repeat(201) }, 'policies[0].name'],
+      [{ id: 'i'.repeat(65) }, 'policies[0].id'],
+      [{ description: 'd'.repeat(2001) }, 'policies[0].description'],
+      [{ reason: 'r'.repeat(2001) }, 'policies[0].reason'],
+      [{ agent: 'a'.repeat(201) }, 'policies[0].agent'],
+      [{ conditions: { 'context.note': { equals: kib(33) } } }, 'policies[0].conditions'],
+      [{ scope_template: { note: kib(33) } }, 'policies[0].scope_template'],
+      [
+        { approval: { approvers: Array.from({ length: 51 }, (_, i) => `U${i}`) } },
+        'policies[0].approval.approvers',
+      ],
+      [{ approval: { channels: ['c'.repeat(201)] } }, 'policies[0].approval.channels[0]'],
+      [{ approval: { quorum: 101 } }, 'policies[0].approval.quorum'],
+      [{ approval: { remind_after: 7 * 86400 + 1 } }, 'policies[0].approval.remind_after'],
+    ];
+    for (const [fields, path] of over) expect(invalidPathOf([{ ...base, ...fields }]), path).toBe(path);
+    // At the limit: accepted.
+    const atLimit = parsePolicySet([
+      {
+        ...base,
+        name: 'n'.repeat(200),
+        description: 'd'.repeat(2000),
+        reason: 'r'.repeat(2000),
+        approval: { approvers: Array.from({ length: 50 }, (_, i) => `U${i}`), quorum: 100 },
+      },
+    ]);
+    expect(atLimit[0]?.name).toHaveLength(200);
+  });
+
+  it('a NUL or lone surrogate anywhere (value or key), or nesting past 32 levels, names its path', () => {
+    expect(invalidPathOf([{ ...base, name: 'a\u0000b' }])).toBe('policies[0].name');
+    expect(invalidPathOf([{ ...base, description: '\udc00' }])).toBe('policies[0].description');
+    expect(invalidPathOf([{ ...base, conditions: { 'context.x\ud800': 'y' } }])).toBe(
+      'policies[0].conditions.context.x\ufffd',
+    );
+    let deep: unknown = 1;
+    for (let i = 0; i < 40; i++) deep = { a: deep };
+    expect(invalidPathOf([{ ...base, scope_template: { note: deep } }])).toMatch(
+      /^policies\[0\]\.scope_template\.note(\.a)+$/,
+    );
+  });
+
+  it('POLICIES_FILE gets the same checks: a YAML \\0 escape or an over-long name is INVALID_POLICY', () => {
+    const doc = (name: string) => `- name: "${name}"\n  conditions: {action: x}\n  action: deny\n`;
+    expect(thrown(() => parsePolicyDocument(doc('a\\0b'))).details.path).toBe('policies[0].name');
+    expect(thrown(() => parsePolicyDocument(doc('n'.repeat(201)))).details.path).toBe('policies[0].name');
+  });
+
+  it('stored rows are read back without the limits, so a policy saved before them still loads', () => {
+    const old = { ...base, name: 'n'.repeat(300), description: 'd'.repeat(5000) };
+    expect(invalidPathOf([old])).toBe('policies[0].name');
+    expect(parsePolicySet([old], 'stored')[0]?.name).toHaveLength(300);
+  });
+});
+
 describe('parsePolicyDocument', () => {
   it('reads the seed YAML (list form, mixed spellings)', () => {
     const yaml = `

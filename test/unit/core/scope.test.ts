@@ -398,6 +398,10 @@ describe('validateScope', () => {
     expect(pathOf({ max_total_amount: Number.POSITIVE_INFINITY })).toBe('max_total_amount');
     expect(pathOf({ max_uses: 0 })).toBe('max_uses');
     expect(pathOf({ max_uses: 1.5 })).toBe('max_uses');
+    // max_uses and uses_remaining are 32-bit integer columns.
+    expect(pathOf({ max_uses: 2 ** 31 })).toBe('max_uses');
+    expect(pathOf({ max_uses: 2 ** 53 })).toBe('max_uses');
+    expect(() => validateScope({ max_uses: 2 ** 31 - 1 })).not.toThrow();
     expect(pathOf({ allowed_recipients: 'a@x.com' })).toBe('allowed_recipients');
     expect(pathOf({ blocked_domains: ['ok', 3] })).toBe('blocked_domains[1]');
     expect(pathOf({ subject_pattern: '(unclosed' })).toBe('subject_pattern');
