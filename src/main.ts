@@ -171,7 +171,7 @@ export async function startService(
     webhookSecrets,
     allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
   });
-  const policies = new PolicyService(db, audit, clock, config.DEFAULT_POLICY_ACTION);
+  const policies = new PolicyService(db, audit, clock, config.DEFAULT_POLICY_ACTION, logger);
   await policies.load();
   if (config.POLICIES_FILE) await policies.loadFile(config.POLICIES_FILE);
   const permissions = new PermissionService(db, audit, policies, clock, {

@@ -20,6 +20,7 @@ import {
 } from '../core/policy/index.js';
 import { invalidPolicy } from '../core/policy/invalid.js';
 import { narrowScope, validateScope } from '../core/scope/index.js';
+import type { Logger } from '../logger.js';
 import type { Db, Queryable } from '../store/db.js';
 import {
   deletePolicy,
@@ -119,6 +120,7 @@ export class PolicyService {
     private readonly audit: AuditService,
     private readonly clock: Clock,
     private readonly defaultAction: PolicyAction,
+    private readonly logger?: Logger,
   ) {}
 
   onChange(listener: PolicyChangeListener): void {
@@ -137,12 +139,29 @@ export class PolicyService {
 
   /**
    * Reads the stored set, compiles it and swaps it in. A set that does not compile throws
-   * AppError('INVALID_POLICY') and the previous compiled set stays in force.
+   * AppError('INVALID_POLICY') and the previous compiled set stays in force (another instance
+   * may have stored what this version cannot read). At the first load there is no previous set:
+   * a stored policy that does not compile (e.g. an upgrade tightened a bound it exceeds) must not
+   * keep the service from starting — the operator could not fix it through the API — so it is
+   * logged and kept as a policy that can never be decided, which fails closed (see
+   * compilePolicies). Changes through the API and POLICIES_FILE still refuse it.
    */
   load(): Promise<void> {
     return this.serial(async () => {
       const records = await listPolicies(this.db);
-      this.install(prepareSet(records.map((r) => r.definition)));
+      const onInvalid = this.loaded
+        ? undefined
+        : (policy: PolicyDefinition, err: unknown) =>
+            this.logger?.warn(
+              { policy: policy.name, problem: err instanceof AppError ? err.details : String(err) },
+              'a stored policy does not compile: it sends every request it could match to its strictest outcome until it is fixed or deleted',
+            );
+      this.install(
+        prepareSet(
+          records.map((r) => r.definition),
+          onInvalid,
+        ),
+      );
     });
   }
 
@@ -412,18 +431,26 @@ export class PolicyService {
  * Validates a whole set the way it will be evaluated: schema and unique names/ids, scope
  * templates against the scope vocabulary, then compiles it. Paths name `policies[i]…`.
  */
-function prepareSet(definitions: readonly PolicyDefinition[]): CompiledPolicySet {
+function prepareSet(
+  definitions: readonly PolicyDefinition[],
+  onInvalid?: (policy: PolicyDefinition, error: unknown) => void,
+): CompiledPolicySet {
   // Stored rows as they are; what is new in the set was parsed as authored input before.
-  const parsed = parsePolicySet(definitions, 'stored');
-  parsed.forEach((policy, index) => {
-    checkScopeTemplate(policy, `policies[${index}]`);
+  if (!onInvalid) {
+    return compilePolicies(parsePolicySet(definitions, 'stored'), {
+      prepare: (policy, path) => checkScopeTemplate(policy, path),
+    });
+  }
+  // Lenient: each row read on its own, so one that no longer reads fails alone (and closed).
+  return compilePolicies(definitions, {
+    prepare: (raw, path) => checkScopeTemplate(parsePolicySet([raw], 'stored')[0] ?? raw, path),
+    onInvalid,
   });
-  return compilePolicies(parsed);
 }
 
 /** A template that would make narrowScope throw would fail every request it matches: refuse it now. */
-function checkScopeTemplate(policy: PolicyDefinition, path: string): void {
-  if (policy.scopeTemplate === undefined) return;
+function checkScopeTemplate(policy: PolicyDefinition, path: string): PolicyDefinition {
+  if (policy.scopeTemplate === undefined) return policy;
   try {
     validateScope(policy.scopeTemplate);
   } catch (err) {
@@ -432,6 +459,7 @@ function checkScopeTemplate(policy: PolicyDefinition, path: string): void {
     const problem = err.message.replace(/^Invalid scope[^:]*: /, '');
     throw invalidPolicy([{ path: `${path}.scopeTemplate${key ? `.${key}` : ''}`, message: problem }]);
   }
+  return policy;
 }
 
 /** One policy, validated and compiled alone; error paths relative to it (`conditions.x.lessthan`). */

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../src/core/clock.js';
-import { AppError } from '../../src/core/errors.js';
+import type { AppError } from '../../src/core/errors.js';
 import type { PolicyRequest } from '../../src/core/policy/index.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
@@ -13,6 +13,7 @@ import { migrate } from '../../src/store/migrate.js';
 import { createPostgresDb } from '../../src/store/postgres.js';
 import { appError } from '../helpers/appError.js';
 import { createSchema, dropSchema, testDatabases, uniqueSchema } from '../helpers/databases.js';
+import { memoryLogger } from '../helpers/memoryLogger.js';
 
 const clock: Clock = { now: () => new Date() };
 const operator: RequestOrigin = {
@@ -385,11 +386,47 @@ describe.each(testDatabases())('PolicyService on $name', (database) => {
     expect(error.details.path).toBe('policies[1].conditions.action.lessthan');
     expect(policies.evaluate(request())).toMatchObject({ decision: 'auto_approve' });
 
-    // A service that never loaded a good set still decides (no policies: the default action).
-    const cold = new PolicyService(db, audit, clock, 'deny');
-    await expect(cold.load()).rejects.toThrow(AppError);
-    expect(cold.isLoaded).toBe(false);
-    expect(cold.evaluate(request())).toMatchObject({ decision: 'deny', policy: null });
+    // A service starting on it still starts: the policy it cannot read fails closed (a deny
+    // policy denies whatever it might match), the others decide as stored.
+    const log = memoryLogger();
+    const cold = new PolicyService(db, audit, clock, 'auto_approve', log.logger);
+    await cold.load();
+    expect(cold.isLoaded).toBe(true);
+    expect(cold.evaluate(request())).toMatchObject({ decision: 'deny' });
+    expect(log.text()).toContain('a stored policy does not compile');
+  });
+
+  it('starts on a stored pattern larger than an upgrade now accepts, failing closed', async () => {
+    const tooLarge = `${'.{1000}'.repeat(10)}[^a]`;
+    const stored = (id: string, name: string, priority: number, action: string) =>
+      db.query(`INSERT INTO policies (id, name, definition, position) VALUES ($1, $2, $3::jsonb, $4)`, [
+        id,
+        name,
+        JSON.stringify({
+          name,
+          priority,
+          enabled: true,
+          conditions: { action: { equals: 'payment.*' }, 'context.memo': { matches: tooLarge } },
+          action,
+        }),
+        priority,
+      ]);
+    await stored('pol_LegacyApproveLegacyApp1', 'legacy-approve', 10, 'auto_approve');
+    const cold = new PolicyService(db, audit, clock, 'auto_approve', memoryLogger().logger);
+    await cold.load();
+    // It would have auto-approved only if its pattern matched: now a human decides.
+    expect(cold.evaluate(request({ context: { memo: 'x' } })).decision).toBe('require_approval');
+    // A request it cannot match (another action) is not held up by it.
+    expect(cold.evaluate(request({ action: 'email.send' })).decision).toBe('auto_approve');
+
+    await stored('pol_LegacyDenyLegacyDenyLe1', 'legacy-deny', 20, 'deny');
+    const again = new PolicyService(db, audit, clock, 'auto_approve', memoryLogger().logger);
+    await again.load();
+    expect(again.evaluate(request({ context: { memo: 'x' } })).decision).toBe('deny');
+    // Changing the set through the service still refuses it, naming the pattern.
+    const error = await rejection(cold.create({ ...denyDelete }, operator));
+    expect(error.code).toBe('INVALID_POLICY');
+    expect(error.details.path).toMatch(/matches/);
   });
 
   it('a policy stored before the size limits still loads and decides; changing it needs it within them', async () => {

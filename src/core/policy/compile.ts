@@ -35,13 +35,34 @@ export interface CompiledPolicySet {
  * one must not wait to fail until someone enables it) and then left out. Order is priority
  * descending; Array.prototype.sort is stable, so ties keep the input order.
  *
- * Throws AppError('INVALID_POLICY') naming `policies[i]…` (i = index in `policies`).
+ * Throws AppError('INVALID_POLICY') naming `policies[i]…` (i = index in `policies`). With
+ * `options.onInvalid`, a policy that does not compile is handed to it (with the error) and kept as a
+ * policy that can never be decided — for sets already stored, which must still load after an
+ * upgrade tightened a bound (a larger pattern than now accepted): it fails closed, never open.
  */
-export function compilePolicies(policies: readonly PolicyDefinition[]): CompiledPolicySet {
-  const compiled = policies.map((policy, index) => ({
-    enabled: policy.enabled,
-    policy: compilePolicy(policy, `policies[${index}]`),
-  }));
+export function compilePolicies(
+  policies: readonly PolicyDefinition[],
+  options: {
+    /** Validates (throwing INVALID_POLICY) and returns each policy before it is compiled. */
+    prepare?: (policy: PolicyDefinition, path: string) => PolicyDefinition;
+    onInvalid?: (policy: PolicyDefinition, error: unknown) => void;
+  } = {},
+): CompiledPolicySet {
+  const { prepare = (policy: PolicyDefinition) => policy, onInvalid } = options;
+  const compiled = policies.map((policy, index) => {
+    const path = `policies[${index}]`;
+    const compileOne = () => {
+      const prepared = prepare(policy, path);
+      return { enabled: prepared.enabled, policy: compilePolicy(prepared, path) };
+    };
+    if (!onInvalid) return compileOne();
+    try {
+      return compileOne();
+    } catch (error) {
+      onInvalid(policy, error);
+      return { enabled: policy.enabled !== false, policy: brokenPolicy(policy, path) };
+    }
+  });
   const ordered = compiled
     .filter((c) => c.enabled)
     .map((c) => c.policy)
@@ -49,7 +70,14 @@ export function compilePolicies(policies: readonly PolicyDefinition[]): Compiled
   return Object.freeze({ policies: Object.freeze(ordered) });
 }
 
-function compilePolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
+/** Conditions compiled leniently (a broken stored policy): one that does not compile is undecidable. */
+type ConditionMode = 'strict' | 'lenient';
+
+function compilePolicy(
+  policy: PolicyDefinition,
+  path: string,
+  mode: ConditionMode = 'strict',
+): CompiledPolicy {
   // Stored policies may reach here without the schema: the fields evaluation relies on are
   // re-checked so a corrupted row fails loudly instead of deciding something odd.
   if (!Number.isFinite(policy.priority)) throw invalidPolicyAt(`${path}.priority`, 'expected a number');
@@ -61,10 +89,19 @@ function compilePolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
   }
   const conditions = Object.entries(policy.conditions).map(([field, ops]) => {
     const problem = fieldPathProblem(field);
-    if (problem !== undefined) throw invalidPolicyAt(`${path}.conditions.${field}`, problem);
+    if (problem !== undefined) {
+      if (mode === 'lenient') return () => undecidable(`${field} cannot be read`);
+      throw invalidPolicyAt(`${path}.conditions.${field}`, problem);
+    }
     const segments = splitFieldPath(field);
     // Globs are part of the format for `action` only; elsewhere `*` is an ordinary character.
-    const predicates = compileOperators(ops, field === 'action', `${path}.conditions.${field}`);
+    let predicates: ReturnType<typeof compileOperators>;
+    try {
+      predicates = compileOperators(ops, field === 'action', `${path}.conditions.${field}`);
+    } catch (error) {
+      if (mode === 'lenient') return () => undecidable(`${field} does not compile`);
+      throw error;
+    }
     return (fields: RequestFields, budget: WorkBudget): Verdict => {
       const value = resolveFieldPath(fields, segments);
       let open: Verdict = true;
@@ -103,6 +140,39 @@ function compilePolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
     ...(policy.approval !== undefined && { approval: deepFreeze(structuredClone(policy.approval)) }),
   };
   return Object.freeze(compiled);
+}
+
+/**
+ * A stored policy that no longer compiles. It never surely matches: a request it surely does
+ * not match (a condition that still compiles fails) passes it by, and every other request is
+ * undecidable, so its action becomes a floor (an auto_approve policy sends the request to a
+ * human, a deny policy denies) — the strict reading of what it would have done. Its scope
+ * template, approval settings and ttl are kept when they read (they only narrow).
+ */
+function brokenPolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
+  const reason = undecidable(`policy ${String(policy.name)} does not compile under the current limits`);
+  let lenient: CompiledPolicy | null = null;
+  try {
+    lenient = compilePolicy(policy, path, 'lenient');
+  } catch {
+    // Not even its action or priority reads: it decides nothing for sure.
+  }
+  if (lenient) {
+    const { matches } = lenient;
+    return Object.freeze({
+      ...lenient,
+      matches: (f: RequestFields, b: WorkBudget) => (matches(f, b) === false ? false : reason),
+    });
+  }
+  // Read defensively: the definition is whatever the row holds.
+  return Object.freeze({
+    name: String(policy.name),
+    priority: Number.isFinite(policy.priority) ? policy.priority : 0,
+    action: POLICY_ACTIONS.includes(policy.action) ? policy.action : 'deny',
+    matches: () => reason,
+    ...(typeof policy.id === 'string' && { id: policy.id }),
+    ...(typeof policy.agent === 'string' && { agent: policy.agent }),
+  });
 }
 
 function deepFreeze<T>(value: T): T {
