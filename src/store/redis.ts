@@ -35,7 +35,12 @@ const reconnectDelay = (attempt: number): number =>
   Math.min(50 * 2 ** Math.max(0, attempt - 1), MAX_RECONNECT_DELAY_MS);
 
 const USES: Record<RedisUse, RedisOptions> = {
-  commands: { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS },
+  commands: {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    enableAutoPipelining: true,
+  },
   producer: { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: PRODUCER_TIMEOUT_MS },
   subscriber: { enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: true },
   worker: { enableOfflineQueue: true, maxRetriesPerRequest: null },

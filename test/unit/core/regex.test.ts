@@ -6,6 +6,7 @@ import {
   estimateProgramSize,
   MAX_MATCHED_LENGTH,
   matchPattern,
+  patternCost,
   patternError,
 } from '../../../src/core/regex.js';
 
@@ -63,5 +64,21 @@ describe('matchPattern', () => {
     const small = new WorkBudget(1000);
     expect(matchPattern(re, 'a'.repeat(100), small)).toBe('over_budget');
     expect(small.used).toBe(0); // nothing reserved for a match that did not run
+  });
+});
+
+describe('patternCost', () => {
+  it('charges classes of many ranges more than their size: \\p{L} steps cost about 3× a letter', () => {
+    const letters = compilePattern('a[ab]{200}[^ab]').programSize();
+    expect(patternCost('a[ab]{200}[^ab]')).toBe(letters);
+    expect(patternCost('^[a-z0-9._%+-]+@acme\\.com$')).toBe(
+      compilePattern('^[a-z0-9._%+-]+@acme\\.com$').programSize(),
+    );
+    const unicode = compilePattern('\\p{L}{200}x').programSize();
+    expect(patternCost('\\p{L}{200}x')).toBeGreaterThan(3 * unicode);
+    // So the same value that fits the budget under a letter pattern does not under \p{L}.
+    const value = 'a'.repeat(1500);
+    expect(typeof matchPattern(compilePattern('a[ab]{200}[^ab]'), value, new WorkBudget())).toBe('boolean');
+    expect(matchPattern(compilePattern('\\p{L}{200}x'), value, new WorkBudget())).toBe('over_budget');
   });
 });
