@@ -20,3 +20,25 @@ export function readNumber(value: unknown): number | null {
   }
   return null;
 }
+
+/**
+ * The number a lenient reader (a payment tool, a spreadsheet, a person) would take from text that
+ * begins like one, after an optional sign, currency symbol or upper-case currency code: "5,000",
+ * "5000 USD", "USD 5000", "$1_000.50", "1e9", "0x3e8". Null when the text does not begin like a
+ * number ("bob2@example.com"). For list entries under a cap, where text is allowed (a list of
+ * recipients is counted) but must not hide an amount: the stricter of the readings counts.
+ */
+const LEADING_HEX = /^\s*([+-]?)0x([0-9a-f]+)/i;
+const LEADING_NUMBER = /^\s*(?:[A-Z]{3}\s+)?[^\p{L}\d+-]*([+-]?\d[\d,_' ]*(?:\.\d+)?(?:[eE][+-]?\d+)?)/u;
+
+export function lenientNumber(text: string): number | null {
+  const hex = LEADING_HEX.exec(text);
+  if (hex) {
+    const n = Number.parseInt(hex[2] ?? '', 16);
+    return Number.isFinite(n) ? (hex[1] === '-' ? -n : n) : null;
+  }
+  const match = LEADING_NUMBER.exec(text);
+  if (!match?.[1]) return null;
+  const n = Number(match[1].replace(/[,_' ]/g, ''));
+  return Number.isFinite(n) ? n : null;
+}

@@ -3,7 +3,7 @@
  * Every ambiguity resolves to the stricter reading, because these values are chosen by the agent
  * the scope is meant to restrict.
  */
-import { readNumber } from '../numbers.js';
+import { lenientNumber, readNumber } from '../numbers.js';
 import { getOwn } from './object.js';
 
 export interface FieldValue {
@@ -55,11 +55,12 @@ export type CapReading =
  * 1. a finite number is its value;
  * 2. a string must be a plain decimal ("1000", "-2.5") and is its value; "1,000", "1000 USD",
  *    "1e3", "0x10" are refused rather than guessed at;
- * 3. a list counts its entries (`max_recipients: 3`), and each entry that is a number or a plain
- *    decimal string is also read as its value — per use the larger of the count and the largest
- *    entry, toward a total the larger of the count and the sum — so `[1000]` cannot pass
- *    `max_amount: 50` as "one entry"; an entry that is not a string or a finite number (object,
- *    nested list, boolean, null) is refused;
+ * 3. a list counts its entries (`max_recipients: 3`), and each entry that is a number, or text
+ *    that begins like one ("5,000", "5000 USD", "1e9": lenientNumber), is also read as that
+ *    value — per use the larger of the count and the largest entry, toward a total the larger of
+ *    the count and the sum — so `[1000]` or `["5,000"]` cannot pass `max_amount: 50` as "one
+ *    entry", while `["bob2@example.com"]` is one recipient; an entry that is not a string or a
+ *    finite number (object, nested list, boolean, null) is refused;
  * 4. anything else (object, boolean, non-finite number) is refused.
  * A string's length no longer counts: it was how "1,000" passed `max_amount: 50`.
  */
@@ -75,7 +76,7 @@ export function readCapped(value: unknown): CapReading {
   let negative = false;
   for (let i = 0; i < value.length; i += 1) {
     const entry = value[i];
-    const read = readNumber(entry);
+    const read = readNumber(entry) ?? (typeof entry === 'string' ? lenientNumber(entry) : null);
     if (read !== null) {
       largest = Math.max(largest, read);
       sum += read;

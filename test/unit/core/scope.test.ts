@@ -129,9 +129,14 @@ describe('checkActionDetails: max_<f>', () => {
     for (const entry of [{ v: 1 }, [1000], true, null]) {
       expect(keys(scope, { amount: [entry] }), JSON.stringify(entry)).toEqual(['max_amount']);
     }
-    // Other strings in a list only count as entries (a list of recipients under max_recipients).
-    expect(check({ max_recipients: 3 }, { recipients: ['a@x.io', 'b@x.io'] })).toEqual([]);
-    expect(check(scope, { amount: ['1,000'] })).toEqual([]); // one entry: the rule's documented limit
+    // Text that begins like a number is read as one: an amount cannot hide in a list entry.
+    for (const entry of ['1,000', '5000 USD', 'USD 5000', '$1_000.50', '1e9', '0x3e8', ' 500', '-500']) {
+      const expected = entry === '-500' ? [] : ['max_amount'];
+      expect(keys(scope, { amount: [entry] }), entry).toEqual(expected);
+    }
+    expect(check(scope, { amount: ['50 USD'] })).toEqual([]);
+    // Other text counts only as an entry (a list of recipients under max_recipients).
+    expect(check({ max_recipients: 3 }, { recipients: ['a@x.io', 'bob2@x.io', 'Zoe 2000'] })).toEqual([]);
   });
   it('refuses values it cannot measure and passes absent ones', () => {
     expect(keys(scope, { amount: { value: 5 } })).toEqual(['max_amount']);
@@ -167,6 +172,9 @@ describe('checkActionDetails: max_total_<f>', () => {
       'max_total_recipients',
     ]);
     expect(keys(scope, { amount: [-100, 200] })).toEqual(['max_total_amount']); // negative: refused
+    expect(keys(scope, { amount: ['5,000'] })).toEqual(['max_total_amount']);
+    expect(keys(scope, { amount: ['300 USD', '$300'] })).toEqual(['max_total_amount']);
+    expect(keys(scope, { amount: ['-5,000', '5,000'] })).toEqual(['max_total_amount']); // negative
     const [v] = check(scope, { amount: '1,000' });
     expect(v?.message).toBe(
       'amount must be a number or a plain decimal string, so it cannot be counted towards its cumulative cap',
