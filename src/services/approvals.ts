@@ -1,5 +1,5 @@
 import type { ApprovalCard, CardState } from '../chat/card.js';
-import { type ApproverLinks, attributeApprover, isRequester, NO_LINKS } from '../core/approvers.js';
+import { type ApproverLinks, attributeApprover, NO_LINKS } from '../core/approvers.js';
 import type { Actor } from '../core/audit/index.js';
 import type { Clock } from '../core/clock.js';
 import { AppError } from '../core/errors.js';
@@ -298,6 +298,9 @@ export class ApprovalService {
       }
       return { kind: 'decided', permission: result.permission, approvals: result.approvals };
     } catch (err) {
+      // The self-approval ban is decide's (one rule for every channel), refused and audited there.
+      if (err instanceof AppError && err.code === 'FORBIDDEN')
+        return { kind: 'refused', message: err.message };
       if (err instanceof AppError && (err.code === 'ALREADY_DECIDED' || err.code === 'CONFLICT')) {
         const current = await findPermission(this.db, permission.id);
         return { kind: 'closed', message: current ? closedMessage(current) : err.message };
@@ -310,10 +313,6 @@ export class ApprovalService {
   private async refusal(permission: Permission, user: ChatUser, actor: Actor): Promise<string | null> {
     const platform = this.platforms.get(user.platform);
     if (!platform) return 'Approvals are not enabled on this platform.';
-    // The requester is a person: any of their linked identities is barred, on any platform.
-    if (isRequester(permission.context.user_id, actor, this.links)) {
-      return 'You cannot approve a request made on your behalf.';
-    }
     const approvers = this.approversFor(permission, platform);
     if (approvers.length === 0) return 'No approvers are configured for this request.';
     const own = approvers.filter((a) => !isGroupId(platform.platform, a));

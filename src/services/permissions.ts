@@ -3,6 +3,7 @@ import {
   approverKey,
   attributeApprover,
   distinctApprovals,
+  isRequester,
   NO_LINKS,
 } from '../core/approvers.js';
 import type { Actor, AuditEventInput } from '../core/audit/index.js';
@@ -135,6 +136,9 @@ export interface PermissionSettings {
 }
 
 const EXPIRE_BATCH = 500;
+
+/** The refusal of the self-approval ban, as every channel words it. */
+export const SELF_APPROVAL = 'You cannot approve a request made on your behalf.';
 
 /**
  * The permission lifecycle (DESIGN §4–§6): request → policy → (approval) → one-time token →
@@ -549,6 +553,18 @@ export class PermissionService {
       }
       if (permission.expiresAt <= now)
         throw new AppError('CONFLICT', 'The request expired before this decision', { status: 'expired' });
+      // The self-approval ban, for every channel: the person an agent acts for (context.user_id)
+      // may not decide their own request, under any of their linked identities. The refusal is
+      // audited in this transaction, which then commits; the caller gets FORBIDDEN.
+      if (isRequester(permission.context.user_id, approver, links)) {
+        await this.audit.append(tx, {
+          ...this.eventBase(permission, input.origin),
+          actor: approver,
+          type: 'unauthorized_approver',
+          details: { reason: SELF_APPROVAL, attempted: input.approved ? 'approve' : 'deny' },
+        });
+        return { refused: true as const };
+      }
 
       if (!input.approved) {
         const denied = await changeStatus(
@@ -663,6 +679,7 @@ export class PermissionService {
         delivery: await this.recordDelivery(tx, 'approved', approved, now),
       };
     });
+    if ('refused' in result) throw new AppError('FORBIDDEN', SELF_APPROVAL);
     if (result.event)
       this.emit(result.event, result.permission, 'delivery' in result ? result.delivery : null);
     return { permission: result.permission, changed: result.changed, approvals: result.approvals };

@@ -15,6 +15,7 @@ import { AuditService } from '../../src/services/audit.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
+import { appError } from '../helpers/appError.js';
 import { testDatabases } from '../helpers/databases.js';
 import { memoryLogger } from '../helpers/memoryLogger.js';
 
@@ -241,5 +242,32 @@ describe.each(testDatabases())('one person, one vote on $name', (database) => {
     // Someone else may approve it.
     const p = await pending({ user_id: SLACK_ALICE });
     expect(await click(p.id, slack(SLACK_BOB))).toMatchObject({ kind: 'decided' });
+  });
+
+  it('the ban holds on every channel: an operator key linked to the requester cannot decide', async () => {
+    // alice also holds an operator key: the API and the CLI reach decide() with that identity.
+    const links = parseApproverLinks(`alice=slack:${SLACK_ALICE},operator:opk_alice`);
+    h = harness(db, links);
+    const alice: RequestOrigin = { actor: { type: 'operator', id: 'opk_alice', name: 'alice-laptop' } };
+    const p = await pending({ user_id: `slack:${SLACK_ALICE}` });
+    for (const approved of [true, false]) {
+      const refused = await appError(
+        h.permissions.decide({ permissionId: p.id, approved, approver: alice.actor, origin: alice }),
+      );
+      expect(refused.code).toBe('FORBIDDEN');
+    }
+    expect((await status(p.id)).status).toBe('pending');
+    const refusals = await events(p.id, 'unauthorized_approver');
+    expect(refusals.map((r) => r.details.attempted)).toEqual(['approve', 'deny']);
+    expect(refusals[0]?.actor).toMatchObject({ id: 'opk_alice', person: 'alice' });
+    // Another operator may.
+    const other = await h.permissions.decide({
+      permissionId: p.id,
+      approved: true,
+      approver: operator.actor,
+      origin: operator,
+    });
+    expect(other.changed).toBe(true); // counted (this harness's policy needs a quorum of 2)
+    expect(other.approvals.count).toBe(1);
   });
 });
