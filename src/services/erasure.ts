@@ -51,9 +51,19 @@ const ATTEMPTS = 3;
 const REVOKE_REASON = 'Revoked: its terms named a person whose data was erased (GDPR)';
 const DEAD_DELIVERY = 'Erased: the target address named a person whose data was erased (GDPR)';
 
-/** The columns whose change would alter what a live permission enforces or who may decide it. */
+/** The columns whose change would alter what an approved permission enforces. */
 const ENFORCED: ReadonlySet<string> = new Set(['scope', 'approval', 'approvals']);
-const LIVE: ReadonlySet<string> = new Set(['pending', 'approved']);
+
+/**
+ * Whether an erasure must revoke the permission first. An approved one: when its enforced terms
+ * change (erasing a blocked recipient would widen the grant). A pending one: when anything
+ * changes — its context feeds the self-approval ban (`context.user_id`), and a human would be
+ * deciding a request whose terms were blacked out; the agent can ask again.
+ */
+function mustRevoke(status: string, fields: readonly string[]): boolean {
+  if (status === 'pending') return fields.length > 0;
+  return status === 'approved' && fields.some((f) => ENFORCED.has(f));
+}
 
 /** Inside the erasure transaction: a live permission still names the subject in its terms. */
 class StillLive extends Error {}
@@ -252,7 +262,7 @@ export function redactPermission(
     idempotencyKey: text('idempotencyKey', row.idempotencyKey, null),
   };
   if (fields.length === 0) return null;
-  return { copy, fields, revoke: LIVE.has(row.status) && fields.some((f) => ENFORCED.has(f)) };
+  return { copy, fields, revoke: mustRevoke(row.status, fields) };
 }
 
 /** A delivery with its payload and error redacted; one to a target naming the subject is dead. */

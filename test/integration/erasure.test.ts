@@ -242,22 +242,23 @@ describe.each(testDatabases())('erasure on $name', (database) => {
       { action: 'email.send', scope: { blocked_recipients: [SUBJECT], max_uses: 3 } },
       origin(),
     );
-    // A pending one that only mentions her in its context stays pending, redacted.
+    // A pending one that names her (here as the person it acts for) is revoked too: its context
+    // feeds the self-approval ban, and nobody should decide a blacked-out request.
     decision = human;
     const { permission: asking } = await permissions.request(
       agent,
-      { action: 'email.send', context: { customer: SUBJECT } },
+      { action: 'email.send', context: { user_id: SUBJECT } },
       origin(),
     );
 
     const dryRun = await erasure.erase(SUBJECT, OPERATOR, { dryRun: true });
-    expect(dryRun.revoked).toEqual([blocking.id]);
+    expect([...dryRun.revoked].sort()).toEqual([blocking.id, asking.id].sort());
     expect(
       (await permissions.get({ operator: true }, blocking.id, { actor: OPERATOR })).permission.status,
     ).toBe('approved');
 
     const report = await erasure.erase(SUBJECT, OPERATOR);
-    expect(report.revoked).toEqual([blocking.id]);
+    expect([...report.revoked].sort()).toEqual([blocking.id, asking.id].sort());
     const revoked = (await permissions.get({ operator: true }, blocking.id, { actor: OPERATOR })).permission;
     expect(revoked.status).toBe('revoked');
     expect(revoked.scope).toEqual({ blocked_recipients: ['[redacted]'], max_uses: 3 });
@@ -271,7 +272,7 @@ describe.each(testDatabases())('erasure on $name', (database) => {
     expect(rows).toEqual([{ type: 'revoke', actor: OPERATOR }]);
 
     const pending = (await permissions.get({ operator: true }, asking.id, { actor: OPERATOR })).permission;
-    expect(pending).toMatchObject({ status: 'pending', context: { customer: '[redacted]' } });
+    expect(pending).toMatchObject({ status: 'revoked', context: { user_id: '[redacted]' } });
     await audit.sealPending();
     expect(await audit.verify()).toMatchObject({ valid: true });
   });
