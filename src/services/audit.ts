@@ -77,6 +77,16 @@ function failureReason(err: unknown): string {
   return err instanceof Error ? err.message.slice(0, 200) : 'unknown error';
 }
 
+/**
+ * Whether a failed write may be one event's fault: SQLSTATE classes 22 (data exception: a NUL, an
+ * invalid escape), 23 (integrity constraint) and 54 (program limit exceeded: too large). Anything
+ * else (a lost connection, a database shutting down) is no event's fault.
+ */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
+}
+
 export interface VerifyResult {
   valid: boolean;
   checked: number;
@@ -122,6 +132,7 @@ export class AuditService {
       maxInFlight: RECORD_IN_FLIGHT,
       maxBatch: RECORD_BATCH_MAX,
       onItemFailed: (event, err) => this.reportFailure(event, err),
+      causedByData: isDataError,
     });
   }
 

@@ -5,8 +5,11 @@
  * So a lone caller pays one round trip, and under load the number of commits per second stays
  * bounded while every caller still waits for its own item to be durable.
  *
- * A failed write is split in two and each half retried (bisection), so an item the database
- * refuses fails alone, after about 2·log2(n) extra statements, and never takes the others with it.
+ * A write that failed because of its data is split in two and each half retried, one after the
+ * other (bisection), so an item the database refuses fails alone, after about 2·log2(n) extra
+ * statements, and never takes the others with it. A failure that no item caused (the database is
+ * unreachable) fails the whole batch at once: retrying halves would only multiply the statements
+ * sent to a database that is down.
  */
 export interface GroupCommitOptions<T> {
   /** Writes the items in one statement (one commit); rejects if none was written. */
@@ -17,6 +20,8 @@ export interface GroupCommitOptions<T> {
   maxBatch: number;
   /** An item that could not be written even on its own: its caller's promise rejects too. */
   onItemFailed?: (item: T, err: unknown) => void;
+  /** Whether a failed write may be one item's fault, so that splitting it can help (default: yes). */
+  causedByData?: (err: unknown) => boolean;
 }
 
 interface Entry<T> {
@@ -65,12 +70,14 @@ export class GroupCommit<T> {
     try {
       await this.options.write(batch.map((e) => e.item));
     } catch (err) {
-      if (batch.length === 1) {
-        this.fail(batch[0] as Entry<T>, err);
+      const split = batch.length > 1 && (this.options.causedByData?.(err) ?? true);
+      if (!split) {
+        for (const entry of batch) this.fail(entry, err);
         return;
       }
       const half = Math.ceil(batch.length / 2);
-      await Promise.all([this.commit(batch.slice(0, half)), this.commit(batch.slice(half))]);
+      await this.commit(batch.slice(0, half));
+      await this.commit(batch.slice(half));
       return;
     }
     for (const entry of batch) entry.resolve();

@@ -92,6 +92,65 @@ describe('group commit', () => {
     );
   });
 
+  it('fails a whole batch at once when no item caused the failure, one write at a time', async () => {
+    let statements = 0;
+    let concurrent = 0;
+    let mostConcurrent = 0;
+    const down = Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
+    const group = new GroupCommit<number>({
+      write: async () => {
+        statements += 1;
+        concurrent += 1;
+        mostConcurrent = Math.max(mostConcurrent, concurrent);
+        await tick();
+        concurrent -= 1;
+        throw down;
+      },
+      maxInFlight: 1,
+      maxBatch: 256,
+      causedByData: (err) => (err as { code?: string }).code?.startsWith('22') ?? false,
+    });
+    const outcomes = await Promise.all(
+      Array.from({ length: 257 }, (_, i) =>
+        group.submit(i).then(
+          () => 'ok',
+          (err: Error) => err.message,
+        ),
+      ),
+    );
+    expect(outcomes.every((o) => o === 'connection refused')).toBe(true);
+    // One statement per batch (256 + 1), never the halves of a database that is down.
+    expect(statements).toBeLessThanOrEqual(3);
+    expect(mostConcurrent).toBe(1);
+  });
+
+  it('bisects a data failure one half after the other, never beyond maxInFlight', async () => {
+    let concurrent = 0;
+    let mostConcurrent = 0;
+    const group = new GroupCommit<number>({
+      write: async (items) => {
+        concurrent += 1;
+        mostConcurrent = Math.max(mostConcurrent, concurrent);
+        await tick();
+        concurrent -= 1;
+        if (items.includes(7)) throw Object.assign(new Error('invalid'), { code: '22P05' });
+      },
+      maxInFlight: 1,
+      maxBatch: 64,
+      causedByData: (err) => (err as { code?: string }).code?.startsWith('22') ?? false,
+    });
+    const outcomes = await Promise.all(
+      Array.from({ length: 64 }, (_, i) =>
+        group.submit(i).then(
+          () => 'ok',
+          () => 'failed',
+        ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'failed')).toEqual(['failed']);
+    expect(mostConcurrent).toBe(1);
+  });
+
   it('answers the caller even when the failure reporter throws, and drain waits for every write', async () => {
     const w = heldWriter((n) => n === 2);
     const group = new GroupCommit<number>({
