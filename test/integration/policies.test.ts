@@ -423,6 +423,23 @@ describe.each(testDatabases())('PolicyService on $name', (database) => {
     const again = new PolicyService(db, audit, clock, 'auto_approve', memoryLogger().logger);
     await again.load();
     expect(again.evaluate(request({ context: { memo: 'x' } })).decision).toBe('deny');
+    // A template over the bounds is dropped, not applied: a human decides, the agent gets no 400.
+    await db.query(`INSERT INTO policies (id, name, definition, position) VALUES ($1, $2, $3::jsonb, 30)`, [
+      'pol_LegacyTemplateLegacyTe1',
+      'legacy-template',
+      JSON.stringify({
+        name: 'legacy-template',
+        priority: 30,
+        enabled: true,
+        conditions: { action: { equals: 'email.*' } },
+        action: 'auto_approve',
+        scopeTemplate: { to_pattern: tooLarge },
+      }),
+    ]);
+    const third = new PolicyService(db, audit, clock, 'auto_approve', memoryLogger().logger);
+    await third.load();
+    const tried = await third.test({ action: 'email.send', scope: { max_emails: 1 } });
+    expect(tried).toMatchObject({ decision: 'require_approval', scope: { max_emails: 1 } });
     // Changing the set through the service still refuses it, naming the pattern.
     const error = await rejection(cold.create({ ...denyDelete }, operator));
     expect(error.code).toBe('INVALID_POLICY');

@@ -1,4 +1,5 @@
 import type { WorkBudget } from '../budget.js';
+import { validateScope } from '../scope/index.js';
 import { fieldPathProblem, type RequestFields, resolveFieldPath, splitFieldPath } from './field-path.js';
 import { invalidPolicyAt } from './invalid.js';
 import { compileOperators } from './operators.js';
@@ -146,14 +147,17 @@ function compilePolicy(
  * A stored policy that no longer compiles. It never surely matches: a request it surely does
  * not match (a condition that still compiles fails) passes it by, and every other request is
  * undecidable, so its action becomes a floor (an auto_approve policy sends the request to a
- * human, a deny policy denies) — the strict reading of what it would have done. Its scope
- * template, approval settings and ttl are kept when they read (they only narrow).
+ * human, a deny policy denies) — the strict reading of what it would have done. Its approval
+ * settings and ttl are kept when they read (they only narrow); its scope template only when it
+ * is valid, since narrowing with one that is not would refuse the request (a 400 blaming the
+ * agent) instead of letting a human decide it.
  */
 function brokenPolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
   const reason = undecidable(`policy ${String(policy.name)} does not compile under the current limits`);
   let lenient: CompiledPolicy | null = null;
   try {
-    lenient = compilePolicy(policy, path, 'lenient');
+    const { scopeTemplate, ...rest } = policy;
+    lenient = compilePolicy(validTemplate(scopeTemplate) ? policy : rest, path, 'lenient');
   } catch {
     // Not even its action or priority reads: it decides nothing for sure.
   }
@@ -173,6 +177,16 @@ function brokenPolicy(policy: PolicyDefinition, path: string): CompiledPolicy {
     ...(typeof policy.id === 'string' && { id: policy.id }),
     ...(typeof policy.agent === 'string' && { agent: policy.agent }),
   });
+}
+
+function validTemplate(template: unknown): boolean {
+  if (template === undefined) return false;
+  try {
+    validateScope(template);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function deepFreeze<T>(value: T): T {
