@@ -2,6 +2,9 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, register } from 'prom
 import type { Permission } from '../core/permission.js';
 import type { PermissionEventType } from './permissions.js';
 
+/** How long a scrape waits for the queue depths before answering with the last ones. */
+const DEPTH_DEADLINE_MS = 400;
+
 /**
  * Prometheus metrics (`GET /metrics`), on prom-client's default registry with its process
  * metrics. Created once per process (the default registry refuses a second registration).
@@ -32,11 +35,19 @@ export function promMetrics(): PromMetrics {
     labelNames: ['queue'],
     async collect() {
       if (!depthSource) return;
+      // A scrape must answer within a second even when Redis accepts connections but does not
+      // answer (the queue connection's own timeout is longer): keep the last values then.
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<null>((resolve) => {
+        timer = setTimeout(() => resolve(null), DEPTH_DEADLINE_MS);
+      });
       try {
-        const depths = await depthSource();
-        for (const [queue, n] of Object.entries(depths)) this.set({ queue }, n);
+        const depths = await Promise.race([depthSource(), deadline]);
+        if (depths) for (const [queue, n] of Object.entries(depths)) this.set({ queue }, n);
       } catch {
         // Redis unavailable: keep the last values rather than failing the scrape.
+      } finally {
+        clearTimeout(timer);
       }
     },
   });
