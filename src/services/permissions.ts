@@ -725,11 +725,17 @@ export class PermissionService {
     }
   }
 
-  /** find(), while the caller's rate limiter answers in parallel; its refusal is thrown first. */
+  /**
+   * find(), while the caller's rate limiter answers in parallel (no added latency). Both are
+   * awaited and the limiter's refusal wins over the lookup's outcome, so an agent over its limit
+   * gets 429 whatever id it sends.
+   */
   private async findAdmitted(agent: Agent, id: string, admitted?: Promise<unknown>): Promise<Permission> {
     if (!admitted) return this.find({ agent }, id);
-    const [permission] = await Promise.all([this.find({ agent }, id), admitted]);
-    return permission;
+    const [found, limit] = await Promise.allSettled([this.find({ agent }, id), admitted]);
+    if (limit.status === 'rejected') throw limit.reason;
+    if (found.status === 'rejected') throw found.reason;
+    return found.value;
   }
 
   /**

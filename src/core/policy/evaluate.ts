@@ -34,14 +34,18 @@ export function evaluate(
   for (const policy of set.policies) {
     if (!appliesToAgent(policy, request)) continue;
     const verdict = policy.matches(fields, budget);
-    if (verdict === true) return settle(mayApply, decisionOf(policy));
+    if (verdict === true) return settle(mayApply, decisionOf(policy), budget);
     if (verdict !== false) mayApply.push({ policy, why: verdict.undecidable });
   }
-  return settle(mayApply, {
-    decision: defaultAction,
-    policy: null,
-    reason: `No policy matched; default action ${defaultAction}`,
-  });
+  return settle(
+    mayApply,
+    {
+      decision: defaultAction,
+      policy: null,
+      reason: `No policy matched; default action ${defaultAction}`,
+    },
+    budget,
+  );
 }
 
 /** An agent-specific policy names the agent by id or by name; others apply to every agent. */
@@ -73,7 +77,11 @@ function decisionOf(policy: CompiledPolicy): PolicyDecision {
  * under every scope template and ttl cap involved (narrowing with more templates only restricts)
  * and the approval settings of the first that has them.
  */
-function settle(mayApply: readonly { policy: CompiledPolicy; why: string }[], reached: PolicyDecision) {
+function settle(
+  mayApply: readonly { policy: CompiledPolicy; why: string }[],
+  reached: PolicyDecision,
+  budget: WorkBudget,
+) {
   const first = mayApply[0];
   if (!first) return reached;
   const denying = mayApply.find((m) => m.policy.action === 'deny');
@@ -95,7 +103,7 @@ function settle(mayApply: readonly { policy: CompiledPolicy; why: string }[], re
   for (const d of decisions) {
     if (d.scopeTemplate === undefined) continue;
     template =
-      template === undefined ? d.scopeTemplate : narrowScope({ ...template }, { ...d.scopeTemplate });
+      template === undefined ? d.scopeTemplate : narrowScope({ ...template }, { ...d.scopeTemplate }, budget);
   }
   if (template !== undefined) decision.scopeTemplate = template;
   const ttls = decisions.flatMap((d) => (d.ttlCap !== undefined ? [d.ttlCap] : []));
