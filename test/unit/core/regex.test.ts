@@ -82,3 +82,19 @@ describe('patternCost', () => {
     expect(matchPattern(compilePattern('\\p{L}{200}x'), value, new WorkBudget())).toBe('over_budget');
   });
 });
+
+describe('re2js internals this module relies on (re2js is pinned; a new version must keep them)', () => {
+  it('exposes the lazy DFA accounting, and a hostile match leaves at most 512 KiB of it cached', () => {
+    const re = compilePattern('a[ab]{200}[^ab]');
+    let seed = 7;
+    const value = Array.from({ length: 4000 }, () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % 2 ? 'a' : 'b';
+    }).join('');
+    expect(matchPattern(re, value, new WorkBudget(Number.MAX_SAFE_INTEGER))).toBe(false);
+    const dfa = re.re2().lazyDFA as { stateBudget?: unknown; memBudget?: unknown } | null;
+    expect(typeof dfa?.stateBudget).toBe('number');
+    expect(typeof dfa?.memBudget).toBe('number');
+    expect(Number(dfa?.stateBudget) - Number(dfa?.memBudget)).toBeLessThanOrEqual(512 * 1024);
+  });
+});
