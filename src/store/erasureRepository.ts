@@ -99,7 +99,9 @@ export async function rewritePermissions(tx: Queryable, copies: readonly Permiss
         SET action = u.action, resource = u.resource, requested_scope = u.requested_scope, scope = u.scope,
             context = u.context, decision_reason = u.decision_reason, decided_by = u.decided_by,
             approval = u.approval, approvals = u.approvals, webhook_url = u.webhook_url,
-            idempotency_key = u.idempotency_key
+            idempotency_key = u.idempotency_key,
+            -- The request's fingerprint is a hash of the data just erased: it goes too.
+            request_hash = NULL
        FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::jsonb[], $7::text[],
                    $8::jsonb[], $9::jsonb[], $10::jsonb[], $11::text[], $12::text[])
             AS u(id, action, resource, requested_scope, scope, context, decision_reason, decided_by,

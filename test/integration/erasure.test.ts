@@ -204,6 +204,7 @@ describe.each(testDatabases())('erasure on $name', (database) => {
       decisionReason: '[redacted]',
       webhookUrl: null,
       idempotencyKey: null,
+      requestHash: null, // a hash of what was erased
     });
     expect(row.decidedBy).toMatchObject({ userId: 'U0BOB', userName: '[redacted]' });
     // A pending delivery to an address naming her is dead; a delivered one keeps its target.
