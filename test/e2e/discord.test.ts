@@ -291,11 +291,17 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     expect(shown(message.current)).toContain(subject);
 
     const erased = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', { subject });
-    expect(erased.body.data).toMatchObject({ dryRun: false, permissions: 1, chatMessages: 1 });
-    // Discord markdown escapes the brackets (`\\[redacted\\]`).
-    const redacted = await messageShowing(fake, pending.id, 'redacted', { buttons: true });
+    // A pending request that names the person is revoked first: nobody decides a blacked-out card.
+    expect(erased.body.data).toMatchObject({
+      dryRun: false,
+      permissions: 1,
+      chatMessages: 1,
+      revoked: [pending.id],
+    });
+    // Discord markdown escapes the brackets (`\\[redacted\\]`); the revoked card has no buttons.
+    const redacted = await messageShowing(fake, pending.id, 'redacted');
     expect(shown(redacted.current)).not.toContain(subject);
-    expect(buttonIds(redacted)).toEqual(Object.values(customIds(pending.id)).slice(0, 3));
+    expect((await api.get(pending.id)).status).toBe('revoked');
     expect(
       fake
         .calls(`PATCH /channels/${CHANNEL_ID}/messages/${message.id}`)
