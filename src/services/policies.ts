@@ -7,16 +7,21 @@ import { isId, newId } from '../core/ids.js';
 import { TTL_DEFAULT_SECONDS } from '../core/permission.js';
 import {
   type ApprovalSettings,
+  agentReferences,
   type CompiledPolicySet,
+  changedFields,
   compilePolicies,
   evaluate,
+  matchPolicies,
   type PolicyAction,
   type PolicyDecision,
   type PolicyDefinition,
   type PolicyIssue,
+  type PolicyPlan,
   type PolicyRequest,
   parsePolicyDocument,
   parsePolicySet,
+  planPolicySet,
 } from '../core/policy/index.js';
 import { invalidPolicy } from '../core/policy/invalid.js';
 import { narrowScope, validateScope } from '../core/scope/index.js';
@@ -24,6 +29,7 @@ import type { Logger } from '../logger.js';
 import type { Db, Queryable } from '../store/db.js';
 import {
   deletePolicy,
+  existingAgentReferences,
   findAgentIdentity,
   findPolicy,
   insertPolicy,
@@ -67,9 +73,22 @@ export interface PolicyTestResult {
 }
 
 export interface ReplaceResult {
+  /** The stored set afterwards; on a dry run, the set as it stands (nothing was stored). */
   policies: PolicyRecord[];
-  /** False only when loadFile found the stored set already equal to the file's. */
+  /** False on a dry run, and when loadFile found the stored set already equal to the file's. */
   changed: boolean;
+  dryRun: boolean;
+  /** What the replacement did, or on a dry run would do. */
+  plan: PolicyPlan;
+  /** How many policies the set has after the replacement (would have, on a dry run). */
+  count: number;
+  /** Policies of the new set naming agents (by id or name) that do not exist. */
+  unknownAgents: UnknownAgentReference[];
+}
+
+export interface UnknownAgentReference {
+  policy: string;
+  agents: string[];
 }
 
 /** Who changes policies when POLICIES_FILE is loaded at start. */
@@ -217,8 +236,14 @@ export class PolicyService {
    * `policies[i]…`. Ids are the server's: a policy keeps the id of the stored policy it names by
    * id, or else by name; others get new ids.
    */
-  async replaceAll(input: unknown, origin: RequestOrigin): Promise<ReplaceResult> {
-    return this.replaceParsed(parsePolicySet(input), origin, { onlyIfDifferent: false });
+  async replaceAll(
+    input: unknown,
+    origin: RequestOrigin,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<ReplaceResult> {
+    const parsed = parsePolicySet(input);
+    if (opts.dryRun) return this.planReplacement(parsed);
+    return this.replaceParsed(parsed, origin, { onlyIfDifferent: false });
   }
 
   /** YAML or JSON text (a list, or `{ policies: [...] }`) → replaceAll. */
@@ -250,7 +275,65 @@ export class PolicyService {
       }
       throw err;
     }
-    return this.replaceParsed(parsed, origin, { onlyIfDifferent: true, file: path });
+    const result = await this.replaceParsed(parsed, origin, { onlyIfDifferent: true, file: path });
+    this.logFileResult(path, result);
+    return result;
+  }
+
+  /**
+   * What replacing the set with `parsed` would do: the whole would-be set is validated as an
+   * apply would (so a dry run refuses what the apply would), nothing is stored or audited.
+   */
+  private async planReplacement(parsed: PolicyDefinition[]): Promise<ReplaceResult> {
+    const current = await listPolicies(this.db);
+    prepareSet(this.continueRecords(current, parsed).map((r) => r.definition));
+    return {
+      policies: current,
+      changed: false,
+      dryRun: true,
+      plan: planPolicySet(current, parsed),
+      count: parsed.length,
+      unknownAgents: await this.unknownAgents(parsed),
+    };
+  }
+
+  /** Policies of `definitions` that name agents no one has: most likely typos, said, not refused. */
+  private async unknownAgents(definitions: readonly PolicyDefinition[]): Promise<UnknownAgentReference[]> {
+    const refs = definitions.map((d) => ({ policy: d.name, agents: agentReferences(d) }));
+    const existing = await existingAgentReferences(this.db, [...new Set(refs.flatMap((r) => r.agents))]);
+    return refs
+      .map((r) => ({ policy: r.policy, agents: r.agents.filter((a) => !existing.has(a)) }))
+      .filter((r) => r.agents.length > 0);
+  }
+
+  /** One summary at start: which policies the file added, changed and removed, and likely typos. */
+  private logFileResult(file: string, result: ReplaceResult): void {
+    const { plan } = result;
+    if (result.changed) {
+      this.logger?.info(
+        {
+          file,
+          added: plan.added.map((p) => p.name),
+          changed: plan.changed.map((p) => ({ name: p.name, fields: p.fields })),
+          removed: plan.removed.map((p) => p.name),
+          unchanged: plan.unchanged.length,
+          reordered: plan.reordered,
+        },
+        `POLICIES_FILE applied: ${plan.added.length} added, ${plan.changed.length} changed, ${plan.removed.length} removed, ${plan.unchanged.length} unchanged`,
+      );
+    } else {
+      this.logger?.info(
+        { file, unchanged: plan.unchanged.length },
+        'POLICIES_FILE: the stored policies already match the file; nothing applied',
+      );
+    }
+    if (result.unknownAgents.length > 0) {
+      const list = result.unknownAgents.map((u) => `${u.policy} (${u.agents.join(', ')})`).join('; ');
+      this.logger?.warn(
+        { file, policies: result.unknownAgents },
+        `POLICIES_FILE: policies name agents that do not exist: ${list}`,
+      );
+    }
   }
 
   /**
@@ -335,32 +418,30 @@ export class PolicyService {
     origin: RequestOrigin,
     opts: { onlyIfDifferent: boolean; file?: string },
   ): Promise<ReplaceResult> {
-    return this.change<ReplaceResult>(async (tx, current) => {
+    const result = await this.change<Omit<ReplaceResult, 'unknownAgents'>>(async (tx, current) => {
       if (opts.onlyIfDifferent && sameDefinitions(current, parsed)) {
         return {
-          value: { policies: current, changed: false },
+          value: {
+            policies: current,
+            changed: false,
+            dryRun: false,
+            // Nothing is written: every stored policy stays as it is.
+            plan: planPolicySet(
+              current,
+              current.map((r) => r.definition),
+            ),
+            count: current.length,
+          },
           compiled: prepareSet(current.map((r) => r.definition)),
           changed: false,
         };
       }
-      const now = this.clock.now();
-      const records = assignIds(current, parsed).map(({ definition, previous }, position): PolicyRecord => {
-        const id = previous?.id ?? newId('policy');
-        const stored = withId(definition, id);
-        const same = previous !== undefined && canonicalJson(previous.definition) === canonicalJson(stored);
-        return {
-          id,
-          name: stored.name,
-          definition: stored,
-          position,
-          createdAt: previous?.createdAt ?? now,
-          updatedAt: same ? (previous?.updatedAt ?? now) : now,
-        };
-      });
+      const plan = planPolicySet(current, parsed);
+      const records = this.continueRecords(current, parsed);
       const compiled = prepareSet(records.map((r) => r.definition));
       await replaceAllPolicies(tx, records);
-      const kept = new Set(records.map((r) => r.id));
-      const before = new Map(current.map((r) => [r.id, r]));
+      const before = new Set(current.map((r) => r.id));
+      plan.added = records.filter((r) => !before.has(r.id)).map((r) => ({ name: r.name, id: r.id }));
       await this.audit.append(tx, {
         ...auditOrigin(origin),
         type: 'policy.replaced',
@@ -368,18 +449,38 @@ export class PolicyService {
           count: records.length,
           previousCount: current.length,
           policies: records.map((r) => ({ id: r.id, name: r.name })),
-          created: records.filter((r) => !before.has(r.id)).map((r) => r.name),
-          updated: records
-            .filter((r) => {
-              const prev = before.get(r.id);
-              return prev !== undefined && canonicalJson(prev.definition) !== canonicalJson(r.definition);
-            })
-            .map((r) => r.name),
-          removed: current.filter((r) => !kept.has(r.id)).map((r) => ({ id: r.id, name: r.name })),
+          created: plan.added.map((p) => p.name),
+          updated: plan.changed.map((p) => p.name),
+          removed: plan.removed,
           ...(opts.file !== undefined && { source: 'file', file: opts.file }),
         },
       });
-      return { value: { policies: records, changed: true }, compiled };
+      return {
+        value: { policies: records, changed: true, dryRun: false, plan, count: records.length },
+        compiled,
+      };
+    });
+    return { ...result, unknownAgents: await this.unknownAgents(result.policies.map((r) => r.definition)) };
+  }
+
+  /** The records that replace `current`: continued policies keep their id and creation time. */
+  private continueRecords(
+    current: readonly PolicyRecord[],
+    parsed: readonly PolicyDefinition[],
+  ): PolicyRecord[] {
+    const now = this.clock.now();
+    return matchPolicies(current, parsed).map(({ definition, previous }, position): PolicyRecord => {
+      const id = previous?.id ?? newId('policy');
+      const stored = withId(definition, id);
+      const same = previous !== undefined && changedFields(previous.definition, stored).length === 0;
+      return {
+        id,
+        name: stored.name,
+        definition: stored,
+        position,
+        createdAt: previous?.createdAt ?? now,
+        updatedAt: same ? (previous?.updatedAt ?? now) : now,
+      };
     });
   }
 
@@ -514,35 +615,6 @@ function assertNameFree(current: readonly PolicyRecord[], name: string, exceptId
   }
 }
 
-/**
- * Which stored policy each new definition continues: the one it names by id, else the one with
- * its name. A stored policy is continued at most once.
- */
-function assignIds(
-  current: readonly PolicyRecord[],
-  parsed: readonly PolicyDefinition[],
-): { definition: PolicyDefinition; previous: PolicyRecord | undefined }[] {
-  const byId = new Map(current.map((r) => [r.id, r]));
-  const byName = new Map(current.map((r) => [r.name, r]));
-  const claimed = new Set<string>();
-  const previous = parsed.map((definition) => {
-    const match = definition.id !== undefined ? byId.get(definition.id) : undefined;
-    if (match) claimed.add(match.id);
-    return match;
-  });
-  return parsed.map((definition, index) => {
-    let match = previous[index];
-    if (!match) {
-      const candidate = byName.get(definition.name);
-      if (candidate && !claimed.has(candidate.id)) {
-        claimed.add(candidate.id);
-        match = candidate;
-      }
-    }
-    return { definition, previous: match };
-  });
-}
-
 function withId(definition: PolicyDefinition, id: string): StoredDefinition {
   const { id: _ignored, ...rest } = definition;
   return { id, ...rest };
@@ -566,14 +638,6 @@ function sameDefinitions(current: readonly PolicyRecord[], parsed: readonly Poli
     return false;
   }
   return canonicalJson(stored.map(withoutId)) === canonicalJson(parsed.map(withoutId));
-}
-
-function changedFields(before: PolicyDefinition, after: PolicyDefinition): string[] {
-  const a = before as unknown as Record<string, unknown>;
-  const b = after as unknown as Record<string, unknown>;
-  return [...new Set([...Object.keys(a), ...Object.keys(b)])]
-    .filter((k) => k !== 'id' && canonicalJson(a[k]) !== canonicalJson(b[k]))
-    .sort();
 }
 
 function auditOrigin(origin: RequestOrigin): {

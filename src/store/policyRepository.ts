@@ -120,3 +120,18 @@ export async function findAgentIdentity(
   );
   return rows.length === 1 ? (rows[0] ?? null) : null;
 }
+
+/** Which of `refs` name an agent that exists (not deleted), by id or by name. */
+export async function existingAgentReferences(db: Queryable, refs: readonly string[]): Promise<Set<string>> {
+  if (refs.length === 0) return new Set();
+  const { rows } = await db.query<{ id: string; name: string }>(
+    `SELECT id, name FROM agents WHERE status <> 'deleted' AND (id = ANY($1::text[]) OR name = ANY($1::text[]))`,
+    [refs],
+  );
+  const found = new Set<string>();
+  for (const row of rows) {
+    found.add(row.id);
+    found.add(row.name);
+  }
+  return new Set(refs.filter((ref) => found.has(ref)));
+}

@@ -15,6 +15,45 @@ interface PolicyDto {
   [k: string]: unknown;
 }
 
+interface PlanDto {
+  added: { name: string; id?: string }[];
+  changed: { id: string; name: string; previousName?: string; fields: string[] }[];
+  removed: { id: string; name: string }[];
+  unchanged: { id: string; name: string }[];
+  reordered: boolean;
+}
+
+interface ApplyResultDto {
+  dryRun: boolean;
+  count: number;
+  plan: PlanDto;
+  unknownAgents: { policy: string; agents: string[] }[];
+  policies?: PolicyDto[];
+}
+
+/** The diff by name, one line a policy, then warnings and the totals. */
+export function formatApplyResult(result: ApplyResultDto): string {
+  const { plan } = result;
+  const lines = [
+    ...plan.added.map((p) => `+ added      ${p.name}`),
+    ...plan.changed.map(
+      (p) =>
+        `~ changed    ${p.name} (${p.previousName !== undefined ? `was ${p.previousName}; ` : ''}${p.fields.join(', ')})`,
+    ),
+    ...plan.removed.map((p) => `- removed    ${p.name}`),
+    ...plan.unchanged.map((p) => `= unchanged  ${p.name}`),
+  ];
+  if (plan.reordered) lines.push('Order changed (it breaks ties in priority).');
+  for (const u of result.unknownAgents) {
+    lines.push(
+      `Warning: ${u.policy} names ${u.agents.length === 1 ? 'an agent' : 'agents'} that do not exist: ${u.agents.join(', ')}`,
+    );
+  }
+  const totals = `${plan.added.length} added, ${plan.changed.length} changed, ${plan.removed.length} removed, ${plan.unchanged.length} unchanged`;
+  lines.push(result.dryRun ? `Dry run: nothing applied (${totals}).` : `Applied: ${totals}.`);
+  return lines.join('\n');
+}
+
 interface TestResultDto {
   decision: string;
   policy: { id?: string; name: string } | null;
@@ -48,10 +87,11 @@ export function registerPolicyCommands(
 ): void {
   program
     .command('policy:apply')
-    .description('Replace the whole policy set with the one in a YAML or JSON file')
+    .description('Replace the whole policy set with the one in a YAML or JSON file, showing what changes')
     .requiredOption('-f, --file <file>', 'policy file (YAML or JSON: a list, or { policies: [...] })')
+    .option('--dry-run', 'show what would change; apply nothing')
     .option('--json', 'print JSON')
-    .action(async (opts: { file: string; json?: boolean }) => {
+    .action(async (opts: { file: string; dryRun?: boolean; json?: boolean }) => {
       let text: string;
       try {
         text = await readFile(opts.file, 'utf8');
@@ -67,13 +107,13 @@ export function registerPolicyCommands(
         if (err instanceof AppError) throw new CliError(`${opts.file}: ${err.message}`, err.code);
         throw err;
       }
-      const result = await client().call<{ count: number; policies: PolicyDto[] }>(
+      const result = await client().call<ApplyResultDto>(
         'PUT',
-        '/api/v1/policies',
+        `/api/v1/policies${opts.dryRun ? '?dry_run=true' : ''}`,
         { policies },
       );
       if (opts.json) return print(JSON.stringify(result, null, 2));
-      print(`Applied ${result.count} ${result.count === 1 ? 'policy' : 'policies'} from ${opts.file}.`);
+      print(formatApplyResult(result));
     });
 
   program

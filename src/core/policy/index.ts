@@ -5,6 +5,13 @@ export { compileGlob, isGlob } from './glob.js';
 export type { PolicyIssue } from './invalid.js';
 export { formatPath, parsePolicyDocument, parsePolicySet } from './parse.js';
 export {
+  agentReferences,
+  changedFields,
+  matchPolicies,
+  type PolicyPlan,
+  planPolicySet,
+} from './plan.js';
+export {
   type PolicyDefinitionInput,
   type PolicyParseMode,
   policyDefinitionSchema,

@@ -24,6 +24,18 @@ const patchBody = z
 
 const jsonObject = z.record(z.string(), z.unknown());
 
+/** The body is the set itself (possibly a bare list), so the dry-run switch is a query parameter. */
+const replaceQuery = z.object({ dry_run: z.enum(['true', 'false']).optional() }).strict();
+
+const namedPolicy = z.object({ id: z.string(), name: z.string() });
+const planResponse = z.object({
+  added: z.array(z.object({ name: z.string(), id: z.string().optional() })),
+  changed: z.array(namedPolicy.extend({ previousName: z.string().optional(), fields: z.array(z.string()) })),
+  removed: z.array(namedPolicy),
+  unchanged: z.array(namedPolicy),
+  reordered: z.boolean(),
+});
+
 const testBody = z
   .object({
     agentId: z.string().min(1).max(64).optional(),
@@ -118,12 +130,30 @@ export function registerPolicyRoutes(route: Router, policies: PolicyService): vo
     url: '/api/v1/policies',
     auth: 'operator',
     tag: 'policies',
-    summary: 'Replace the whole policy set (validated as a whole; all or nothing)',
+    summary:
+      'Replace the whole policy set (validated as a whole; all or nothing) and say what changed; `dry_run=true` only says it',
     body: setBody,
-    response: z.object({ count: z.number(), policies: z.array(policyResponse) }),
-    async handler({ body, origin }) {
-      const result = await policies.replaceAll(body, origin);
-      return { data: { count: result.policies.length, policies: result.policies.map(policyDto) } };
+    query: replaceQuery,
+    response: z.object({
+      dryRun: z.boolean(),
+      count: z.number(),
+      plan: planResponse,
+      unknownAgents: z.array(z.object({ policy: z.string(), agents: z.array(z.string()) })),
+      policies: z.array(policyResponse).optional(),
+    }),
+    async handler({ body, query, origin }) {
+      const dryRun = query.dry_run === 'true';
+      const result = await policies.replaceAll(body, origin, { dryRun });
+      return {
+        data: {
+          dryRun,
+          count: result.count,
+          plan: result.plan,
+          unknownAgents: result.unknownAgents,
+          // On a dry run nothing was stored: there is no new set (nor new ids) to show.
+          ...(!dryRun && { policies: result.policies.map(policyDto) }),
+        },
+      };
     },
   });
 
