@@ -209,6 +209,95 @@ describe.each(testDatabases())('policy routes on $name', (database) => {
     );
   });
 
+  it('PUT says what it changes; with dry_run=true it only says it, storing and auditing nothing', async () => {
+    interface Plan {
+      added: { name: string; id?: string }[];
+      changed: { id: string; name: string; fields: string[] }[];
+      removed: { id: string; name: string }[];
+      unchanged: { id: string; name: string }[];
+      reordered: boolean;
+    }
+    interface Applied {
+      dryRun: boolean;
+      count: number;
+      plan: Plan;
+      unknownAgents: { policy: string; agents: string[] }[];
+      policies?: { id: string; name: string; updatedAt: string }[];
+    }
+    const old = { name: 'old', conditions: { action: 'legacy.*' }, action: 'deny' };
+    const keep = { name: 'keep', conditions: { action: 'read.*' }, action: 'auto_approve' };
+    await call('PUT', '/api/v1/policies', []);
+    const first = await call<Applied>('PUT', '/api/v1/policies', [smallPayments, old, keep]);
+    expect(first.status).toBe(200);
+    expect(first.body.data.plan.added.map((p) => p.name)).toEqual(['small-payments', 'old', 'keep']);
+    const ids = new Map(first.body.data.policies?.map((p) => [p.name, p.id]));
+    expect(first.body.data.plan.added[0]?.id).toBe(ids.get('small-payments'));
+    const storedBefore = (await call<{ policies: unknown[] }>('GET', '/api/v1/policies')).body.data.policies;
+    const eventsBefore = (await audit.list({ limit: 1000 })).length;
+
+    const desired = [
+      { ...smallPayments, priority: 20, ttl: 60 },
+      keep,
+      {
+        name: 'ghost-refunds',
+        agent: 'ghost-bot',
+        conditions: { action: 'refund.*', agent: { in: ['billing-bot', agentId, 'nobody'] } },
+        action: 'require_approval',
+      },
+    ];
+    const expectedPlan: Plan = {
+      added: [{ name: 'ghost-refunds' }],
+      changed: [{ id: ids.get('small-payments')!, name: 'small-payments', fields: ['priority', 'ttl'] }],
+      removed: [{ id: ids.get('old')!, name: 'old' }],
+      unchanged: [{ id: ids.get('keep')!, name: 'keep' }],
+      reordered: false,
+    };
+    const unknownAgents = [{ policy: 'ghost-refunds', agents: ['ghost-bot', 'nobody'] }];
+
+    const dry = await call<Applied>('PUT', '/api/v1/policies?dry_run=true', { policies: desired });
+    expect(dry.status, JSON.stringify(dry.body)).toBe(200);
+    expect(dry.body.data).toEqual({ dryRun: true, count: 3, plan: expectedPlan, unknownAgents });
+    // Nothing stored, nothing audited, the set in force unchanged.
+    expect((await call<{ policies: unknown[] }>('GET', '/api/v1/policies')).body.data.policies).toEqual(
+      storedBefore,
+    );
+    expect((await audit.list({ limit: 1000 })).length).toBe(eventsBefore);
+    expect(policies.evaluate({ agentId, action: 'legacy.x', scope: {}, context: {} }).decision).toBe('deny');
+
+    // A dry run refuses what the apply would, and a bad switch is a 400.
+    const invalid = await call('PUT', '/api/v1/policies?dry_run=true', [{ ...keep, action: 'allow' }]);
+    expect(invalid.status).toBe(422);
+    expect(invalid.body.error.details?.path).toBe('policies[0].action');
+    const badSwitch = await call('PUT', '/api/v1/policies?dry_run=yes', [keep]);
+    expect(badSwitch.status).toBe(400);
+    expect(badSwitch.body.error.code).toBe('VALIDATION_ERROR');
+    expect((await audit.list({ limit: 1000 })).length).toBe(eventsBefore);
+
+    // Applying does what the dry run said; unchanged policies keep their ids (and updatedAt).
+    const applied = await call<Applied>('PUT', '/api/v1/policies?dry_run=false', desired);
+    expect(applied.status).toBe(200);
+    const newId = applied.body.data.policies?.find((p) => p.name === 'ghost-refunds')?.id;
+    expect(applied.body.data).toMatchObject({
+      dryRun: false,
+      count: 3,
+      plan: { ...expectedPlan, added: [{ name: 'ghost-refunds', id: newId }] },
+      unknownAgents,
+    });
+    const after = new Map(applied.body.data.policies?.map((p) => [p.name, p]));
+    expect(after.get('keep')?.id).toBe(ids.get('keep'));
+    expect(after.get('keep')?.updatedAt).toBe(
+      first.body.data.policies?.find((p) => p.name === 'keep')?.updatedAt,
+    );
+    expect(after.get('small-payments')?.id).toBe(ids.get('small-payments'));
+    const events = await audit.list({ limit: 1000 });
+    expect(events.length).toBe(eventsBefore + 1);
+    expect(events[0]).toMatchObject({
+      type: 'policy.replaced',
+      details: { created: ['ghost-refunds'], updated: ['small-payments'], removed: [{ name: 'old' }] },
+    });
+    await call('PUT', '/api/v1/policies', []);
+  });
+
   it('dry-runs a request with POST /policies/test and stores nothing', async () => {
     await call('PUT', '/api/v1/policies', [
       smallPayments,
