@@ -368,6 +368,61 @@ describe.each(testDatabases())('PolicyService on $name', (database) => {
     expect(policies.evaluate(request()).decision).toBe('deny');
   });
 
+  it('loadFile logs what it applied, by name, and warns about policies naming agents that do not exist', async () => {
+    await new AgentService(db, audit, clock).create({ name: 'billing-bot' }, operator);
+    await policies.replaceAll([smallPayments, denyDelete], operator);
+    const log = memoryLogger();
+    const service = new PolicyService(db, audit, clock, 'require_approval', log.logger);
+    const file = policyFile(
+      [
+        '- name: small-payments',
+        '  priority: 30',
+        '  agent: billing-bot',
+        '  conditions: { action: payment.* }',
+        '  action: auto_approve',
+        '- name: ghost-refunds',
+        '  agent: ghost-bot',
+        '  conditions: { action: refund.*, agent: { not_in: [billing-bot, typo-bot] } }',
+        '  action: deny',
+      ].join('\n'),
+    );
+    const result = await service.loadFile(file);
+    expect(result.plan).toMatchObject({
+      added: [{ name: 'ghost-refunds' }],
+      changed: [
+        { name: 'small-payments', fields: ['agent', 'conditions', 'priority', 'scopeTemplate', 'ttl'] },
+      ],
+      removed: [{ name: 'no-deletes' }],
+    });
+    const lines = log
+      .text()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatchObject({
+      level: 30,
+      msg: 'POLICIES_FILE applied: 1 added, 1 changed, 1 removed, 0 unchanged',
+      file,
+      added: ['ghost-refunds'],
+      changed: [{ name: 'small-payments' }],
+      removed: ['no-deletes'],
+    });
+    expect(lines[1]).toMatchObject({
+      level: 40,
+      msg: 'POLICIES_FILE: policies name agents that do not exist: ghost-refunds (ghost-bot, typo-bot)',
+      policies: [{ policy: 'ghost-refunds', agents: ['ghost-bot', 'typo-bot'] }],
+    });
+
+    // The next start with the same file applies nothing and says so, warning again.
+    const next = memoryLogger();
+    await new PolicyService(db, audit, clock, 'require_approval', next.logger).loadFile(file);
+    expect(next.text()).toContain(
+      'POLICIES_FILE: the stored policies already match the file; nothing applied',
+    );
+    expect(next.text()).toContain('ghost-refunds (ghost-bot, typo-bot)');
+  });
+
   it('load() keeps the previous compiled set when the stored set does not compile', async () => {
     await policies.create(smallPayments, operator);
     await db.query(`INSERT INTO policies (id, name, definition, position) VALUES ($1, $2, $3::jsonb, 99)`, [
