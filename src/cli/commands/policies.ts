@@ -46,7 +46,7 @@ export function formatApplyResult(result: ApplyResultDto): string {
   if (plan.reordered) lines.push('Order changed (it breaks ties in priority).');
   for (const u of result.unknownAgents) {
     lines.push(
-      `Warning: ${u.policy} names ${u.agents.length === 1 ? 'an agent' : 'agents'} that do not exist: ${u.agents.join(', ')}`,
+      `Warning: ${u.policy} names ${u.agents.length === 1 ? 'an agent that does' : 'agents that do'} not exist: ${u.agents.join(', ')}`,
     );
   }
   const totals = `${plan.added.length} added, ${plan.changed.length} changed, ${plan.removed.length} removed, ${plan.unchanged.length} unchanged`;
