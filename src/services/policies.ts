@@ -293,17 +293,8 @@ export class PolicyService {
       dryRun: true,
       plan: planPolicySet(current, parsed),
       count: parsed.length,
-      unknownAgents: await this.unknownAgents(parsed),
+      unknownAgents: await unknownAgents(this.db, parsed),
     };
-  }
-
-  /** Policies of `definitions` that name agents no one has: most likely typos, said, not refused. */
-  private async unknownAgents(definitions: readonly PolicyDefinition[]): Promise<UnknownAgentReference[]> {
-    const refs = definitions.map((d) => ({ policy: d.name, agents: agentReferences(d) }));
-    const existing = await existingAgentReferences(this.db, [...new Set(refs.flatMap((r) => r.agents))]);
-    return refs
-      .map((r) => ({ policy: r.policy, agents: r.agents.filter((a) => !existing.has(a)) }))
-      .filter((r) => r.agents.length > 0);
   }
 
   /** One summary at start: which policies the file added, changed and removed, and likely typos. */
@@ -418,7 +409,7 @@ export class PolicyService {
     origin: RequestOrigin,
     opts: { onlyIfDifferent: boolean; file?: string },
   ): Promise<ReplaceResult> {
-    const result = await this.change<Omit<ReplaceResult, 'unknownAgents'>>(async (tx, current) => {
+    return this.change<ReplaceResult>(async (tx, current) => {
       if (opts.onlyIfDifferent && sameDefinitions(current, parsed)) {
         return {
           value: {
@@ -431,6 +422,10 @@ export class PolicyService {
               current.map((r) => r.definition),
             ),
             count: current.length,
+            unknownAgents: await unknownAgents(
+              tx,
+              current.map((r) => r.definition),
+            ),
           },
           compiled: prepareSet(current.map((r) => r.definition)),
           changed: false,
@@ -455,12 +450,20 @@ export class PolicyService {
           ...(opts.file !== undefined && { source: 'file', file: opts.file }),
         },
       });
+      // Read in the transaction: a failure rolls the change back rather than failing after it.
+      const unknown = await unknownAgents(tx, parsed);
       return {
-        value: { policies: records, changed: true, dryRun: false, plan, count: records.length },
+        value: {
+          policies: records,
+          changed: true,
+          dryRun: false,
+          plan,
+          count: records.length,
+          unknownAgents: unknown,
+        },
         compiled,
       };
     });
-    return { ...result, unknownAgents: await this.unknownAgents(result.policies.map((r) => r.definition)) };
   }
 
   /** The records that replace `current`: continued policies keep their id and creation time. */
@@ -613,6 +616,18 @@ function assertNameFree(current: readonly PolicyRecord[], name: string, exceptId
   if (clash) {
     throw invalidPolicy([{ path: 'name', message: `a policy named "${name}" already exists (${clash.id})` }]);
   }
+}
+
+/** Policies of `definitions` that name agents no one has: most likely typos, said, not refused. */
+async function unknownAgents(
+  db: Queryable,
+  definitions: readonly PolicyDefinition[],
+): Promise<UnknownAgentReference[]> {
+  const refs = definitions.map((d) => ({ policy: d.name, agents: agentReferences(d) }));
+  const existing = await existingAgentReferences(db, [...new Set(refs.flatMap((r) => r.agents))]);
+  return refs
+    .map((r) => ({ policy: r.policy, agents: r.agents.filter((a) => !existing.has(a)) }))
+    .filter((r) => r.agents.length > 0);
 }
 
 function withId(definition: PolicyDefinition, id: string): StoredDefinition {
