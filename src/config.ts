@@ -62,6 +62,8 @@ export const configSchema = z.object({
   /** Informational only: no behaviour depends on it, so tests run what production runs. */
   NODE_ENV: z.enum(['development', 'production', 'test']).default('production'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Unset: pretty when stdout is a terminal, JSON otherwise (see createLogger). */
+  LOG_FORMAT: z.enum(['pretty', 'json']).optional(),
 
   // HTTP
   PORT: int(0, 65535).default(3000),

@@ -474,7 +474,7 @@ export function configOrExit(): Config {
 
 export async function runUntilSignal(roles: readonly Role[] = ALL_ROLES): Promise<void> {
   const config = configOrExit();
-  const logger = createLogger(config.LOG_LEVEL);
+  const logger = createLogger(config.LOG_LEVEL, { format: config.LOG_FORMAT });
   let running: Running;
   try {
     running = await startService(config, logger, roles);

@@ -68,7 +68,7 @@ export function buildProgram(): Command {
       const { configOrExit, openStorage } = await loadMain();
       const { createLogger } = await import('../logger.js');
       const config = configOrExit();
-      const logger = createLogger(config.LOG_LEVEL);
+      const logger = createLogger(config.LOG_LEVEL, { format: config.LOG_FORMAT });
       const db = await openStorage(config, logger);
       await db.close();
       print('Database is up to date.');

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ZodError } from 'zod';
 import { AppError, type ErrorCode } from '../core/errors.js';
+import { rateLimitHeaders } from '../services/rateLimits.js';
 
 /** The one code → HTTP status table (DESIGN §11). */
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -125,9 +126,14 @@ export async function sendError(
   }
   const status = STATUS_BY_CODE[appError.code];
   if (status >= 500) request.log.error({ err }, appError.message);
-  const details = appError.details as { retryAfter?: number } | undefined;
+  const details = appError.details as { retryAfter?: number; limit?: number; reset?: number } | undefined;
   if (appError.code === 'RATE_LIMITED' && details?.retryAfter !== undefined) {
     reply.header('retry-after', String(details.retryAfter));
+  }
+  // A 429 carries the same X-RateLimit-* headers as the answers before it: a client reading
+  // them to pace itself must not lose them exactly when it has run out.
+  if (appError.code === 'RATE_LIMITED' && details?.limit !== undefined && details.reset !== undefined) {
+    reply.headers(rateLimitHeaders({ limit: details.limit, remaining: 0, reset: details.reset }));
   }
   // 5xx bodies stay generic: whatever went wrong inside is in the log, not the response.
   const message =

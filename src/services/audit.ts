@@ -15,6 +15,7 @@ import {
   type AuditQuery,
   chainHead,
   countActorsMentioning,
+  countAuditEvents,
   countUnsealed,
   type ExportedAuditEvent,
   eachAuditEventAfterSeq,
@@ -234,6 +235,11 @@ export class AuditService {
       total += sealed;
       if (sealed < SEAL_BATCH) return total;
     }
+  }
+
+  /** How many events exportEvents would hand over if nothing were added meanwhile. */
+  async countExport(filter: AuditExportFilter): Promise<number> {
+    return countAuditEvents(this.db, filter);
   }
 
   /**

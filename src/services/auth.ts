@@ -52,8 +52,11 @@ export class AuthService {
       this.blockedUntil.delete(ip);
       return;
     }
+    // limit and reset become the X-RateLimit-* headers, as on the per-agent limiters' 429s.
     throw new AppError('RATE_LIMITED', 'Too many failed authentications from this address', {
       retryAfter: Math.ceil((until - now) / 1000),
+      limit: this.failuresPerMinute,
+      reset: Math.ceil(until / 1000),
     });
   }
 

@@ -244,6 +244,17 @@ function filterClauses(f: AuditExportFilter, params: unknown[]): string[] {
   return where;
 }
 
+/** How many events an export with this filter would hold now (one count, for a progress bar). */
+export async function countAuditEvents(db: Queryable, filter: AuditExportFilter): Promise<number> {
+  const params: unknown[] = [];
+  const where = filterClauses(filter, params);
+  const { rows } = await db.query<{ n: unknown }>(
+    `SELECT count(*) AS n FROM audit_events ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`,
+    params,
+  );
+  return toNumber(rows[0]?.n ?? 0);
+}
+
 /**
  * One page of events in insertion order after `afterSeq` (keyset pagination for export), each
  * handed to onEvent as the database returns it. Returns how many there were and the last seq.

@@ -309,6 +309,12 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     expect(third.status).toBe(429);
     expect(third.body.error.code).toBe('RATE_LIMITED');
     expect(Number(third.headers.get('retry-after'))).toBeGreaterThan(0);
+    // A client pacing itself on the headers still has them when it has run out.
+    expect(third.headers.get('x-ratelimit-limit')).toBe('2');
+    expect(third.headers.get('x-ratelimit-remaining')).toBe('0');
+    expect(Number(third.headers.get('x-ratelimit-reset'))).toBeGreaterThanOrEqual(
+      Number(first.headers.get('x-ratelimit-reset')),
+    );
   });
 
   it('refuses the reported hostile pattern, and a huge subject on an accepted one fails closed (defect 1)', async () => {

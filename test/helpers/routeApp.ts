@@ -32,6 +32,8 @@ export async function startRouteTestApp(opts: {
   agents: AgentService;
   operatorKey: string;
   routes: NonNullable<HttpDeps['extraRoutes']>;
+  /** Failed authentications per address per minute before 429 (default 1000: never in a test). */
+  authFailuresPerMin?: number;
 }): Promise<RouteTestApp> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'aotp-route-app-'));
   try {
@@ -46,7 +48,7 @@ export async function startRouteTestApp(opts: {
     const app = buildServer({
       config,
       logger,
-      auth: new AuthService(opts.db, opts.clock, counters, 1000),
+      auth: new AuthService(opts.db, opts.clock, counters, opts.authFailuresPerMin ?? 1000),
       agents: opts.agents,
       readiness: [],
       extraRoutes: opts.routes,

@@ -41,6 +41,7 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
   // Limits counted at one fixed instant, so a test never straddles a window boundary.
   const limiterClock = new FakeClock('2030-01-07T10:00:30.000Z');
   const TOKEN_CALLS_PER_MIN = 40;
+  const AUTH_FAILURES_PER_MIN = 3;
 
   beforeAll(async () => {
     db = await database.open();
@@ -76,6 +77,7 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
       clock: systemClock,
       agents,
       operatorKey,
+      authFailuresPerMin: AUTH_FAILURES_PER_MIN,
       routes: [
         (route) => registerPermissionRoutes(route, permissions, limiters, new PermissionWaiters()),
         (route) => registerPolicyRoutes(route, policies),
@@ -299,6 +301,10 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
         expect(limited.body.error.code).toBe('RATE_LIMITED');
         expect(limited.body.error.message).toBe('Too many verify and use calls; slow down');
         expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+        // The same X-RateLimit-* headers as the 2xx answers, with nothing left.
+        expect(limited.headers['x-ratelimit-limit']).toBe('3');
+        expect(limited.headers['x-ratelimit-remaining']).toBe('0');
+        expect(limited.headers['x-ratelimit-reset']).toBe(first.headers['x-ratelimit-reset']);
       }
       // The refused use spent nothing.
       const after = await call<{ usesRemaining: number }>('GET', `/api/v1/permissions/${id}`, undefined, key);
@@ -307,6 +313,28 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
       expect((await call('POST', '/api/v1/permissions/request', { action: 'payment.x' }, key)).status).toBe(
         201,
       );
+    });
+
+    it('a failed-authentication 429 carries X-RateLimit-* and Retry-After too', async () => {
+      // Its own address (the throttle is per address), so no other test is refused.
+      const from = (key: string) =>
+        server.app.inject({
+          method: 'GET',
+          url: '/api/v1/agents',
+          headers: { authorization: `Bearer ${key}` },
+          remoteAddress: '198.51.100.23',
+        });
+      for (let i = 0; i < AUTH_FAILURES_PER_MIN; i += 1) {
+        expect((await from(`ak_live_${randomBytes(20).toString('hex')}`)).statusCode).toBe(401);
+      }
+      const limited = await from(operatorKey);
+      expect(limited.statusCode).toBe(429);
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+      expect(limited.headers['x-ratelimit-limit']).toBe(String(AUTH_FAILURES_PER_MIN));
+      expect(limited.headers['x-ratelimit-remaining']).toBe('0');
+      const reset = Number(limited.headers['x-ratelimit-reset']);
+      expect(reset - Date.now() / 1000).toBeGreaterThan(0);
+      expect(reset - Date.now() / 1000).toBeLessThanOrEqual(61);
     });
 
     it('the default (TOKEN_RATE_LIMIT_PER_MIN) applies to an agent without its own limit', async () => {

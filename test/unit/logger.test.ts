@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createLogger, type Logger, scrubString } from '../../src/logger.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger, defaultLogFormat, type Logger, scrubString } from '../../src/logger.js';
 
 /** A logger writing to memory; `text()` is everything it wrote. */
 function memoryLogger(level = 'info'): {
@@ -144,6 +145,53 @@ describe('createLogger', () => {
     logger.error(new Error(`refused ${AGENT_LIVE}`));
     logger.error({ err: new Error(`refused ${OPERATOR}`) });
     expectClean(text(), [AGENT_LIVE, OPERATOR]);
+  });
+});
+
+describe('LOG_FORMAT=pretty', () => {
+  function prettyLogger(): { logger: Logger; text(): string } {
+    const chunks: string[] = [];
+    const logger = createLogger('info', {
+      format: 'pretty',
+      colorize: false,
+      destination: {
+        write(s: string) {
+          chunks.push(s);
+        },
+      },
+    });
+    return { logger, text: () => chunks.join('') };
+  }
+
+  it('writes one readable line per event: time, level and message, fields below, no JSON envelope', () => {
+    const { logger, text } = prettyLogger();
+    logger.info({ agentId: 'agent_1' }, 'permission approved');
+    logger.warn('redis slow');
+    const out = text();
+    expect(out).toMatch(/^\[\d{2}:\d{2}:\d{2}\.\d{3}\] INFO: permission approved\n\s+agentId: "agent_1"\n/);
+    expect(out).toMatch(/\] WARN: redis slow\n/);
+    expect(out).not.toContain('"level"');
+    expect(out).not.toContain('agent-otp');
+  });
+
+  it('redacts Authorization headers, secret-named fields and credential-shaped strings as JSON mode does', () => {
+    const { logger, text } = prettyLogger();
+    logger.info({ req: { headers: { authorization: `Bearer ${PLAIN}`, 'x-api-key': PLAIN } } }, 'req');
+    logger.info({ token: PLAIN, agent: { apiKey: PLAIN } }, 'fields');
+    logger.info(`calling upstream with ${AGENT_LIVE} and ${OTP}`);
+    logger.error({ err: new Error(`refused ${OPERATOR}`) }, 'failed');
+    const out = text();
+    expectClean(out, [PLAIN, AGENT_LIVE, OTP, OPERATOR]);
+    expect(out).toContain('[REDACTED]');
+    expect(out).toContain('calling upstream with ak_[REDACTED]');
+  });
+
+  it('is the default on a terminal; JSON when stdout is piped, or when LOG_FORMAT says so', () => {
+    expect(defaultLogFormat(true)).toBe('pretty');
+    expect(defaultLogFormat(false)).toBe('json');
+    expect(loadConfig({ LOG_FORMAT: 'json' }).LOG_FORMAT).toBe('json');
+    expect(loadConfig({}).LOG_FORMAT).toBeUndefined();
+    expect(() => loadConfig({ LOG_FORMAT: 'yaml' })).toThrow(/LOG_FORMAT/);
   });
 });
 

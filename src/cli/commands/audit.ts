@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import type { ErasureReport } from '../../services/erasure.js';
 import type { OperatorClient } from '../client.js';
 import { table } from '../format.js';
+import { ProgressBar } from '../progress.js';
 
 interface AuditEventDto {
   id: string;
@@ -97,33 +98,41 @@ export function registerAuditCommands(
         if (opts.until) query.set('end_date', opts.until);
         if (opts.agent) query.set('agent_id', opts.agent);
         if (opts.type) query.set('event_type', opts.type);
+        // A bar only for a person watching: the count costs the server one more query, and
+        // nothing but the export may reach a pipe or a file.
+        const showProgress = process.stderr.isTTY === true;
+        if (showProgress) query.set('count', 'true');
         const response = await client().stream(`/api/v1/audit/export?${query}`);
         if (!response.body) throw new Error('the server sent no body');
-        const showProgress = process.stderr.isTTY === true;
+        const counted = response.headers.get('x-total-count');
+        const bar = showProgress
+          ? new ProgressBar({
+              unit: 'rows',
+              total: counted === null ? null : Number(counted),
+              write: (text) => process.stderr.write(text),
+              columns: process.stderr.columns,
+            })
+          : null;
         let lines = 0;
-        let lastDraw = 0;
-        const draw = (final: boolean) => {
-          const rows = opts.format === 'csv' ? Math.max(0, lines - 1) : lines;
-          const spin = '|/-\\'[Math.floor(lines / 5000) % 4] ?? '|';
-          process.stderr.write(
-            `\r${final ? '✓' : spin} audit:export ${rows.toLocaleString('en')} rows${final ? '\n' : ''}`,
-          );
-        };
+        // The CSV header line is not a row.
+        const rows = () => (opts.format === 'csv' ? Math.max(0, lines - 1) : lines);
         const counter = new Transform({
           transform(chunk: Buffer, _enc, callback) {
             for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines += 1;
-            const now = Date.now();
-            if (showProgress && now - lastDraw > 100) {
-              lastDraw = now;
-              draw(false);
-            }
+            bar?.update(rows());
             callback(null, chunk);
           },
         });
         const body = Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>);
         const sink = opts.output ? createWriteStream(opts.output) : process.stdout;
-        await pipeline(body, counter, sink, { end: Boolean(opts.output) });
-        if (showProgress) draw(true);
+        try {
+          await pipeline(body, counter, sink, { end: Boolean(opts.output) });
+        } catch (err) {
+          // The error message goes on a line of its own, not after the bar.
+          if (bar) process.stderr.write('\n');
+          throw err;
+        }
+        bar?.finish(rows());
       },
     );
 

@@ -45,6 +45,8 @@ const exportQuery = z
     event_type: z.string().max(100).optional(),
     start_date: date.optional(),
     end_date: date.optional(),
+    /** true: the answer carries X-Total-Count (one count(*) more, so only when asked: a progress bar). */
+    count: z.enum(['true', 'false']).optional(),
   })
   .strict();
 
@@ -159,6 +161,16 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
           endDate: query.end_date?.toISOString() ?? null,
         },
       });
+      const filter = {
+        agentId: query.agent_id,
+        eventType: query.event_type,
+        startDate: query.start_date,
+        endDate: query.end_date,
+      };
+      // Counted after the audit.exported event is committed, so it is included when it matches.
+      // Events added while the export runs are exported too: the count is where the export
+      // stood when it began, not a promise.
+      const total = query.count === 'true' ? await audit.countExport(filter) : undefined;
       const raw = reply.raw;
       // The 200 and its headers go out with the first bytes of the export, once the first rows
       // have been read: a failure before that is still an ordinary JSON error answer.
@@ -173,6 +185,7 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
           'content-disposition': `attachment; filename="audit-export.${format}"`,
           'cache-control': 'no-store',
           'x-request-id': request.id,
+          ...(total === undefined ? {} : { 'x-total-count': String(total) }),
         });
         if (format === 'csv') raw.write(csvHeader());
       };
@@ -191,12 +204,7 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
       const line = format === 'csv' ? csvLine : jsonLine;
       try {
         await audit.exportEvents(
-          {
-            agentId: query.agent_id,
-            eventType: query.event_type,
-            startDate: query.start_date,
-            endDate: query.end_date,
-          },
+          filter,
           (event) => {
             chunk += line(event);
             if (chunk.length >= EXPORT_CHUNK_CHARS) flush();
