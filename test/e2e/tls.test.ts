@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, type ServerProcess, startServer } from '../helpers/serverProcess.js';
+import { CLI, hermeticCwd, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /** GET over HTTPS trusting only `ca`; resolves with the status and body. */
 function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: string }> {
@@ -138,6 +138,7 @@ describe('starting with a bad configuration', () => {
       const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
         const child = spawn(process.execPath, [CLI, 'start'], {
           env: { PATH: process.env.PATH, PORT: 'notanumber', AGENT_OTP_DATA_DIR: dataDir },
+          cwd: hermeticCwd(),
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         let output = '';
