@@ -1,38 +1,43 @@
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
+import { CliError } from './errors.js';
+import { resolveTarget, type TargetFlags } from './target.js';
 
-/** The CLI is an HTTP client of the operator API; errors carry the server's code for the user. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly code?: string,
-  ) {
-    super(message);
-  }
-}
+export { CliError };
 
 export interface OperatorClientOptions {
   url: string;
   token: string;
+  /** Where the URL and the key came from ("PORT in .env", "--token"…), for error messages. */
+  urlSource?: string;
+  tokenSource?: string;
 }
 
-export function resolveClientOptions(env: NodeJS.ProcessEnv = process.env): OperatorClientOptions {
-  const url = (env.AGENT_OTP_URL || 'http://127.0.0.1:3000').replace(/\/+$/, '');
-  let token = env.AGENT_OTP_ADMIN_TOKEN;
-  if (!token) {
-    const file = path.join(path.resolve(env.AGENT_OTP_DATA_DIR || './.agent-otp'), 'admin-token');
-    if (existsSync(file)) token = readFileSync(file, 'utf8').trim();
-  }
-  if (!token) {
+/** The server and key for the operator commands: see resolveTarget for the precedence. */
+export function resolveClientOptions(
+  env: NodeJS.ProcessEnv = process.env,
+  flags: TargetFlags = {},
+): OperatorClientOptions {
+  const target = resolveTarget(flags, env);
+  if (!target.token) {
     throw new CliError(
-      'No operator key: set AGENT_OTP_ADMIN_TOKEN, or run from the directory whose .agent-otp/admin-token the server wrote (or set AGENT_OTP_DATA_DIR).',
+      'No operator key: pass --token, set AGENT_OTP_ADMIN_TOKEN (or ADMIN_TOKEN, as the server does), or run from the directory whose .agent-otp/admin-token the server wrote (or set AGENT_OTP_DATA_DIR).',
     );
   }
-  return { url, token };
+  return { ...target, token: target.token };
 }
 
 export class OperatorClient {
   constructor(private readonly options: OperatorClientOptions) {}
+
+  /** "Cannot reach … at <url> (from PORT in .env) (ECONNREFUSED)": the address and why it was chosen. */
+  private unreachable(err: unknown): CliError {
+    const source = this.options.urlSource;
+    const why = !source ? '' : source === 'the default' ? ' (the default)' : ` (from ${source})`;
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/.test(cause)
+      ? ' Trust its certificate with NODE_EXTRA_CA_CERTS=/path/to/cert.pem.'
+      : ' Is it running? Pass --url or set AGENT_OTP_URL.';
+    return new CliError(`Cannot reach the Agent OTP server at ${this.options.url}${why} (${cause}).${hint}`);
+  }
 
   async call<T>(method: string, pathname: string, body?: unknown): Promise<T> {
     let response: Response;
@@ -47,10 +52,7 @@ export class OperatorClient {
         signal: AbortSignal.timeout(30_000),
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new CliError(
-        `Cannot reach the Agent OTP server at ${this.options.url} (${cause}). Is it running? Set AGENT_OTP_URL.`,
-      );
+      throw this.unreachable(err);
     }
     const text = await response.text();
     let parsed: {
@@ -67,7 +69,7 @@ export class OperatorClient {
       const error = parsed.error;
       const hint =
         error?.code === 'INVALID_API_KEY' || error?.code === 'EXPIRED_API_KEY'
-          ? ' (check AGENT_OTP_ADMIN_TOKEN)'
+          ? ` (check ${this.options.tokenSource ?? 'AGENT_OTP_ADMIN_TOKEN'})`
           : '';
       throw new CliError(
         `${error?.code ?? `HTTP ${response.status}`}: ${error?.message ?? 'request failed'}${hint}`,
@@ -85,8 +87,7 @@ export class OperatorClient {
         headers: { authorization: `Bearer ${this.options.token}` },
       });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new CliError(`Cannot reach the Agent OTP server at ${this.options.url} (${cause}).`);
+      throw this.unreachable(err);
     }
     if (!response.ok) {
       const text = await response.text();

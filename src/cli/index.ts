@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-import { existsSync, readFileSync } from 'node:fs';
-import { parseEnv } from 'node:util';
 import { Command, CommanderError } from 'commander';
 import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
@@ -9,16 +7,9 @@ import { registerDoctorCommand } from './commands/doctor.js';
 import { registerMetricsCommands } from './commands/metrics.js';
 import { registerPermissionCommands } from './commands/permissions.js';
 import { registerPolicyCommands } from './commands/policies.js';
+import { loadDotEnv, type TargetFlags } from './target.js';
 
 const print = (text: string) => process.stdout.write(`${text}\n`);
-
-/** A `.env` in the working directory fills in variables the environment does not set. */
-function loadDotEnv(file = '.env'): void {
-  if (!existsSync(file)) return;
-  for (const [name, value] of Object.entries(parseEnv(readFileSync(file, 'utf8')))) {
-    if (process.env[name] === undefined) process.env[name] = value;
-  }
-}
 
 /**
  * The service (Slack, Discord, BullMQ, Postgres…) is loaded only by the commands that run it, so
@@ -30,7 +21,17 @@ export function buildProgram(): Command {
   const program = new Command('agent-otp')
     .description('Agent OTP: one-time, scoped permissions for AI agents, approved by policy or by a human')
     .version('0.1.0')
-    .showHelpAfterError();
+    .showHelpAfterError()
+    .configureHelp({ showGlobalOptions: true })
+    // Global: accepted before or after any command's name.
+    .option(
+      '--url <url>',
+      'the server (default: AGENT_OTP_URL, else PORT/HOST/TLS_CERT_FILE as the server reads them)',
+    )
+    .option(
+      '--token <key>',
+      "the operator key (default: AGENT_OTP_ADMIN_TOKEN, ADMIN_TOKEN, or the data dir's admin-token)",
+    );
 
   program
     .command('start')
@@ -79,12 +80,13 @@ export function buildProgram(): Command {
     .description('Run an MCP server on stdio for AI agents (needs AGENT_OTP_API_KEY; AGENT_OTP_URL)')
     .action(async () => {
       const { runMcpServer } = await import('../mcp/server.js');
-      await runMcpServer();
+      const { url } = program.opts<TargetFlags>();
+      await runMcpServer(url === undefined ? process.env : { ...process.env, AGENT_OTP_URL: url });
     });
 
   let client: OperatorClient | undefined;
   const getClient = () => {
-    client ??= new OperatorClient(resolveClientOptions());
+    client ??= new OperatorClient(resolveClientOptions(process.env, program.opts<TargetFlags>()));
     return client;
   };
   registerAgentCommands(program, getClient, print);

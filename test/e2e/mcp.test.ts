@@ -1,12 +1,11 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { type Api, apiClient } from '../helpers/api.js';
-import { CLI, type ServerProcess, startServer } from '../helpers/serverProcess.js';
+import { CLI, hermeticCwd, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 const ADMIN = `uk_${randomBytes(24).toString('hex')}`;
 const DATABASE = process.env.TEST_DATABASE_URL ? 'postgres' : 'pglite';
@@ -89,7 +88,7 @@ describe(`agent-otp mcp against the built server (${DATABASE})`, () => {
       command: process.execPath,
       args: [CLI, 'mcp'],
       env: { AGENT_OTP_URL: server.url, AGENT_OTP_API_KEY: agentKey },
-      cwd: tmpdir(),
+      cwd: hermeticCwd(),
       stderr: 'pipe',
     });
     transport.stderr?.on('data', (d: Buffer) => {
@@ -266,7 +265,7 @@ describe(`agent-otp mcp against the built server (${DATABASE})`, () => {
   it('exits non-zero with a clear message when AGENT_OTP_API_KEY is missing', async () => {
     const child = spawn(process.execPath, [CLI, 'mcp'], {
       env: { PATH: process.env.PATH, AGENT_OTP_URL: server.url },
-      cwd: tmpdir(),
+      cwd: hermeticCwd(),
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, type ServerProcess, startServer } from '../helpers/serverProcess.js';
+import { CLI, hermeticCwd, runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /** GET over HTTPS trusting only `ca`; resolves with the status and body. */
 function httpsGet(url: string, ca: Buffer): Promise<{ status: number; body: string }> {
@@ -95,6 +95,25 @@ describe('the built server over TLS', () => {
     expect(JSON.parse(res.body)).toEqual({ status: 'ok' });
   });
 
+  it('is found by the CLI from the same PORT and TLS_CERT_FILE, over https', async () => {
+    const env = {
+      PORT: new URL(server.url).port,
+      TLS_CERT_FILE: path.join(dir, 'cert.pem'),
+      TLS_KEY_FILE: path.join(dir, 'key.pem'),
+      AGENT_OTP_DATA_DIR: server.dataDir,
+    };
+    const trusted = await runCli(['agent:list', '--json'], {
+      ...env,
+      NODE_EXTRA_CA_CERTS: env.TLS_CERT_FILE,
+    });
+    expect(trusted.stderr).toBe('');
+    expect(trusted.code).toBe(0);
+    const untrusted = await runCli(['agent:list'], env);
+    expect(untrusted.code).toBe(1);
+    expect(untrusted.stderr).toContain(`at https://127.0.0.1:${env.PORT} (from PORT and TLS_CERT_FILE)`);
+    expect(untrusted.stderr).toContain('NODE_EXTRA_CA_CERTS');
+  });
+
   it('does not answer plain HTTP on the same port', async () => {
     const res = await fetch(server.url.replace('https:', 'http:') + '/healthz').catch((err: Error) => err);
     if (res instanceof Response) expect(res.status).not.toBe(200);
@@ -138,6 +157,7 @@ describe('starting with a bad configuration', () => {
       const result = await new Promise<{ code: number | null; output: string }>((resolve) => {
         const child = spawn(process.execPath, [CLI, 'start'], {
           env: { PATH: process.env.PATH, PORT: 'notanumber', AGENT_OTP_DATA_DIR: dataDir },
+          cwd: hermeticCwd(),
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         let output = '';

@@ -9,6 +9,21 @@ import { createSchema, dropSchema, uniqueSchema } from './databases.js';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = path.join(ROOT, 'dist/cli/index.js');
 
+let emptyDir: string | undefined;
+/**
+ * The working directory of every process the tests start. The server and the CLI read `.env`
+ * and the default data dir `./.agent-otp` from their working directory: an empty one keeps the
+ * checkout's (a developer's `.env`, the admin-token of their `npm start`) out of every test.
+ */
+export function hermeticCwd(): string {
+  if (!emptyDir) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'aotp-cwd-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    emptyDir = dir;
+  }
+  return emptyDir;
+}
+
 export interface ServerProcess {
   /** The API's base URL; '' for a process without the HTTP API (`worker`, `bot`). */
   url: string;
@@ -35,6 +50,8 @@ export interface StartOptions {
   schema?: string;
   /** The CLI command, i.e. the roles to run (default 'start': all of them). */
   command?: 'start' | 'api' | 'worker' | 'bot';
+  /** The server's working directory (default: an empty one, see hermeticCwd). */
+  cwd?: string;
 }
 
 /** Starts the built server (`dist/`) as a child process and waits for its "listening" line. */
@@ -61,8 +78,10 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     const sep = url.includes('?') ? '&' : '?';
     env.DATABASE_URL = `${url}${sep}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
   }
+  // Only the variables above: nothing of the developer's shell reaches the server.
   const child: ChildProcess = spawn(process.execPath, [CLI, opts.command ?? 'start'], {
     env,
+    cwd: opts.cwd ?? hermeticCwd(),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -133,14 +152,16 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   };
 }
 
-/** Runs the CLI against a server and returns its exit code and output. */
+/** Runs the CLI with only `env` (and PATH), in `cwd` (default: an empty directory). */
 export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv,
+  opts: { cwd?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { PATH: process.env.PATH, ...env },
+      cwd: opts.cwd ?? hermeticCwd(),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

@@ -37,9 +37,9 @@ import {
  *   table's rows, counted and hashed); plausible input with one hostile change (wrong type, huge
  *   or odd number, odd date, unknown field, long string; verify and use with a good token) is
  *   never a 5xx.
- * HOSTILE_RUNS sets the number of generated requests per property (default 200).
+ * TEST_HOSTILE_RUNS sets the number of generated requests per property (default 200).
  */
-const RUNS = Number(process.env.HOSTILE_RUNS ?? 200);
+const RUNS = Number(process.env.TEST_HOSTILE_RUNS ?? 200);
 /** About 30 ms a request on a loaded machine, with room to spare. */
 const TIMEOUT_MS = Math.max(60_000, RUNS * 150);
 

@@ -6,6 +6,7 @@ import { compilePolicies, parsePolicyDocument, parsePolicySet } from '../../core
 import type { PolicyDefinition } from '../../core/policy/types.js';
 import { resolveClientOptions } from '../client.js';
 import { table } from '../format.js';
+import type { TargetFlags } from '../target.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 export interface CheckResult {
@@ -148,9 +149,10 @@ export function checkDenyPolicies(definitions: readonly PolicyDefinition[], sour
 async function loadPolicies(
   config: Config,
   env: NodeJS.ProcessEnv,
+  flags: TargetFlags,
 ): Promise<{ defs: PolicyDefinition[]; source: string } | null> {
   try {
-    const client = resolveClientOptions(env);
+    const client = resolveClientOptions(env, flags);
     const response = await fetch(`${client.url}/api/v1/policies`, {
       headers: { authorization: `Bearer ${client.token}` },
       signal: AbortSignal.timeout(TIMEOUT_MS),
@@ -278,7 +280,10 @@ async function checkConnections(config: Config): Promise<CheckResult[]> {
 }
 
 /** Every check, in display order. */
-export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<CheckResult[]> {
+export async function runDoctor(
+  env: NodeJS.ProcessEnv = process.env,
+  flags: TargetFlags = {},
+): Promise<CheckResult[]> {
   let config: Config;
   try {
     config = loadConfig(env);
@@ -296,7 +301,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<C
     checkApprovers(config),
   );
   try {
-    const policies = await loadPolicies(config, env);
+    const policies = await loadPolicies(config, env, flags);
     if (policies) results.push(...checkDenyPolicies(policies.defs, policies.source));
     else
       results.push({
@@ -316,8 +321,8 @@ export function registerDoctorCommand(program: Command, print: (text: string) =>
     .command('doctor')
     .description('Check the configuration and its connections; exits non-zero on any failure')
     .option('--json', 'print JSON')
-    .action(async (opts: { json?: boolean }) => {
-      const results = await runDoctor();
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const results = await runDoctor(process.env, command.optsWithGlobals<TargetFlags>());
       if (opts.json) print(JSON.stringify(results, null, 2));
       else {
         print(table(results as unknown as Record<string, unknown>[], ['status', 'check', 'detail']));
