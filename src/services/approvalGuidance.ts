@@ -27,8 +27,7 @@ export function approvalGuidance(config: GuidanceConfig): string | null {
   const discord = Boolean(config.DISCORD_BOT_TOKEN);
   const slackApprovers = slack && (config.SLACK_APPROVERS?.length ?? 0) > 0;
   const discordApprovers =
-    discord &&
-    (config.DISCORD_APPROVERS?.length ?? 0) + (config.DISCORD_APPROVER_ROLES?.length ?? 0) > 0;
+    discord && (config.DISCORD_APPROVERS?.length ?? 0) + (config.DISCORD_APPROVER_ROLES?.length ?? 0) > 0;
   if (slackApprovers || discordApprovers) return null;
   const wait = `wait ${config.APPROVAL_TIMEOUT_SECONDS} s (APPROVAL_TIMEOUT_SECONDS) and then expire`;
   const why =

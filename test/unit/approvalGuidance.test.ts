@@ -34,7 +34,10 @@ describe('approvalGuidance', () => {
       }),
     ).toBeNull();
     expect(
-      guidance({ DISCORD_BOT_TOKEN: 'discord-token-discord-token', DISCORD_APPROVER_ROLES: '123456789012345678' }),
+      guidance({
+        DISCORD_BOT_TOKEN: 'discord-token-discord-token',
+        DISCORD_APPROVER_ROLES: '123456789012345678',
+      }),
     ).toBeNull();
     expect(guidance({ DEFAULT_POLICY_ACTION: 'deny' })).toBeNull();
     expect(guidance({ DEFAULT_POLICY_ACTION: 'auto_approve' })).toBeNull();
