@@ -31,8 +31,15 @@ function parsePort(value: string): number {
 /** Asks on the terminal for what the flags did not give; an empty answer keeps the default. */
 async function ask(given: InitAnswers): Promise<InitAnswers> {
   const rl = createInterface({ input: process.stdin, output: process.stdout });
-  const q = async (question: string, current?: string) =>
-    (await rl.question(current ? `${question} [${current}]: ` : `${question}: `)).trim() || current;
+  // Lines are read in turn rather than through rl.question(), which drops lines typed (or
+  // pasted) ahead of their prompt. End of input answers every remaining question with its default.
+  const lines = rl[Symbol.asyncIterator]();
+  const q = async (question: string, current?: string) => {
+    rl.setPrompt(current ? `${question} [${current}]: ` : `${question}: `);
+    rl.prompt();
+    const next = await lines.next();
+    return (next.done ? '' : String(next.value)).trim() || current;
+  };
   try {
     const out: InitAnswers = { ...given };
     out.port = parsePort((await q('Port to listen on', String(given.port))) ?? String(given.port));

@@ -73,7 +73,7 @@ async function checkPostgres(url: string): Promise<CheckResult[]> {
  * open PGlite keeps `postmaster.pid` in its directory (removed on a clean close), so its presence
  * means "in use" — or a server that was killed, which the next start recovers from.
  */
-async function checkPglite(dataDir: string): Promise<CheckResult[]> {
+async function checkPglite(dataDir: string, serverReachable: boolean): Promise<CheckResult[]> {
   const dir = path.join(dataDir, 'pglite');
   if (!existsSync(path.join(dir, 'PG_VERSION'))) {
     return [
@@ -89,7 +89,9 @@ async function checkPglite(dataDir: string): Promise<CheckResult[]> {
       {
         check: 'database',
         status: 'skip',
-        detail: `embedded PGlite at ${dir} is open in another process (a running server; PGlite allows one): see the server row`,
+        detail: serverReachable
+          ? `embedded PGlite at ${dir} is open in another process (a running server; PGlite allows one): see the server row`
+          : `embedded PGlite at ${dir} is open in another process (PGlite allows one), or was left open by a server that stopped abruptly (its next start recovers it)`,
       },
     ];
   }
@@ -118,6 +120,8 @@ async function checkPglite(dataDir: string): Promise<CheckResult[]> {
 }
 
 /** The database the configuration names: DATABASE_URL, or the embedded PGlite in the data dir. */
-export function databaseChecks(config: Config): Promise<CheckResult[]> {
-  return config.DATABASE_URL ? checkPostgres(config.DATABASE_URL) : checkPglite(config.dataDir);
+export function databaseChecks(config: Config, serverReachable: boolean): Promise<CheckResult[]> {
+  return config.DATABASE_URL
+    ? checkPostgres(config.DATABASE_URL)
+    : checkPglite(config.dataDir, serverReachable);
 }

@@ -30,7 +30,7 @@ export async function runDoctor(env: NodeJS.ProcessEnv = process.env): Promise<C
   results.push(...server.rows);
   results.push(...policyChecks(config, server.policies, server.url));
   const [database, redis, ...chat] = await Promise.all([
-    databaseChecks(config),
+    databaseChecks(config, server.reachable),
     redisChecks(config, server.readiness),
     ...chatChecks(config),
   ]);
