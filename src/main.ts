@@ -19,6 +19,7 @@ import { startMonitoring } from './queue/monitoring.js';
 import { Reconciler } from './queue/reconciler.js';
 import { type RunningWorkers, startWorkers } from './queue/workers.js';
 import { AgentService } from './services/agents.js';
+import { approvalGuidance } from './services/approvalGuidance.js';
 import { ApprovalService } from './services/approvals.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
@@ -430,6 +431,9 @@ export async function startService(
     },
     'listening',
   );
+  // Once per start: why requests would wait unanswered, and what to configure (null: someone can decide).
+  const guidance = approvalGuidance(config);
+  if (guidance) logger.warn({ approvers: 'none' }, guidance);
 
   let stopping: Promise<void> | null = null;
   const stop = () => {

@@ -4,6 +4,7 @@ import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerDoctorCommand } from './commands/doctor.js';
+import { registerInitCommand } from './commands/init.js';
 import { registerMetricsCommands } from './commands/metrics.js';
 import { registerPermissionCommands } from './commands/permissions.js';
 import { registerPolicyCommands } from './commands/policies.js';
@@ -94,6 +95,7 @@ export function buildProgram(): Command {
   registerPermissionCommands(program, getClient, print);
   registerAuditCommands(program, getClient, print);
   registerDoctorCommand(program, print);
+  registerInitCommand(program, print);
   registerMetricsCommands(program, getClient, print);
   return program;
 }
