@@ -1,4 +1,5 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
+import { PERMISSION_STATUSES } from '../../core/permission.js';
 import { CliError, type OperatorClient } from '../client.js';
 import { display, keyValues, table } from '../format.js';
 import { confirm } from '../prompt.js';
@@ -111,7 +112,7 @@ export function registerPermissionCommands(
   program
     .command('permission:list')
     .description('List permissions, newest first: who asked for what, with which scope')
-    .option('--status <status>', 'pending, approved, denied, expired, used, revoked or cancelled')
+    .addOption(new Option('--status <status>', 'only this status').choices(PERMISSION_STATUSES))
     .option('--agent <agent>', 'only this agent (id or name)')
     .option('--action <action>', 'only this action')
     .option('--limit <n>', 'how many', '50')

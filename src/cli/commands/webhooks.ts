@@ -1,4 +1,4 @@
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { CliError, type OperatorClient } from '../client.js';
 import { table } from '../format.js';
 import { age, truncate } from '../table.js';
@@ -29,13 +29,11 @@ export function registerWebhookCommands(
   program
     .command('webhook:list')
     .description('List webhook deliveries: dead letters first, then the rest, newest first')
-    .option('--status <status>', 'only pending, delivered or dead')
+    .addOption(new Option('--status <status>', 'only pending, delivered or dead').choices(STATUSES))
     .option('--agent <agent>', 'only this agent (id or name)')
     .option('--limit <n>', 'how many', '50')
     .option('--json', 'print JSON')
     .action(async (opts: { status?: string; agent?: string; limit: string; json?: boolean }) => {
-      if (opts.status !== undefined && !STATUSES.includes(opts.status))
-        throw new CliError(`--status must be one of ${STATUSES.join(', ')}`);
       const limit = Number(opts.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 200)
         throw new CliError('--limit must be a whole number from 1 to 200');
