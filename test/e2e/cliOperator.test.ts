@@ -224,6 +224,9 @@ describe.runIf(DB_URL)('the operator CLI', () => {
     const collected = await mailer<{ token: string }>('GET', `/api/v1/permissions/${id}`);
     const token = collected.body.data.token;
     expect(token).toMatch(/^otp_v1_/);
+    // Who voted is the operator's business: an agent's read does not carry it.
+    expect(collected.body.data).not.toHaveProperty('approvals');
+    expect(collected.body.data).not.toHaveProperty('tokenState');
     const unused = await get();
     expect(unused).toMatchObject({ tokenState: 'unused', status: 'approved' });
     expect(unused.token).toBeUndefined();
