@@ -3,11 +3,13 @@ import { Command, CommanderError } from 'commander';
 import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
 import { registerAuditCommands } from './commands/audit.js';
+import { registerCompletionCommand } from './commands/completion.js';
 import { registerDoctorCommand } from './commands/doctor.js';
 import { registerInitCommand } from './commands/init.js';
 import { registerMetricsCommands } from './commands/metrics.js';
 import { registerPermissionCommands } from './commands/permissions.js';
 import { registerPolicyCommands } from './commands/policies.js';
+import { registerWebhookCommands } from './commands/webhooks.js';
 import { loadDotEnv, type TargetFlags } from './target.js';
 
 const print = (text: string) => process.stdout.write(`${text}\n`);
@@ -97,6 +99,8 @@ export function buildProgram(): Command {
   registerDoctorCommand(program, print);
   registerInitCommand(program, print);
   registerMetricsCommands(program, getClient, print);
+  registerWebhookCommands(program, getClient, print);
+  registerCompletionCommand(program, print);
   return program;
 }
 

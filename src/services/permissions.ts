@@ -23,6 +23,13 @@ import {
   TTL_DEFAULT_SECONDS,
   tokenStateError,
 } from '../core/permission.js';
+import {
+  type ApprovalProgress,
+  approvalProgress,
+  quorumOf,
+  type TokenState,
+  tokenState,
+} from '../core/permissionView.js';
 import type { PolicyDecision, PolicyRequest } from '../core/policy/index.js';
 import {
   applyModifications,
@@ -336,6 +343,17 @@ export class PermissionService {
       if (claimed) return { permission: { ...permission, tokenHash: hash }, token };
     }
     return { permission };
+  }
+
+  /**
+   * What the operator sees beyond the stored fields: how far the approval got (one vote per
+   * person, under the current links) and where the token stands. Never the token or its hash.
+   */
+  progress(permission: Permission): { approvals: ApprovalProgress; tokenState: TokenState } {
+    return {
+      approvals: approvalProgress(permission, this.settings.approverLinks ?? NO_LINKS),
+      tokenState: tokenState(permission, this.clock.now()),
+    };
   }
 
   async list(filter: PermissionFilter): Promise<Permission[]> {
@@ -808,11 +826,6 @@ function assertSameReplay(
     });
   }
   return earlier;
-}
-
-function quorumOf(permission: Permission): number {
-  const quorum = permission.approval?.quorum;
-  return typeof quorum === 'number' && quorum >= 1 ? quorum : 1;
 }
 
 function isSameDecision(

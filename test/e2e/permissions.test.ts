@@ -122,10 +122,13 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     expect(pending.body.data.approvalUrl).toBeUndefined();
 
     // The decision is made on instance B; the agent reads its token once from instance A.
-    const cli = await runCli(['approve', pending.body.data.id, '--scope', '{"max_emails": 2}', '--json'], {
-      AGENT_OTP_URL: b.url,
-      AGENT_OTP_ADMIN_TOKEN: ADMIN,
-    });
+    const cli = await runCli(
+      ['approve', pending.body.data.id, '--scope', '{"max_emails": 2}', '--yes', '--json'],
+      {
+        AGENT_OTP_URL: b.url,
+        AGENT_OTP_ADMIN_TOKEN: ADMIN,
+      },
+    );
     expect(cli.code, cli.stderr).toBe(0);
     const first = await agentA<{ token?: string; scope: Record<string, unknown> }>(
       'GET',
@@ -137,7 +140,7 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     const second = await agentA<{ token?: string }>('GET', `/api/v1/permissions/${pending.body.data.id}`);
     expect(second.body.data.token).toBeUndefined();
 
-    const late = await runCli(['deny', pending.body.data.id], {
+    const late = await runCli(['deny', pending.body.data.id, '--yes'], {
       AGENT_OTP_URL: a.url,
       AGENT_OTP_ADMIN_TOKEN: ADMIN,
     });

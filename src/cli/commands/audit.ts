@@ -4,9 +4,10 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import type { Command } from 'commander';
 import type { ErasureReport } from '../../services/erasure.js';
-import type { OperatorClient } from '../client.js';
+import { CliError, type OperatorClient } from '../client.js';
 import { table } from '../format.js';
 import { ProgressBar } from '../progress.js';
+import { confirm } from '../prompt.js';
 
 interface AuditEventDto {
   id: string;
@@ -143,12 +144,24 @@ export function registerAuditCommands(
     )
     .requiredOption('--subject <value>', 'the value to erase wherever it appears')
     .option('--dry-run', 'show what would change, change nothing')
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
     .option('--json', 'print JSON')
-    .action(async (opts: { subject: string; dryRun?: boolean; json?: boolean }) => {
-      const result = await client().call<ErasureReport>('POST', '/api/v1/audit/redact', {
-        subject: opts.subject,
-        ...(opts.dryRun ? { dryRun: true } : {}),
-      });
+    .action(async (opts: { subject: string; dryRun?: boolean; yes?: boolean; json?: boolean }) => {
+      const erase = (dryRun: boolean) =>
+        client().call<ErasureReport>('POST', '/api/v1/audit/redact', {
+          subject: opts.subject,
+          ...(dryRun ? { dryRun: true } : {}),
+        });
+      // Erasure cannot be undone: unless --yes, the operator first sees what it would touch.
+      if (opts.dryRun || !opts.yes) {
+        const preview = await erase(true);
+        if (opts.dryRun) return print(opts.json ? JSON.stringify(preview, null, 2) : erasureSummary(preview));
+        const show = opts.json ? (text: string) => process.stderr.write(`${text}\n`) : print;
+        show(erasureSummary(preview).replace(/\nDry run: nothing was changed\.$/, ''));
+        if (!(await confirm('Redact all of this? It cannot be undone.')))
+          throw new CliError('Not confirmed: nothing was redacted.', 'NOT_CONFIRMED');
+      }
+      const result = await erase(false);
       if (opts.json) return print(JSON.stringify(result, null, 2));
       print(erasureSummary(result));
     });

@@ -4,6 +4,7 @@ import { AppError } from '../../core/errors.js';
 import { parsePolicyDocument } from '../../core/policy/index.js';
 import { CliError, type OperatorClient } from '../client.js';
 import { display, keyValues, table } from '../format.js';
+import { confirm } from '../prompt.js';
 
 interface PolicyDto {
   id: string;
@@ -176,4 +177,61 @@ export function registerPolicyCommands(
         );
       },
     );
+
+  registerPolicyLifecycleCommands(program, client, print);
+}
+
+/** A policy by id (pol_…) or by its name; names are unique within the set. */
+async function resolvePolicy(client: OperatorClient, idOrName: string): Promise<PolicyDto> {
+  const { policies } = await client.call<{ policies: PolicyDto[] }>('GET', '/api/v1/policies');
+  const found = policies.find((p) => p.id === idOrName) ?? policies.find((p) => p.name === idOrName);
+  if (!found) throw new CliError(`NOT_FOUND: no policy with id or name "${idOrName}"`, 'NOT_FOUND');
+  return found;
+}
+
+function registerPolicyLifecycleCommands(
+  program: Command,
+  client: () => OperatorClient,
+  print: (text: string) => void,
+): void {
+  const describe = (p: PolicyDto) => `${p.name} (${p.id}, priority ${p.priority}, ${p.action})`;
+
+  program
+    .command('policy:delete <policy>')
+    .description('Delete one policy (by id or name); the rest of the set stays')
+    .option('-y, --yes', 'do not ask for confirmation (required without a terminal)')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, opts: { yes?: boolean; json?: boolean }) => {
+      const policy = await resolvePolicy(client(), ref);
+      if (!(await confirm(`Delete policy ${describe(policy)}?`, { yes: opts.yes })))
+        throw new CliError('Not confirmed: nothing was deleted.', 'NOT_CONFIRMED');
+      const deleted = await client().call<PolicyDto>(
+        'DELETE',
+        `/api/v1/policies/${encodeURIComponent(policy.id)}`,
+      );
+      if (opts.json) return print(JSON.stringify(deleted, null, 2));
+      print(`Deleted policy ${describe(deleted)}.`);
+    });
+
+  for (const enabled of [false, true]) {
+    const verb = enabled ? 'enable' : 'disable';
+    program
+      .command(`policy:${verb} <policy>`)
+      .description(
+        enabled
+          ? 'Enable a disabled policy again (by id or name)'
+          : 'Disable a policy (by id or name): it stays in the set but no request matches it',
+      )
+      .option('--json', 'print JSON')
+      .action(async (ref: string, opts: { json?: boolean }) => {
+        const policy = await resolvePolicy(client(), ref);
+        const updated = await client().call<PolicyDto>(
+          'PATCH',
+          `/api/v1/policies/${encodeURIComponent(policy.id)}`,
+          { enabled },
+        );
+        if (opts.json) return print(JSON.stringify(updated, null, 2));
+        print(`${enabled ? 'Enabled' : 'Disabled'} policy ${describe(updated)}.`);
+      });
+  }
 }

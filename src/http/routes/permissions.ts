@@ -6,6 +6,7 @@ import {
   TTL_MAX_SECONDS,
   TTL_MIN_SECONDS,
 } from '../../core/permission.js';
+import { TOKEN_STATES } from '../../core/permissionView.js';
 import { isTokenHash } from '../../core/token.js';
 import type { Principal } from '../../services/auth.js';
 import type { PermissionService } from '../../services/permissions.js';
@@ -91,6 +92,20 @@ const permissionResponse = z.object({
   token: z.string().optional(),
 });
 
+/** An operator's read adds the approval progress and the token's state (never the token). */
+const operatorPermissionResponse = permissionResponse.extend({
+  approvals: z
+    .object({
+      count: z.number(),
+      required: z.number(),
+      votes: z.array(
+        z.object({ approver: z.string(), decision: z.enum(['approve', 'deny']), at: z.string() }),
+      ),
+    })
+    .optional(),
+  tokenState: z.enum(TOKEN_STATES).optional(),
+});
+
 /**
  * The approvalUrl is shown only while pending, and only once a chat message exists to link to;
  * the token only in the one answer that hands it over.
@@ -157,15 +172,22 @@ export function registerPermissionRoutes(
     tag: 'permissions',
     summary:
       "Read a permission (an agent sees only its own); after a human approval the agent's first read carries the token. " +
+      'An operator also gets `approvals` (count, required, votes) and `tokenState` (none, unused, used, exhausted, expired, revoked). ' +
       'With ?wait=N (≤ 60) a pending permission is answered as soon as it is decided, or after N seconds.',
     params: idParams,
     query: getQuery,
-    response: permissionResponse,
+    response: operatorPermissionResponse,
     async handler({ params, query, principal, origin, reply }) {
       const who = readerOf(principal);
+      const answer = (permission: Permission, token?: string) => ({
+        data: {
+          ...permissionDto(permission, token),
+          ...('operator' in who ? permissions.progress(permission) : {}),
+        },
+      });
       if (!query.wait) {
         const { permission, token } = await permissions.get(who, params.id, origin);
-        return { data: permissionDto(permission, token) };
+        return answer(permission, token);
       }
       const deadline = Date.now() + query.wait * 1000;
       const closed = new AbortController();
@@ -177,9 +199,7 @@ export function registerPermissionRoutes(
         const stop = closed.signal.aborted || waiters.closing.aborted;
         if (permission.status !== 'pending' || Date.now() >= deadline || stop) {
           armed.cancel();
-          return {
-            data: permissionDto(permission, token),
-          };
+          return answer(permission, token);
         }
         await armed.wait;
       }
