@@ -11,11 +11,11 @@ import {
   findAgent,
   findAgentsByName,
   insertAgent,
-  isAgentNameConflict,
-  listNameDuplicates,
   insertApiKey,
+  isAgentNameConflict,
   listAgentKeys,
   listAgents,
+  listNameDuplicates,
   revokeAgentKeys,
   sampleAgents,
   setAgentStatus,
@@ -108,17 +108,19 @@ export class AgentService {
       nameDuplicate: false,
     };
     const apiKey = newAgentKey(environment);
-    const webhookSecret = await this.withNameCheck(agent.name, () => this.db.transaction(async (tx) => {
-      await insertAgent(tx, agent);
-      await this.insertKey(tx, agent, apiKey);
-      const secret = (await this.webhooks.webhookSecrets?.issue(tx, agent.id, now)) ?? null;
-      await this.audit.append(tx, {
-        ...this.auditOrigin(origin, agent.id),
-        type: 'agent.created',
-        details: { name: agent.name, environment, keyPrefix: displayPrefix(apiKey) },
-      });
-      return secret;
-    }));
+    const webhookSecret = await this.withNameCheck(agent.name, () =>
+      this.db.transaction(async (tx) => {
+        await insertAgent(tx, agent);
+        await this.insertKey(tx, agent, apiKey);
+        const secret = (await this.webhooks.webhookSecrets?.issue(tx, agent.id, now)) ?? null;
+        await this.audit.append(tx, {
+          ...this.auditOrigin(origin, agent.id),
+          type: 'agent.created',
+          details: { name: agent.name, environment, keyPrefix: displayPrefix(apiKey) },
+        });
+        return secret;
+      }),
+    );
     return { agent, apiKey, apiKeyPrefix: displayPrefix(apiKey), webhookSecret };
   }
 
@@ -156,16 +158,18 @@ export class AgentService {
       assertWebhookTargetAllowed(changes.webhookUrl, this.webhooks.allowPrivateWebhooks ?? false);
     }
     if (changes.name !== undefined) assertNameUsable(changes.name);
-    const agent = await this.withNameCheck(changes.name, () => this.db.transaction(async (tx) => {
-      const updated = await updateAgent(tx, this.checkId(id), changes, this.clock.now());
-      if (!updated) throw notFound(id);
-      await this.audit.append(tx, {
-        ...this.auditOrigin(origin, id),
-        type: 'agent.updated',
-        details: { fields: Object.keys(changes).sort() },
-      });
-      return updated;
-    }));
+    const agent = await this.withNameCheck(changes.name, () =>
+      this.db.transaction(async (tx) => {
+        const updated = await updateAgent(tx, this.checkId(id), changes, this.clock.now());
+        if (!updated) throw notFound(id);
+        await this.audit.append(tx, {
+          ...this.auditOrigin(origin, id),
+          type: 'agent.updated',
+          details: { fields: Object.keys(changes).sort() },
+        });
+        return updated;
+      }),
+    );
     this.changed(id);
     return agent;
   }

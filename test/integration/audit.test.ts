@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Actor, type AuditEventType, chainHash, GENESIS_HASH, hashDetails } from '../../src/core/audit/index.js';
+import {
+  type Actor,
+  type AuditEventType,
+  chainHash,
+  GENESIS_HASH,
+  hashDetails,
+} from '../../src/core/audit/index.js';
 import { AuditService } from '../../src/services/audit.js';
 import type { Db } from '../../src/store/db.js';
 import { testDatabases } from '../helpers/databases.js';
@@ -96,7 +102,12 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('the audit trail
     clock.advance(1234);
     const details = { amount: 50, recipients: ['a@example.com'] };
     await db.transaction((tx) =>
-      audit.append(tx, { type: testType('permission.approved'), actor: APPROVER, details, permissionId: 'perm_1' }),
+      audit.append(tx, {
+        type: testType('permission.approved'),
+        actor: APPROVER,
+        details,
+        permissionId: 'perm_1',
+      }),
     );
     const [event] = await audit.list({ limit: 10 });
     expect(event).toMatchObject({

@@ -64,6 +64,12 @@ export function registerAgentCommands(
       } while (cursor);
       if (opts.json) return print(JSON.stringify(all, null, 2));
       print(table(all, ['id', 'name', 'environment', 'status', 'createdAt']));
+      const duplicates = all.filter((a) => a.nameDuplicate === true);
+      if (duplicates.length) {
+        print(
+          `\n${duplicates.length} agent(s) share a name with an older agent (created before names were unique); rename them: ${duplicates.map((a) => a.id).join(', ')}`,
+        );
+      }
     });
 
   program

@@ -44,7 +44,7 @@ export function registerPermissionCommands(
     .command('permission:list')
     .description('List permissions, newest first')
     .option('--status <status>', 'pending, approved, denied, expired, used, revoked or cancelled')
-    .option('--agent <agentId>', 'only this agent')
+    .option('--agent <id-or-name>', 'only this agent, by id (agent_…) or name')
     .option('--action <action>', 'only this action')
     .option('--limit <n>', 'how many', '50')
     .option('--json', 'print JSON')
@@ -52,7 +52,7 @@ export function registerPermissionCommands(
       async (opts: { status?: string; agent?: string; action?: string; limit: string; json?: boolean }) => {
         const query = new URLSearchParams({ limit: opts.limit });
         if (opts.status) query.set('status', opts.status);
-        if (opts.agent) query.set('agent_id', opts.agent);
+        if (opts.agent) query.set('agent', opts.agent);
         if (opts.action) query.set('action', opts.action);
         const page = await client().call<{ permissions: PermissionDto[] }>(
           'GET',

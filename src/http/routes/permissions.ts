@@ -7,11 +7,13 @@ import {
   TTL_MIN_SECONDS,
 } from '../../core/permission.js';
 import { isTokenHash } from '../../core/token.js';
+import type { AgentService } from '../../services/agents.js';
 import type { Principal } from '../../services/auth.js';
 import type { PermissionService } from '../../services/permissions.js';
 import { type RateLimiter, rateLimitHeaders } from '../../services/rateLimits.js';
 import type { PermissionWaiters } from '../../services/waiters.js';
 import type { Agent } from '../../store/agentRepository.js';
+import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
 import { type Router, requireAgent } from '../route.js';
 import { streamPermissionEvents } from './permissionEvents.js';
@@ -55,7 +57,7 @@ const getQuery = z.object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SE
 const listQuery = z
   .object({
     status: z.enum(PERMISSION_STATUSES).optional(),
-    agent_id: z.string().max(100).optional(),
+    ...agentFilterFields,
     action: z.string().max(200).optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z.string().max(300).optional(),
@@ -129,6 +131,7 @@ export function registerPermissionRoutes(
   permissions: PermissionService,
   limiters: { requests: RateLimiter; tokenCalls: RateLimiter },
   waiters: PermissionWaiters,
+  agents: AgentService,
 ): void {
   route({
     method: 'POST',
@@ -298,7 +301,7 @@ export function registerPermissionRoutes(
     async handler({ query }) {
       const page = await permissions.list({
         status: query.status,
-        agentId: query.agent_id,
+        agentId: await agents.resolveFilter(agentFilterOf(query)),
         action: query.action,
         limit: query.limit,
         before: query.cursor ? decodeCursor(query.cursor) : undefined,
