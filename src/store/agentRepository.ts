@@ -267,7 +267,7 @@ export const AGENT_NAME_INDEX = 'agents_name_unique_idx';
 
 export function isAgentNameConflict(err: unknown): boolean {
   const e = err as { code?: unknown; constraint?: unknown; message?: unknown } | null;
-  if (!e || e.code !== '23505') return false;
+  if (e?.code !== '23505') return false;
   // PGlite does not always fill in `constraint`; its message names the index.
   return e.constraint === AGENT_NAME_INDEX || String(e.message ?? '').includes(AGENT_NAME_INDEX);
 }
