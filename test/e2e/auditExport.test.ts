@@ -42,10 +42,9 @@ describe.runIf(process.env.TEST_DATABASE_URL)(
           await c.end();
         }
       };
-      await client.query(
-        `INSERT INTO agents (id, name, environment) VALUES ($1, 'rare-bot', 'live')`,
-        [RARE_AGENT_ID],
-      );
+      await client.query(`INSERT INTO agents (id, name, environment) VALUES ($1, 'rare-bot', 'live')`, [
+        RARE_AGENT_ID,
+      ]);
       // Valid, sealed rows (chain indexes far above the server's own), one statement.
       const insert = (from: number, to: number) =>
         ctx(async (c) =>
