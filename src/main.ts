@@ -18,6 +18,7 @@ import { JobQueue } from './queue/jobQueue.js';
 import { startMonitoring } from './queue/monitoring.js';
 import { Reconciler } from './queue/reconciler.js';
 import { type RunningWorkers, startWorkers } from './queue/workers.js';
+import { reportNameDuplicates } from './services/agentNames.js';
 import { AgentService } from './services/agents.js';
 import { approvalGuidance } from './services/approvalGuidance.js';
 import { ApprovalService } from './services/approvals.js';
@@ -82,6 +83,7 @@ export async function openStorage(config: Config, logger: Logger): Promise<Db> {
   const db = await openDatabase(config, logger);
   const applied = await migrate(db);
   if (applied.length) logger.info({ applied }, 'applied database migrations');
+  await reportNameDuplicates(db, logger);
   return db;
 }
 
@@ -401,14 +403,16 @@ export async function startService(
             permissions,
             { requests: rateLimiter, tokenCalls: tokenCallLimiter },
             waiters,
+            agents,
           ),
-        (route) => registerPolicyRoutes(route, policies),
-        (route) => registerAuditRoutes(route, audit, erasure),
-        (route) => registerWebhookRoutes(route, webhooks),
+        (route) => registerPolicyRoutes(route, policies, agents),
+        (route) => registerAuditRoutes(route, audit, erasure, agents),
+        (route) => registerWebhookRoutes(route, webhooks, agents),
         (route, server) =>
           registerMetricsRoutes(route, server, {
             metrics: monitoring.metrics,
             prom: monitoring.prom,
+            agents,
             metricsToken: config.METRICS_TOKEN,
           }),
         (_route, server) => slackBot?.mount(server),

@@ -74,8 +74,11 @@ export function buildProgram(): Command {
       const config = configOrExit();
       const logger = createLogger(config.LOG_LEVEL, { format: config.LOG_FORMAT });
       const db = await openStorage(config, logger);
+      const { nameDuplicateLines } = await import('../services/agentNames.js');
+      const duplicates = await nameDuplicateLines(db);
       await db.close();
       print('Database is up to date.');
+      for (const line of duplicates) print(line);
     });
 
   program

@@ -9,11 +9,15 @@ import {
   type AgentChanges,
   expireAgentKeys,
   findAgent,
+  findAgentsByName,
   insertAgent,
   insertApiKey,
+  isAgentNameConflict,
   listAgentKeys,
   listAgents,
+  listNameDuplicates,
   revokeAgentKeys,
+  sampleAgents,
   setAgentStatus,
   updateAgent,
 } from '../store/agentRepository.js';
@@ -83,6 +87,7 @@ export class AgentService {
     },
     origin: RequestOrigin,
   ): Promise<CreatedAgent> {
+    assertNameUsable(input.name);
     const now = this.clock.now();
     const environment = input.environment ?? 'live';
     const agent: Agent = {
@@ -100,19 +105,22 @@ export class AgentService {
       createdAt: now,
       updatedAt: now,
       revokedAt: null,
+      nameDuplicate: false,
     };
     const apiKey = newAgentKey(environment);
-    const webhookSecret = await this.db.transaction(async (tx) => {
-      await insertAgent(tx, agent);
-      await this.insertKey(tx, agent, apiKey);
-      const secret = (await this.webhooks.webhookSecrets?.issue(tx, agent.id, now)) ?? null;
-      await this.audit.append(tx, {
-        ...this.auditOrigin(origin, agent.id),
-        type: 'agent.created',
-        details: { name: agent.name, environment, keyPrefix: displayPrefix(apiKey) },
-      });
-      return secret;
-    });
+    const webhookSecret = await this.withNameCheck(agent.name, () =>
+      this.db.transaction(async (tx) => {
+        await insertAgent(tx, agent);
+        await this.insertKey(tx, agent, apiKey);
+        const secret = (await this.webhooks.webhookSecrets?.issue(tx, agent.id, now)) ?? null;
+        await this.audit.append(tx, {
+          ...this.auditOrigin(origin, agent.id),
+          type: 'agent.created',
+          details: { name: agent.name, environment, keyPrefix: displayPrefix(apiKey) },
+        });
+        return secret;
+      }),
+    );
     return { agent, apiKey, apiKeyPrefix: displayPrefix(apiKey), webhookSecret };
   }
 
@@ -149,16 +157,19 @@ export class AgentService {
     if (changes.webhookUrl) {
       assertWebhookTargetAllowed(changes.webhookUrl, this.webhooks.allowPrivateWebhooks ?? false);
     }
-    const agent = await this.db.transaction(async (tx) => {
-      const updated = await updateAgent(tx, this.checkId(id), changes, this.clock.now());
-      if (!updated) throw notFound(id);
-      await this.audit.append(tx, {
-        ...this.auditOrigin(origin, id),
-        type: 'agent.updated',
-        details: { fields: Object.keys(changes).sort() },
-      });
-      return updated;
-    });
+    if (changes.name !== undefined) assertNameUsable(changes.name);
+    const agent = await this.withNameCheck(changes.name, () =>
+      this.db.transaction(async (tx) => {
+        const updated = await updateAgent(tx, this.checkId(id), changes, this.clock.now());
+        if (!updated) throw notFound(id);
+        await this.audit.append(tx, {
+          ...this.auditOrigin(origin, id),
+          type: 'agent.updated',
+          details: { fields: Object.keys(changes).sort() },
+        });
+        return updated;
+      }),
+    );
     this.changed(id);
     return agent;
   }
@@ -223,7 +234,7 @@ export class AgentService {
   private async end(
     id: string,
     status: 'revoked' | 'deleted',
-    type: string,
+    type: 'agent.revoked' | 'agent.deleted',
     origin: RequestOrigin,
   ): Promise<Agent> {
     const now = this.clock.now();
@@ -236,6 +247,69 @@ export class AgentService {
     });
     this.changed(id);
     return agent;
+  }
+
+  /**
+   * The agent an id or a name (case-insensitive) designates, for every agent filter of the API
+   * and CLI. An id is tried first, so an agent is always reachable by its id. Unknown: 404
+   * UNKNOWN_AGENT listing agents that exist; a name still shared by agents created before names
+   * were unique: 409 AGENT_NAME_AMBIGUOUS with their ids.
+   */
+  async resolve(idOrName: string): Promise<Agent> {
+    if (isId('agent', idOrName)) {
+      const byId = await findAgent(this.db, idOrName);
+      if (byId) return byId;
+    }
+    const named = await findAgentsByName(this.db, idOrName);
+    if (named.length === 1 && named[0]) return named[0];
+    if (named.length > 1) {
+      const ids = named.map((a) => a.id);
+      throw new AppError(
+        'AGENT_NAME_AMBIGUOUS',
+        `The name "${idOrName}" is shared by ${ids.length} agents (${ids.join(', ')}), created before names were unique: use an id, or rename all but one`,
+        { name: idOrName, ids },
+      );
+    }
+    throw await this.unknown(idOrName);
+  }
+
+  /** An optional filter value resolved to an agent id (undefined stays undefined: no filter). */
+  async resolveFilter(idOrName: string | undefined): Promise<string | undefined> {
+    return idOrName === undefined ? undefined : (await this.resolve(idOrName)).id;
+  }
+
+  /** Agents that still share a name with an older one (migration 012), for operators to rename. */
+  nameDuplicates(): Promise<{ id: string; name: string; sharesNameWith: string[] }[]> {
+    return listNameDuplicates(this.db);
+  }
+
+  private async unknown(idOrName: string): Promise<AppError> {
+    const { agents, total } = await sampleAgents(this.db, UNKNOWN_AGENT_LIST_MAX);
+    const listed = agents.map((a) => `${a.name} (${a.id})`).join(', ');
+    const more = total > agents.length ? ` and ${total - agents.length} more (agent:list)` : '';
+    return new AppError(
+      'UNKNOWN_AGENT',
+      total === 0
+        ? `No agent has the id or name "${idOrName}": there are no agents yet`
+        : `No agent has the id or name "${idOrName}". Agents: ${listed}${more}`,
+      { agent: idOrName, known: agents, total },
+    );
+  }
+
+  /** Maps the unique index's violation (a concurrent create or rename included) to 409. */
+  private async withNameCheck<T>(name: string | undefined, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (name === undefined || !isAgentNameConflict(err)) throw err;
+      const holders = await findAgentsByName(this.db, name);
+      const holder = holders.find((a) => !a.nameDuplicate) ?? holders[0];
+      throw new AppError(
+        'AGENT_NAME_TAKEN',
+        `An agent named "${holder?.name ?? name}"${holder ? ` (${holder.id})` : ''} already exists; names are unique, case-insensitively`,
+        { name, agentId: holder?.id ?? null },
+      );
+    }
   }
 
   private async insertKey(tx: Queryable, agent: Agent, apiKey: string): Promise<void> {
@@ -265,6 +339,18 @@ export class AgentService {
 
   private auditOrigin(origin: RequestOrigin, agentId: string) {
     return { actor: origin.actor, agentId, ip: origin.ip ?? null, userAgent: origin.userAgent ?? null };
+  }
+}
+
+/** How many agents an UNKNOWN_AGENT answer names (the total is given too). */
+const UNKNOWN_AGENT_LIST_MAX = 20;
+
+/** A name shaped like an agent id would make `--agent` mean two things. */
+function assertNameUsable(name: string): void {
+  if (isId('agent', name.trim())) {
+    throw new AppError('VALIDATION_ERROR', 'An agent name cannot have the shape of an agent id (agent_…)', {
+      issues: [{ path: 'name', message: 'must not look like an agent id' }],
+    });
   }
 }
 

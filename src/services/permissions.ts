@@ -719,7 +719,7 @@ export class PermissionService {
             tx,
             ...rows.map(({ permission: p, previousStatus }) => ({
               ...this.eventBase(p, { actor: { type: 'system' as const } }),
-              type: 'expire',
+              type: 'expire' as const,
               details: {
                 previousStatus,
                 unused: previousStatus === 'approved' && p.usesRemaining === p.maxUses,

@@ -19,6 +19,11 @@ export interface Agent {
   createdAt: Date;
   updatedAt: Date;
   revokedAt: Date | null;
+  /**
+   * Shares its name (case-insensitively) with an older agent: set by migration 012 for agents
+   * created before names were unique, cleared by a rename. Such a name resolves to no agent.
+   */
+  nameDuplicate: boolean;
 }
 
 export interface ApiKeyRecord {
@@ -48,6 +53,7 @@ interface AgentRow {
   created_at: Date;
   updated_at: Date;
   revoked_at: Date | null;
+  name_duplicate: boolean;
 }
 
 interface KeyRow {
@@ -77,6 +83,7 @@ const agentFromRow = (r: AgentRow): Agent => ({
   createdAt: r.created_at,
   updatedAt: r.updated_at,
   revokedAt: r.revoked_at,
+  nameDuplicate: r.name_duplicate ?? false,
 });
 
 const keyFromRow = (r: KeyRow): ApiKeyRecord => ({
@@ -177,6 +184,8 @@ export async function updateAgent(
     params.push(field === 'metadata' ? JSON.stringify(value) : value);
     sets.push(`${column} = $${params.length}${field === 'metadata' ? '::jsonb' : ''}`);
   }
+  // A renamed agent's new name is checked by the unique index like any other (409 if taken).
+  if ('name' in changes) sets.push('name_duplicate = false');
   const { rows } = await tx.query<AgentRow>(
     `UPDATE agents SET ${[...sets, 'updated_at = $2'].join(', ')}
       WHERE id = $1 AND status <> 'deleted' RETURNING *`,
@@ -251,4 +260,55 @@ export async function findKeyByHash(db: Queryable, keyHash: string): Promise<Key
 
 export async function touchApiKey(db: Queryable, keyId: string, now: Date): Promise<void> {
   await db.query('UPDATE api_keys SET last_used_at = $2 WHERE id = $1', [keyId, now]);
+}
+
+/** The unique index on lower(name): a create or rename that hits it is 409 AGENT_NAME_TAKEN. */
+export const AGENT_NAME_INDEX = 'agents_name_unique_idx';
+
+export function isAgentNameConflict(err: unknown): boolean {
+  const e = err as { code?: unknown; constraint?: unknown; message?: unknown } | null;
+  if (e?.code !== '23505') return false;
+  // PGlite does not always fill in `constraint`; its message names the index.
+  return e.constraint === AGENT_NAME_INDEX || String(e.message ?? '').includes(AGENT_NAME_INDEX);
+}
+
+/** Agents (not deleted) whose name equals `name` case-insensitively, oldest first. */
+export async function findAgentsByName(db: Queryable, name: string): Promise<Agent[]> {
+  const { rows } = await db.query<AgentRow>(
+    `SELECT * FROM agents WHERE lower(name) = lower($1) AND status <> 'deleted'
+      ORDER BY created_at, id LIMIT 50`,
+    [name],
+  );
+  return rows.map(agentFromRow);
+}
+
+/** A few agents to name in an "unknown agent" answer, and how many there are. */
+export async function sampleAgents(
+  db: Queryable,
+  limit: number,
+): Promise<{ agents: { id: string; name: string }[]; total: number }> {
+  const [{ rows }, count] = await Promise.all([
+    db.query<{ id: string; name: string }>(
+      `SELECT id, name FROM agents WHERE status <> 'deleted' ORDER BY lower(name), id LIMIT $1`,
+      [limit],
+    ),
+    db.query<{ n: string | number }>(`SELECT count(*) AS n FROM agents WHERE status <> 'deleted'`),
+  ]);
+  return { agents: rows, total: Number(count.rows[0]?.n ?? 0) };
+}
+
+/** Agents flagged by migration 012 as sharing an older agent's name, with that agent. */
+export async function listNameDuplicates(
+  db: Queryable,
+): Promise<{ id: string; name: string; sharesNameWith: string[] }[]> {
+  const { rows } = await db.query<{ id: string; name: string; others: string[] | null }>(
+    `SELECT a.id, a.name,
+            ARRAY(SELECT b.id FROM agents b
+                   WHERE b.status <> 'deleted' AND b.id <> a.id AND lower(b.name) = lower(a.name)
+                   ORDER BY b.created_at, b.id) AS others
+       FROM agents a
+      WHERE a.name_duplicate AND a.status <> 'deleted'
+      ORDER BY lower(a.name), a.created_at, a.id`,
+  );
+  return rows.map((r) => ({ id: r.id, name: r.name, sharesNameWith: r.others ?? [] }));
 }

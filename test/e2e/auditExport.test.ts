@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 const ROWS = 1_000_000;
+/** One event in 100 000 is this agent's: a real agent, since filters name agents that exist. */
+const RARE_AGENT_ID = `agent_${'rare'.padEnd(22, '0')}`;
 
 /** The process's peak resident set size in MB (VmHWM), from /proc. */
 function peakRssMb(pid: number): number {
@@ -40,6 +42,9 @@ describe.runIf(process.env.TEST_DATABASE_URL)(
           await c.end();
         }
       };
+      await client.query(`INSERT INTO agents (id, name, environment) VALUES ($1, 'rare-bot', 'live')`, [
+        RARE_AGENT_ID,
+      ]);
       // Valid, sealed rows (chain indexes far above the server's own), one statement.
       const insert = (from: number, to: number) =>
         ctx(async (c) =>
@@ -47,13 +52,13 @@ describe.runIf(process.env.TEST_DATABASE_URL)(
             `INSERT INTO audit_events (id, occurred_at, type, permission_id, agent_id, actor_type, actor, details,
          ip, user_agent, details_hash, chain_index, prev_hash, hash)
        SELECT 'evt_bulk' || g, timestamptz '2025-01-01' + g * interval '1 second', 'use',
-              'perm_' || (g % 5000), CASE WHEN g % 100000 = 0 THEN 'agt_rare' ELSE 'agt_bulk' END,
+              'perm_' || (g % 5000), CASE WHEN g % 100000 = 0 THEN $3 ELSE 'agt_bulk' END,
               'agent', jsonb_build_object('type', 'agent', 'id', 'agt_bulk', 'name', 'bulk agent'),
               jsonb_build_object('action', 'email.send', 'n', g, 'note', '=HYPERLINK("x")', 'to', 'a,b "c"'),
               '10.0.0.1', 'bench/1.0', md5(g::text) || md5((g + 1)::text), 10000000 + g,
               md5((g - 1)::text) || md5(g::text), md5(g::text) || md5((g * 7)::text)
          FROM generate_series($1::int, $2::int) AS g`,
-            [from, to],
+            [from, to, RARE_AGENT_ID],
           ),
         );
       // Two connections insert the two halves at once.
@@ -122,7 +127,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)(
           '--format',
           'csv',
           '--agent',
-          'agt_rare',
+          'rare-bot',
           '--since',
           '2025-01-01T00:00:00Z',
           '-o',

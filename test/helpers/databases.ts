@@ -1,14 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { Db } from '../../src/store/db.js';
-import { migrate } from '../../src/store/migrate.js';
+import { type Migration, migrate } from '../../src/store/migrate.js';
 import { createPgliteDb } from '../../src/store/pglite.js';
 import { createPostgresDb } from '../../src/store/postgres.js';
 
 export interface TestDatabase {
   name: 'pglite' | 'postgres';
-  /** A fresh, migrated database (a new PGlite, or a new schema on TEST_DATABASE_URL). */
-  open(): Promise<Db>;
+  /**
+   * A fresh, migrated database (a new PGlite, or a new schema on TEST_DATABASE_URL); with
+   * `migrations`, only those are applied (to test a migration over data written before it).
+   */
+  open(opts?: { migrations?: Migration[] }): Promise<Db>;
 }
 
 /** A schema no other test file uses, so files never share tables. */
@@ -41,9 +44,9 @@ export function testDatabases(): TestDatabase[] {
   const list: TestDatabase[] = [
     {
       name: 'pglite',
-      async open() {
+      async open(opts) {
         const db = await createPgliteDb(null);
-        await migrate(db);
+        await migrate(db, opts?.migrations);
         return db;
       },
     },
@@ -52,11 +55,11 @@ export function testDatabases(): TestDatabase[] {
   if (url) {
     list.push({
       name: 'postgres',
-      async open() {
+      async open(opts) {
         const schema = uniqueSchema();
         await createSchema(url, schema);
         const db = createPostgresDb({ connectionString: url, poolSize: 10, schema });
-        await migrate(db);
+        await migrate(db, opts?.migrations);
         const close = db.close.bind(db);
         return {
           ...db,

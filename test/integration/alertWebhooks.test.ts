@@ -408,7 +408,7 @@ describe.each(testDatabases())('alert webhooks on $name', (database) => {
         clock,
         agents,
         operatorKey,
-        routes: [(route) => registerWebhookRoutes(route, webhooks)],
+        routes: [(route) => registerWebhookRoutes(route, webhooks, agents)],
       });
     });
 

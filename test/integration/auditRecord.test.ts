@@ -139,13 +139,16 @@ describe.each(testDatabases())('standalone audit events on $name', ({ open }) =>
     await whenReady(redis, 5000);
     const operatorKey = newOperatorKey();
     const clock = new FakeClock('2025-03-03T12:00:00.000Z');
+    const agents = new AgentService(db, audit, clock);
     const app = await startRouteTestApp({
       db,
       redis,
       clock,
-      agents: new AgentService(db, audit, clock),
+      agents,
       operatorKey,
-      routes: [(route) => registerAuditRoutes(route, audit, new ErasureService(db, audit, permissions))],
+      routes: [
+        (route) => registerAuditRoutes(route, audit, new ErasureService(db, audit, permissions), agents),
+      ],
     });
     try {
       const res = await app.app.inject({

@@ -79,8 +79,8 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
       operatorKey,
       authFailuresPerMin: AUTH_FAILURES_PER_MIN,
       routes: [
-        (route) => registerPermissionRoutes(route, permissions, limiters, new PermissionWaiters()),
-        (route) => registerPolicyRoutes(route, policies),
+        (route) => registerPermissionRoutes(route, permissions, limiters, new PermissionWaiters(), agents),
+        (route) => registerPolicyRoutes(route, policies, agents),
       ],
     });
     const put = await call('PUT', '/api/v1/policies', {

@@ -43,7 +43,7 @@ describe.each(testDatabases())('policy routes on $name', (database) => {
       clock: systemClock,
       agents,
       operatorKey,
-      routes: [(route) => registerPolicyRoutes(route, policies)],
+      routes: [(route) => registerPolicyRoutes(route, policies, agents)],
     });
   });
 

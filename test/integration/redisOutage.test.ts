@@ -31,6 +31,7 @@ const agent = (id: string): Agent => ({
   createdAt: new Date(),
   updatedAt: new Date(),
   revokedAt: null,
+  nameDuplicate: false,
 });
 
 async function elapsed<T>(work: () => Promise<T>): Promise<{ ms: number; result: T | Error }> {

@@ -32,7 +32,9 @@ export async function listAllAgents(client: OperatorClient): Promise<AgentDto[]>
 /** An agent named by id (agent_…) or by name; a name two agents share is refused, not guessed. */
 export async function resolveAgentId(client: OperatorClient, idOrName: string): Promise<string> {
   if (AGENT_ID.test(idOrName)) return idOrName;
-  const matches = (await listAllAgents(client)).filter((a) => a.name === idOrName && a.status !== 'deleted');
+  const matches = (await listAllAgents(client)).filter(
+    (a) => a.name.toLowerCase() === idOrName.toLowerCase() && a.status !== 'deleted',
+  );
   if (matches.length === 1 && matches[0]) return matches[0].id;
   if (matches.length === 0) throw new CliError(`NOT_FOUND: no agent named "${idOrName}"`, 'NOT_FOUND');
   throw new CliError(
@@ -84,6 +86,12 @@ export function registerAgentCommands(
       const all = await listAllAgents(client());
       if (opts.json) return print(JSON.stringify(all, null, 2));
       print(table(all, ['id', 'name', 'environment', 'status', 'createdAt']));
+      const duplicates = all.filter((a) => a.nameDuplicate === true);
+      if (duplicates.length) {
+        print(
+          `\n${duplicates.length} agent(s) share a name with an older agent (created before names were unique); rename them: ${duplicates.map((a) => a.id).join(', ')}`,
+        );
+      }
     });
 
   program

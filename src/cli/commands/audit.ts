@@ -26,15 +26,18 @@ export function registerAuditCommands(
   program
     .command('audit:list')
     .description('Show audit events, newest first')
-    .option('--agent <agentId>', 'only this agent')
+    .option('--agent <id-or-name>', 'only this agent, by id (agent_…) or name')
     .option('--permission <permissionId>', 'only this permission')
-    .option('--type <eventType>', 'only this event type (request, approve, use, …)')
+    .option(
+      '--type <eventType>',
+      'only this event type (request, approve, use, agent.created, …; a wrong one lists them)',
+    )
     .option('--limit <n>', 'how many', '50')
     .option('--json', 'print JSON')
     .action(
       async (opts: { agent?: string; permission?: string; type?: string; limit: string; json?: boolean }) => {
         const query = new URLSearchParams({ limit: opts.limit });
-        if (opts.agent) query.set('agent_id', opts.agent);
+        if (opts.agent) query.set('agent', opts.agent);
         if (opts.permission) query.set('permission_id', opts.permission);
         if (opts.type) query.set('event_type', opts.type);
         const page = await client().call<{ events: AuditEventDto[] }>('GET', `/api/v1/audit?${query}`);
@@ -79,7 +82,7 @@ export function registerAuditCommands(
     .option('--format <format>', 'jsonl or csv', 'jsonl')
     .option('--since <date>', 'only events at or after this ISO 8601 date')
     .option('--until <date>', 'only events at or before this ISO 8601 date')
-    .option('--agent <agentId>', 'only this agent')
+    .option('--agent <id-or-name>', 'only this agent, by id (agent_…) or name')
     .option('--type <eventType>', 'only this event type')
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .action(
@@ -97,7 +100,7 @@ export function registerAuditCommands(
         const query = new URLSearchParams({ format: opts.format });
         if (opts.since) query.set('start_date', opts.since);
         if (opts.until) query.set('end_date', opts.until);
-        if (opts.agent) query.set('agent_id', opts.agent);
+        if (opts.agent) query.set('agent', opts.agent);
         if (opts.type) query.set('event_type', opts.type);
         // A bar only for a person watching: the count costs the server one more query, and
         // nothing but the export may reach a pipe or a file.

@@ -4,7 +4,7 @@ import { CliError, type OperatorClient } from '../client.js';
 import { display, keyValues, table } from '../format.js';
 import { confirm } from '../prompt.js';
 import { age, scopeLines, scopeSummary, truncate } from '../table.js';
-import { listAllAgents, resolveAgentId } from './agents.js';
+import { listAllAgents } from './agents.js';
 
 interface PermissionDto {
   id: string;
@@ -113,7 +113,7 @@ export function registerPermissionCommands(
     .command('permission:list')
     .description('List permissions, newest first: who asked for what, with which scope')
     .addOption(new Option('--status <status>', 'only this status').choices(PERMISSION_STATUSES))
-    .option('--agent <agent>', 'only this agent (id or name)')
+    .option('--agent <id-or-name>', 'only this agent, by id (agent_…) or name')
     .option('--action <action>', 'only this action')
     .option('--limit <n>', 'how many', '50')
     .option('--json', 'print JSON')
@@ -121,7 +121,7 @@ export function registerPermissionCommands(
       async (opts: { status?: string; agent?: string; action?: string; limit: string; json?: boolean }) => {
         const query = new URLSearchParams({ limit: opts.limit });
         if (opts.status) query.set('status', opts.status);
-        if (opts.agent) query.set('agent_id', await resolveAgentId(client(), opts.agent));
+        if (opts.agent) query.set('agent', opts.agent);
         if (opts.action) query.set('action', opts.action);
         const page = await client().call<{ permissions: PermissionDto[] }>(
           'GET',

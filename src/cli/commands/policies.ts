@@ -131,7 +131,7 @@ export function registerPolicyCommands(
     .command('policy:test')
     .description('Dry run: which policy decides a request, and the scope and TTL it would get')
     .requiredOption('--action <action>', 'the action, e.g. email.send')
-    .option('--agent <idOrName>', 'the agent, by id (agent_…) or name')
+    .option('--agent <id-or-name>', 'an existing agent, by id (agent_…) or name')
     .option('--resource <resource>', 'the resource')
     .option('--scope <json>', 'requested scope as a JSON object')
     .option('--context <json>', 'request context as a JSON object')
@@ -148,9 +148,8 @@ export function registerPolicyCommands(
         json?: boolean;
       }) => {
         const body: Record<string, unknown> = { action: opts.action };
-        if (opts.agent !== undefined) {
-          body[/^agent_[A-Za-z0-9]+$/.test(opts.agent) ? 'agentId' : 'agentName'] = opts.agent;
-        }
+        // Resolved by the server: an unknown or ambiguous agent is an error listing what exists.
+        if (opts.agent !== undefined) body.agent = opts.agent;
         if (opts.resource !== undefined) body.resource = opts.resource;
         if (opts.scope !== undefined) body.scope = parseJsonObjectOption('--scope', opts.scope);
         if (opts.context !== undefined) body.context = parseJsonObjectOption('--context', opts.context);

@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import { CliError, type OperatorClient } from '../client.js';
 import { table } from '../format.js';
 import { age, truncate } from '../table.js';
-import { listAllAgents, resolveAgentId } from './agents.js';
+import { listAllAgents } from './agents.js';
 
 interface DeliveryDto {
   id: string;
@@ -38,7 +38,7 @@ export function registerWebhookCommands(
       if (!Number.isInteger(limit) || limit < 1 || limit > 200)
         throw new CliError('--limit must be a whole number from 1 to 200');
       const base = new URLSearchParams({ limit: String(limit) });
-      if (opts.agent) base.set('agent_id', await resolveAgentId(client(), opts.agent));
+      if (opts.agent) base.set('agent', opts.agent);
       const page = async (status?: string) => {
         const query = new URLSearchParams(base);
         if (status) query.set('status', status);

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { AuditEventType } from './eventTypes.js';
 
 /**
  * The audit event and its hash chain (DESIGN §10). The chain hashes `details_hash`, not the
@@ -20,7 +21,7 @@ export interface Actor {
 }
 
 export interface AuditEventInput {
-  type: string;
+  type: AuditEventType;
   actor: Actor;
   agentId?: string | null;
   permissionId?: string | null;
@@ -29,7 +30,9 @@ export interface AuditEventInput {
   userAgent?: string | null;
 }
 
-export interface AuditEvent extends Required<Omit<AuditEventInput, 'details'>> {
+export interface AuditEvent extends Required<Omit<AuditEventInput, 'details' | 'type'>> {
+  /** An AuditEventType when written; stored rows from older versions may hold others. */
+  type: string;
   id: string;
   occurredAt: Date;
   details: Record<string, unknown>;

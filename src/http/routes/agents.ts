@@ -69,6 +69,8 @@ const agentResponse = z.object({
   createdAt: z.string(),
   updatedAt: z.string(),
   revokedAt: z.string().nullable(),
+  /** Shares its name with an older agent (created before names were unique): rename it. */
+  nameDuplicate: z.boolean(),
 });
 
 export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
@@ -87,6 +89,7 @@ export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
     createdAt: agent.createdAt.toISOString(),
     updatedAt: agent.updatedAt.toISOString(),
     revokedAt: agent.revokedAt?.toISOString() ?? null,
+    nameDuplicate: agent.nameDuplicate,
   };
 }
 
@@ -136,6 +139,23 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
           nextCursor: nextCursor(page, query.limit),
         },
       };
+    },
+  });
+
+  route({
+    method: 'GET',
+    url: '/api/v1/agents/name-duplicates',
+    auth: 'operator',
+    tag: 'agents',
+    summary:
+      'Agents that share a name (case-insensitively) with an older agent, created before names were unique: rename them',
+    response: z.object({
+      duplicates: z.array(
+        z.object({ id: z.string(), name: z.string(), sharesNameWith: z.array(z.string()) }),
+      ),
+    }),
+    async handler() {
+      return { data: { duplicates: await agents.nameDuplicates() } };
     },
   });
 

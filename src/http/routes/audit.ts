@@ -3,9 +3,11 @@ import { z } from 'zod';
 import { csvHeader, csvLine, type ExportFormat, jsonLine } from '../../core/audit/export.js';
 import { AppError } from '../../core/errors.js';
 import { isStorableDate } from '../../core/storable.js';
+import type { AgentService } from '../../services/agents.js';
 import type { AuditService } from '../../services/audit.js';
 import type { ErasureService } from '../../services/erasure.js';
 import type { StoredAuditEvent } from '../../store/auditRepository.js';
+import { agentFilterFields, agentFilterOf, checkEventType } from '../agentFilter.js';
 import type { Router } from '../route.js';
 
 const date = z
@@ -23,7 +25,7 @@ const date = z
 
 const listQuery = z
   .object({
-    agent_id: z.string().max(100).optional(),
+    ...agentFilterFields,
     permission_id: z.string().max(100).optional(),
     event_type: z.string().max(100).optional(),
     action: z.string().max(200).optional(),
@@ -41,7 +43,7 @@ const listQuery = z
 const exportQuery = z
   .object({
     format: z.enum(['jsonl', 'csv']).default('jsonl'),
-    agent_id: z.string().max(100).optional(),
+    ...agentFilterFields,
     event_type: z.string().max(100).optional(),
     start_date: date.optional(),
     end_date: date.optional(),
@@ -91,7 +93,12 @@ export function auditDto(e: StoredAuditEvent) {
   };
 }
 
-export function registerAuditRoutes(route: Router, audit: AuditService, erasure: ErasureService): void {
+export function registerAuditRoutes(
+  route: Router,
+  audit: AuditService,
+  erasure: ErasureService,
+  agents: AgentService,
+): void {
   route({
     method: 'GET',
     url: '/api/v1/audit',
@@ -103,8 +110,9 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
       if (query.start_date && query.end_date && query.start_date > query.end_date) {
         throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
       }
+      checkEventType(query.event_type);
       const page = await audit.list({
-        agentId: query.agent_id,
+        agentId: await agents.resolveFilter(agentFilterOf(query)),
         permissionId: query.permission_id,
         eventType: query.event_type,
         action: query.action,
@@ -146,6 +154,8 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
       if (query.start_date && query.end_date && query.start_date > query.end_date) {
         throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
       }
+      checkEventType(query.event_type);
+      const agentId = await agents.resolveFilter(agentFilterOf(query));
       const format: ExportFormat = query.format;
       // Committed before the 200: an export that could not be audited is not sent.
       await audit.record({
@@ -155,14 +165,14 @@ export function registerAuditRoutes(route: Router, audit: AuditService, erasure:
         userAgent: origin.userAgent,
         details: {
           format,
-          agentId: query.agent_id ?? null,
+          agentId: agentId ?? null,
           eventType: query.event_type ?? null,
           startDate: query.start_date?.toISOString() ?? null,
           endDate: query.end_date?.toISOString() ?? null,
         },
       });
       const filter = {
-        agentId: query.agent_id,
+        agentId,
         eventType: query.event_type,
         startDate: query.start_date,
         endDate: query.end_date,

@@ -1,8 +1,10 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { constantTimeEqualHex, sha256Hex } from '../../core/credentials.js';
+import type { AgentService } from '../../services/agents.js';
 import { METRIC_PERIODS, type MetricPeriod, type MetricsService } from '../../services/metrics.js';
 import { type PromMetrics, promRegistry, useResult } from '../../services/prometheus.js';
+import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
 import { errorBody } from '../errors.js';
 import type { Router } from '../route.js';
 
@@ -11,7 +13,7 @@ const periods = Object.keys(METRIC_PERIODS) as [MetricPeriod, ...MetricPeriod[]]
 const metricsQuery = z
   .object({
     period: z.enum(periods).default('24h'),
-    agent_id: z.string().min(1).max(100).optional(),
+    ...agentFilterFields,
   })
   .strict();
 
@@ -24,7 +26,12 @@ const USE_ROUTE = '/api/v1/permissions/:id/use';
 export function registerMetricsRoutes(
   route: Router,
   app: FastifyInstance,
-  deps: { metrics: MetricsService; prom: PromMetrics; metricsToken?: string | undefined },
+  deps: {
+    metrics: MetricsService;
+    prom: PromMetrics;
+    agents: AgentService;
+    metricsToken?: string | undefined;
+  },
 ): void {
   route({
     method: 'GET',
@@ -34,9 +41,18 @@ export function registerMetricsRoutes(
     tag: 'metrics',
     query: metricsQuery,
     async handler({ query, principal }) {
-      const caller =
-        principal?.kind === 'agent' ? { agentId: principal.agent.id } : { operator: true as const };
-      return { data: await deps.metrics.summaryFor(caller, query.period, query.agent_id ?? null) };
+      const filter = agentFilterOf(query);
+      if (principal?.kind === 'agent') {
+        // An agent key names itself by id or name; nothing about other agents is looked up,
+        // so the answer cannot tell an agent which others exist.
+        const self = principal.agent;
+        const isSelf =
+          filter === undefined || filter === self.id || filter.toLowerCase() === self.name.toLowerCase();
+        const requested = isSelf ? self.id : filter;
+        return { data: await deps.metrics.summaryFor({ agentId: self.id }, query.period, requested) };
+      }
+      const agentId = (await deps.agents.resolveFilter(filter)) ?? null;
+      return { data: await deps.metrics.summaryFor({ operator: true }, query.period, agentId) };
     },
   });
 

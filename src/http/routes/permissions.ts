@@ -8,11 +8,13 @@ import {
 } from '../../core/permission.js';
 import { TOKEN_STATES } from '../../core/permissionView.js';
 import { isTokenHash } from '../../core/token.js';
+import type { AgentService } from '../../services/agents.js';
 import type { Principal } from '../../services/auth.js';
 import type { PermissionService } from '../../services/permissions.js';
 import { type RateLimiter, rateLimitHeaders } from '../../services/rateLimits.js';
 import type { PermissionWaiters } from '../../services/waiters.js';
 import type { Agent } from '../../store/agentRepository.js';
+import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
 import { type Router, requireAgent } from '../route.js';
 import { streamPermissionEvents } from './permissionEvents.js';
@@ -56,7 +58,7 @@ const getQuery = z.object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SE
 const listQuery = z
   .object({
     status: z.enum(PERMISSION_STATUSES).optional(),
-    agent_id: z.string().max(100).optional(),
+    ...agentFilterFields,
     action: z.string().max(200).optional(),
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z.string().max(300).optional(),
@@ -144,6 +146,7 @@ export function registerPermissionRoutes(
   permissions: PermissionService,
   limiters: { requests: RateLimiter; tokenCalls: RateLimiter },
   waiters: PermissionWaiters,
+  agents: AgentService,
 ): void {
   route({
     method: 'POST',
@@ -318,7 +321,7 @@ export function registerPermissionRoutes(
     async handler({ query }) {
       const page = await permissions.list({
         status: query.status,
-        agentId: query.agent_id,
+        agentId: await agents.resolveFilter(agentFilterOf(query)),
         action: query.action,
         limit: query.limit,
         before: query.cursor ? decodeCursor(query.cursor) : undefined,

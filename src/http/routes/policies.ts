@@ -1,6 +1,8 @@
 import { z } from 'zod';
+import { AppError } from '../../core/errors.js';
 import { TTL_MAX_SECONDS, TTL_MIN_SECONDS } from '../../core/permission.js';
 import { POLICY_ACTIONS } from '../../core/policy/index.js';
+import type { AgentService } from '../../services/agents.js';
 import type { PolicyRecord, PolicyService } from '../../services/policies.js';
 import type { Router } from '../route.js';
 
@@ -38,6 +40,7 @@ const planResponse = z.object({
 
 const testBody = z
   .object({
+    agent: z.string().min(1).max(200).optional().describe('An existing agent, by id or name (404 if none)'),
     agentId: z.string().min(1).max(64).optional(),
     agentName: z.string().min(1).max(200).optional(),
     action: z.string().min(1).max(200),
@@ -98,7 +101,7 @@ export function policyDto(record: PolicyRecord): z.infer<typeof policyResponse> 
   };
 }
 
-export function registerPolicyRoutes(route: Router, policies: PolicyService): void {
+export function registerPolicyRoutes(route: Router, policies: PolicyService, agents: AgentService): void {
   route({
     method: 'GET',
     url: '/api/v1/policies',
@@ -166,7 +169,18 @@ export function registerPolicyRoutes(route: Router, policies: PolicyService): vo
     body: testBody,
     response: testResponse,
     async handler({ body }) {
-      const result = await policies.test(body);
+      const { agent, ...request } = body;
+      if (agent !== undefined) {
+        if (request.agentId !== undefined || request.agentName !== undefined) {
+          throw new AppError('VALIDATION_ERROR', 'Give agent, or agentId/agentName, not both', {
+            issues: [{ path: 'agent', message: 'given with agentId or agentName' }],
+          });
+        }
+        const found = await agents.resolve(agent);
+        request.agentId = found.id;
+        request.agentName = found.name;
+      }
+      const result = await policies.test(request);
       return {
         data: {
           ...result,

@@ -1,13 +1,15 @@
 import { z } from 'zod';
+import type { AgentService } from '../../services/agents.js';
 import { displayUrl, type WebhookService } from '../../services/webhooks.js';
 import { DELIVERY_STATUSES, type WebhookDelivery } from '../../store/webhookRepository.js';
+import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const listQuery = z
   .object({
     status: z.enum(DELIVERY_STATUSES).optional(),
-    agent_id: z.string().max(100).optional(),
+    ...agentFilterFields,
     limit: z.coerce.number().int().min(1).max(200).default(50),
     cursor: z.string().max(300).optional(),
   })
@@ -51,7 +53,7 @@ export function deliveryDto(d: WebhookDelivery): z.infer<typeof deliveryResponse
   };
 }
 
-export function registerWebhookRoutes(route: Router, webhooks: WebhookService): void {
+export function registerWebhookRoutes(route: Router, webhooks: WebhookService, agents: AgentService): void {
   route({
     method: 'GET',
     url: '/api/v1/webhooks/deliveries',
@@ -64,7 +66,7 @@ export function registerWebhookRoutes(route: Router, webhooks: WebhookService): 
     async handler({ query }) {
       const page = await webhooks.list({
         status: query.status,
-        agentId: query.agent_id,
+        agentId: await agents.resolveFilter(agentFilterOf(query)),
         limit: query.limit,
         before: query.cursor ? decodeCursor(query.cursor) : undefined,
       });
