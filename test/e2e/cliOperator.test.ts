@@ -155,7 +155,7 @@ describe.runIf(DB_URL)('the operator CLI', () => {
     expect((JSON.parse(byName.stdout) as { id: string }[]).map((p) => p.id)).toContain(id);
     const unknown = await cli(['permission:list', '--agent', 'nobody']);
     expect(unknown.code).not.toBe(0);
-    expect(unknown.stderr).toContain('NOT_FOUND');
+    expect(unknown.stderr).toContain('UNKNOWN_AGENT');
   });
 
   it('approve without a terminal and without --yes decides nothing: CONFIRMATION_REQUIRED', async () => {

@@ -4,9 +4,11 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startFakeDiscord } from '../fakes/discordApi.js';
 import { startFakeSlack } from '../fakes/slackApi.js';
+import { apiClient } from '../helpers/api.js';
 import { startRedis, stopRedis } from '../helpers/privateRedis.js';
 import { CLI, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
@@ -106,6 +108,7 @@ describe('agent-otp doctor: all up on Postgres, and no operator key', () => {
       detail: `ready at ${server.url} (database ok, redis ok)`,
     });
     expect(row(rows, 'operator key')).toMatchObject({ status: 'pass', detail: `accepted by ${server.url}` });
+    expect(row(rows, 'agent names')).toEqual({ check: 'agent names', status: 'pass', detail: 'unique' });
     // Read from the server (which has no deny policies), not from POLICIES_FILE.
     expect(row(rows, 'deny *.delete')).toMatchObject({ status: 'warn' });
     expect(row(rows, 'deny *.delete')?.detail).toContain(`server ${server.url}`);
@@ -123,6 +126,29 @@ describe('agent-otp doctor: all up on Postgres, and no operator key', () => {
     expectSummary(stdout, rows);
     expect(stdout).toMatch(/ 0 failed, 0 skipped\n/);
     expect(code).toBe(0);
+  });
+
+  it('warns about agents that still share a name from before names were unique', async () => {
+    const api = apiClient(server.url, STRONG_TOKEN);
+    const older = await api('POST', '/api/v1/agents', { name: 'ledger-bot' });
+    const newer = await api('POST', '/api/v1/agents', { name: 'ledger-bot-2' });
+    expect(newer.status).toBe(201);
+    const newerId = String(newer.body.data.id);
+    expect(older.status).toBe(201);
+    // What migration 012 leaves for duplicates created before it: the newer one flagged.
+    const db = new pg.Client({ connectionString: server.env.DATABASE_URL });
+    await db.connect();
+    await db.query("UPDATE agents SET name = 'Ledger-Bot', name_duplicate = true WHERE id = $1", [newerId]);
+    await db.end();
+
+    const { rows } = await doctor({
+      AGENT_OTP_URL: server.url,
+      AGENT_OTP_ADMIN_TOKEN: STRONG_TOKEN,
+      DATABASE_URL: server.env.DATABASE_URL,
+      REDIS_URL: server.env.REDIS_URL,
+    });
+    expect(row(rows, 'agent names')?.status).toBe('warn');
+    expect(row(rows, 'agent names')?.detail).toContain(`Ledger-Bot (${newerId})`);
   });
 
   it('without an operator key says how to give one, and still checks the server', async () => {

@@ -89,6 +89,7 @@ export async function probeServer(env: NodeJS.ProcessEnv, flags: TargetFlags = {
     if (answer.status === 200 && body?.data?.policies) {
       probe.policies = body.data.policies;
       probe.rows.push({ check: 'operator key', status: 'pass', detail: `accepted by ${url}` });
+      probe.rows.push(await agentNamesRow(url, token));
     } else {
       const code = body?.error?.code ?? `HTTP ${answer.status}`;
       probe.rows.push({
@@ -105,4 +106,36 @@ export async function probeServer(env: NodeJS.ProcessEnv, flags: TargetFlags = {
     });
   }
   return probe;
+}
+
+/**
+ * Agents created before names were unique may still share one: policies and `--agent` name
+ * agents, so such a name is ambiguous until the newer agents are renamed.
+ */
+async function agentNamesRow(url: string, token: string): Promise<CheckResult> {
+  try {
+    const answer = await getJson(`${url}/api/v1/agents/name-duplicates`, token);
+    const duplicates = (
+      answer.body as { data?: { duplicates?: { id: string; name: string; sharesNameWith: string[] }[] } }
+    )?.data?.duplicates;
+    if (answer.status !== 200 || !duplicates) {
+      return {
+        check: 'agent names',
+        status: 'skip',
+        detail: `not answered by ${url} (HTTP ${answer.status})`,
+      };
+    }
+    if (duplicates.length === 0) return { check: 'agent names', status: 'pass', detail: 'unique' };
+    const listed = duplicates
+      .slice(0, 10)
+      .map((d) => `${d.name} (${d.id})`)
+      .join(', ');
+    return {
+      check: 'agent names',
+      status: 'warn',
+      detail: `${duplicates.length} agent(s) share a name with an older agent: ${listed}; rename them with agent-otp agent:update <id> --name …`,
+    };
+  } catch (err) {
+    return { check: 'agent names', status: 'skip', detail: `${url}: ${reason(err)}` };
+  }
 }
