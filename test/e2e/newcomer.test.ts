@@ -81,7 +81,8 @@ describe('a newcomer on a fresh copy', () => {
     server.stderr?.on('data', (d: Buffer) => {
       output += d.toString();
     });
-    const deadline = Date.now() + 120_000;
+    // Generous: on a loaded 2-core machine a first start (copying the template database) is slow.
+    const deadline = Date.now() + 240_000;
     for (;;) {
       const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then(
         (r) => r.ok,
@@ -93,7 +94,7 @@ describe('a newcomer on a fresh copy', () => {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-  }, 180_000);
+  }, 300_000);
 
   afterAll(async () => {
     if (server?.pid && server.exitCode === null) {
