@@ -26,7 +26,7 @@ function makeProject(): string {
   writeFileSync(path.join(root, 'src', 'main.ts'), 'export const answer: number = 42;\n');
   writeFileSync(
     path.join(root, 'src', 'cli', 'index.ts'),
-    "import { answer } from '../main.js';\nconsole.log(answer);\n",
+    "import { answer } from '../main.js';\nexport const doubled = answer * 2;\n",
   );
   writeFileSync(path.join(root, 'src', 'store', 'migrations', '001_a.sql'), 'SELECT 1;\n');
   writeFileSync(
@@ -111,6 +111,22 @@ describe('build staleness check (npm start / npm test skip tsc when dist is curr
       expect(readFileSync(path.join(root, 'dist', 'store', 'migrations', '002_b.sql'), 'utf8')).toBe(
         'SELECT 2;\n',
       );
+    },
+    TSC_TIMEOUT,
+  );
+
+  it(
+    'a failed build exits non-zero and stays stale, so the next start builds again',
+    () => {
+      buildIfStale(root);
+      writeFileSync(path.join(root, 'src', 'main.ts'), 'export const answer: number = "not a number";\n');
+      const result = spawnSync(process.execPath, ['src/build.mjs', '--if-stale'], {
+        cwd: root,
+        encoding: 'utf8',
+      });
+      expect(result.status).not.toBe(0);
+      expect(result.stdout).toContain('TS2322');
+      expect(isStale(root)).toBe(true);
     },
     TSC_TIMEOUT,
   );
