@@ -69,6 +69,12 @@ export function build(root) {
   const migrations = path.join(dist, 'store', 'migrations');
   rmSync(migrations, { recursive: true, force: true });
   cpSync(path.join(root, 'src', 'store', 'migrations'), migrations, { recursive: true });
+  // The embedded database's template cluster (see src/store/pgliteInit.ts), when this project has one.
+  const template = path.join(dist, 'store', 'pgliteTemplate.js');
+  if (existsSync(template)) {
+    const made = spawnSync(process.execPath, [template], { cwd: root, stdio: 'inherit' });
+    if (made.status !== 0) return false;
+  }
   writeFileSync(path.join(dist, STAMP_FILE), `${stamp}\n`);
   return true;
 }

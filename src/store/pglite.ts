@@ -3,7 +3,7 @@ import path from 'node:path';
 import v8 from 'node:v8';
 import { PGlite } from '@electric-sql/pglite';
 import type { Db, Queryable } from './db.js';
-import { initPgliteInChild, needsInit } from './pgliteInit.js';
+import { initPgliteDir, needsInit } from './pgliteInit.js';
 
 /**
  * PGlite's own start parameters plus a smaller buffer pool. The data dir's postgresql.conf (from
@@ -36,7 +36,7 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db> {
   if (dataDir) {
     const dir = path.join(dataDir, 'pglite');
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    if (needsInit(dir)) await initPgliteInChild(dir, PGLITE_START_PARAMS);
+    if (needsInit(dir)) await initPgliteDir(dir, PGLITE_START_PARAMS);
     pglite = await PGlite.create(dir, { startParams: [...PGLITE_START_PARAMS] });
   } else {
     pglite = await PGlite.create({ startParams: [...PGLITE_START_PARAMS] });
