@@ -1,6 +1,5 @@
-import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
-// Type-only: discord.js and Slack's Bolt are loaded below only when configured (seconds of start).
+// Type-only: discord.js and Slack's SDKs are loaded below only when configured (seconds of start).
 import type { createDiscordBot } from './chat/discord/bot.js';
 import type { SlackBot } from './chat/slack/bot.js';
 import { SlackPlatform } from './chat/slack/platform.js';
@@ -219,6 +218,7 @@ export async function startService(
 
   let slackBot: SlackBot | null = null;
   if (config.SLACK_BOT_TOKEN) {
+    const { WebClient } = await import('@slack/web-api');
     const apiUrl = config.SLACK_API_URL;
     const client = new WebClient(config.SLACK_BOT_TOKEN, {
       ...(apiUrl ? { slackApiUrl: apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/` } : {}),
