@@ -18,7 +18,7 @@ export const PGLITE_START_PARAMS: readonly string[] = [
 
 /**
  * Compile PGlite's ~9 MB Postgres wasm with V8's baseline compiler only. By default V8 also
- * recompiles hot functions with TurboFan, which costs ~70 MB of RSS for the compiler's memory and
+ * recompiles hot functions with TurboFan, which costs 30–65 MB of RSS for the compiler's memory and
  * code; an insert/select loop measured here ran no slower without it. Must run before PGlite
  * compiles its module (at create); it only changes how wasm is compiled in this process.
  */
