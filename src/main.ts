@@ -1,8 +1,7 @@
-import { WebClient } from '@slack/web-api';
 import type { FastifyInstance } from 'fastify';
-import { createDiscordBot, createDiscordClient } from './chat/discord/bot.js';
-import { DiscordPlatform } from './chat/discord/platform.js';
-import { createSlackBot, type SlackBot } from './chat/slack/bot.js';
+// Type-only: discord.js and Slack's SDKs are loaded below only when configured (seconds of start).
+import type { createDiscordBot } from './chat/discord/bot.js';
+import type { SlackBot } from './chat/slack/bot.js';
 import { SlackPlatform } from './chat/slack/platform.js';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
@@ -222,6 +221,7 @@ export async function startService(
 
   let slackBot: SlackBot | null = null;
   if (config.SLACK_BOT_TOKEN) {
+    const { WebClient } = await import('@slack/web-api');
     const apiUrl = config.SLACK_API_URL;
     const client = new WebClient(config.SLACK_BOT_TOKEN, {
       ...(apiUrl ? { slackApiUrl: apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/` } : {}),
@@ -235,6 +235,7 @@ export async function startService(
     const socketMode = Boolean(config.SLACK_APP_TOKEN);
     // HTTP mode belongs to the API process; Socket Mode to the bot process.
     if ((socketMode && roles.includes('bot')) || (!socketMode && roles.includes('api'))) {
+      const { createSlackBot } = await import('./chat/slack/bot.js');
       slackBot = createSlackBot({
         botToken: config.SLACK_BOT_TOKEN,
         signingSecret: config.SLACK_SIGNING_SECRET,
@@ -249,6 +250,8 @@ export async function startService(
 
   let discordBot: ReturnType<typeof createDiscordBot> | null = null;
   if (config.DISCORD_BOT_TOKEN) {
+    const { createDiscordBot, createDiscordClient } = await import('./chat/discord/bot.js');
+    const { DiscordPlatform } = await import('./chat/discord/platform.js');
     const client = createDiscordClient({ apiUrl: config.DISCORD_API_URL });
     // REST works without a gateway session, so a worker can post and edit messages too.
     client.rest.setToken(config.DISCORD_BOT_TOKEN);
