@@ -117,6 +117,38 @@ describe('the @agent-otp/sdk package, packed and installed into an empty project
     expect(files).toContain('index.d.ts');
   });
 
+  it('gives a TypeScript project real types by package name (no @types/node needed)', async () => {
+    writeFileSync(
+      path.join(project, 'typed.ts'),
+      `import { AgentOTPClient, type PermissionResult } from '@agent-otp/sdk';
+const otp = new AgentOTPClient({ apiKey: 'ak_x' });
+export const permission: Promise<PermissionResult> = otp.requestPermission({ action: 'file.read' });
+// @ts-expect-error the declarations are real types, not any: an action is a string
+otp.requestPermission({ action: 1 });
+`,
+    );
+    writeFileSync(
+      path.join(project, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          lib: ['ES2023', 'DOM'],
+          types: [],
+          strict: true,
+          noEmit: true,
+        },
+        files: ['typed.ts'],
+      }),
+    );
+    const tsc = path.join(ROOT, 'node_modules/typescript/bin/tsc');
+    const result = await run(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: project }).catch(
+      (error: { stdout?: string }) => ({ stdout: `failed: ${error.stdout}` }),
+    );
+    expect(result.stdout).toBe('');
+  });
+
   it('requests, waits for a human and spends tokens, imported by name from the installed package', async () => {
     writeFileSync(path.join(project, 'agent.mjs'), CONSUMER);
     const child = spawn(process.execPath, ['agent.mjs'], {
