@@ -62,6 +62,8 @@ describe('the @agent-otp/sdk package, packed and installed into an empty project
     project = path.join(work, 'project');
     const packed = run('npm', ['pack', SDK_DIR, '--pack-destination', work, '--json'], {
       cwd: ROOT,
+      // Not the npm_config_* of an `npm test` around this run.
+      env: { PATH: process.env.PATH, HOME: process.env.HOME },
       maxBuffer: 10 * 1024 * 1024,
     });
     server = await startServer({ env: { ADMIN_TOKEN: ADMIN } });
