@@ -1,7 +1,7 @@
 /**
  * `@agent-otp/sdk` (re-exported by the server package as `agent-otp/sdk`): the client an AI
- * agent uses to ask Agent OTP for one-time, scoped permissions. It depends on nothing but `fetch` and Web Crypto, so it runs in Node 20+, Deno, Bun, browsers
- * and edge runtimes.
+ * agent uses to ask Agent OTP for one-time, scoped permissions. It depends on nothing but
+ * `fetch` and Web Crypto, so it runs in Node 20+, Deno, Bun, browsers and edge runtimes.
  *
  * @example
  * ```ts
