@@ -14,11 +14,17 @@ export const STAMP_FILE = '.build-stamp';
 // Files whose absence means dist/ is not usable, whatever the stamp says.
 const REQUIRED_OUTPUTS = ['cli/index.js', 'main.js', 'store/migrations'];
 
+// Generated or cached in src/ by builds and test runs (the SDK package's dist, Python's caches):
+// not inputs, and hashing them would make every build stale the moment it finished.
+const NOT_INPUTS = new Set(['dist', 'node_modules', '__pycache__', '.pytest_cache']);
+
 function listFiles(dir, root) {
   const out = [];
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) out.push(...listFiles(full, root));
+    if (entry.isDirectory()) {
+      if (!NOT_INPUTS.has(entry.name)) out.push(...listFiles(full, root));
+    }
     else if (entry.isFile()) out.push(path.relative(root, full).split(path.sep).join('/'));
   }
   return out;
@@ -66,6 +72,11 @@ export function build(root) {
   const tsc = path.join(path.dirname(require.resolve('typescript/package.json')), 'bin', 'tsc');
   const result = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
   if (result.status !== 0) return false;
+  // The SDK package (a workspace) builds with its own tsconfig: web-standard globals only.
+  if (existsSync(path.join(root, 'src', 'sdk', 'tsconfig.json'))) {
+    const sdk = spawnSync(process.execPath, [tsc, '-p', 'src/sdk/tsconfig.json'], { cwd: root, stdio: 'inherit' });
+    if (sdk.status !== 0) return false;
+  }
   const migrations = path.join(dist, 'store', 'migrations');
   rmSync(migrations, { recursive: true, force: true });
   cpSync(path.join(root, 'src', 'store', 'migrations'), migrations, { recursive: true });

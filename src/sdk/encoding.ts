@@ -6,7 +6,13 @@ import { AgentOTPError } from './errors.js';
 
 const encoder = new TextEncoder();
 
-export const utf8 = (text: string): Uint8Array => encoder.encode(text);
+/**
+ * Bytes over a plain ArrayBuffer: what Web Crypto's typings accept (the DOM lib rejects views
+ * that may sit on a SharedArrayBuffer).
+ */
+export type Bytes = Uint8Array<ArrayBuffer>;
+
+export const utf8 = (text: string): Bytes => encoder.encode(text) as Bytes;
 
 export function base64Encode(bytes: Uint8Array): string {
   let binary = '';
@@ -19,7 +25,7 @@ export function base64UrlEncode(bytes: Uint8Array): string {
 }
 
 /** Decodes standard or URL-safe base64 (padding optional); throws on anything else. */
-export function base64Decode(text: string): Uint8Array {
+export function base64Decode(text: string): Bytes {
   const normalized = text.replace(/-/g, '+').replace(/_/g, '/');
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(normalized)) throw new Error('not base64');
   const padded = normalized.padEnd(normalized.length + ((4 - (normalized.length % 4)) % 4), '=');

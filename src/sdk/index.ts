@@ -1,11 +1,11 @@
 /**
- * `agent-otp/sdk`: the client an AI agent uses to ask Agent OTP for one-time, scoped permissions.
- * It depends on nothing but `fetch` and Web Crypto, so it runs in Node 20+, Deno, Bun, browsers
- * and edge runtimes.
+ * `@agent-otp/sdk` (re-exported by the server package as `agent-otp/sdk`): the client an AI
+ * agent uses to ask Agent OTP for one-time, scoped permissions. It depends on nothing but
+ * `fetch` and Web Crypto, so it runs in Node 20+, Deno, Bun, browsers and edge runtimes.
  *
  * @example
  * ```ts
- * import { AgentOTPClient } from 'agent-otp/sdk';
+ * import { AgentOTPClient } from '@agent-otp/sdk';
  *
  * const otp = new AgentOTPClient({ apiKey: process.env.AGENT_OTP_API_KEY!, baseUrl: 'https://otp.example.com' });
  * const permission = await otp.requestPermission({

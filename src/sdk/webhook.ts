@@ -6,7 +6,7 @@
  * received — before any JSON parsing — and refuse old timestamps, or a captured delivery could
  * be replayed later. Deliveries carry status, never a token.
  */
-import { base64Decode, constantTimeEqual, utf8, webCrypto } from './encoding.js';
+import { type Bytes, base64Decode, constantTimeEqual, utf8, webCrypto } from './encoding.js';
 import { ValidationError, WebhookVerificationError } from './errors.js';
 import type { PermissionStatus, Scope } from './types.js';
 
@@ -138,12 +138,12 @@ function timeWindow(options: VerifyWebhookOptions): { tolerance: number; nowMs: 
   return { tolerance, nowMs };
 }
 
-function secretKey(secret: string): Uint8Array {
+function secretKey(secret: string): Bytes {
   if (typeof secret !== 'string' || secret.length === 0) {
     throw new ValidationError('A webhook secret (whsec_…) is required');
   }
   const encoded = secret.startsWith(SECRET_PREFIX) ? secret.slice(SECRET_PREFIX.length) : secret;
-  let key: Uint8Array;
+  let key: Bytes;
   try {
     key = base64Decode(encoded);
   } catch {
