@@ -54,6 +54,6 @@ describe('the Python SDK', () => {
     );
     for (const line of output.split('\n')) if (line.startsWith('agent-otp latency:')) console.log(line);
     expect(code, output).toBe(0);
-    expect(output).toMatch(/agent-otp latency: sync wait_for_approval/);
+    expect(output).toMatch(/agent-otp latency: sync wait/);
   });
 });

@@ -51,7 +51,7 @@ const answer =
     });
 
 describe('the wire contract shared with the Python SDK', () => {
-  it.each(ERRORS.cases.map((c: Json) => [c.name, c]))('error answer: %s', async (_name, c: Json) => {
+  it.each(ERRORS.cases as Json[])('error answer: $name', async (c: Json) => {
     const { fetch } = scriptedFetch(answer(c.status, c.body, c.rawBody, c.headers));
     const client = new AgentOTPClient({ apiKey: 'ak_test_contract', fetch, retryAttempts: 0 });
     const err = await client.useToken(ERRORS.permissionId, generateToken()).then(
@@ -78,7 +78,7 @@ describe('the wire contract shared with the Python SDK', () => {
       expect(JSON.stringify(e) + e.message).not.toContain(fragment);
   });
 
-  it.each(REQUESTS.cases.map((c: Json) => [c.name, c]))('request: %s', async (_name, c: Json) => {
+  it.each(REQUESTS.cases as Json[])('request: $name', async (c: Json) => {
     const { fetch, calls } = scriptedFetch(answer(c.reply.status, c.reply.body, undefined));
     const client = new AgentOTPClient({ apiKey: REQUESTS.apiKey, fetch, retryAttempts: 0 });
     const options = { ...(c.options ?? {}) };
@@ -117,7 +117,7 @@ describe('the wire contract shared with the Python SDK', () => {
     }
   });
 
-  it.each(WEBHOOKS.cases.map((c: Json) => [c.name, c]))('webhook: %s', async (_name, c: Json) => {
+  it.each(WEBHOOKS.cases as Json[])('webhook: $name', async (c: Json) => {
     const secret = c.secret ?? WEBHOOKS.secret;
     const verdict = verifyWebhook(c.body, c.headers, secret, { now: c.now * 1000 });
     if (c.valid) {

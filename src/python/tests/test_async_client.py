@@ -73,7 +73,7 @@ def test_waits_for_the_operator_and_resolves_on_the_decision(
 
     permission = asyncio.run(scenario())
     after_decision = marks["resolved"] - marks["decide_sent"]
-    record("async wait_for_approval, decide sent → request_permission returned", after_decision)
+    record("async wait, operator decide sent -> request_permission returned", after_decision)
     assert after_decision < 2.0
     assert permission["status"] == "approved" and TOKEN_PATTERN.match(permission["token"])
     tokens_seen.append(permission["token"])

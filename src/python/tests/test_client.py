@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 import socket
+import statistics
 import threading
 import time
 from typing import Any, Dict, List
@@ -103,39 +104,50 @@ def test_denial_is_a_result_without_waiting_and_an_error_with_waiting(otp: Agent
 def test_waits_for_a_human_and_resolves_as_soon_as_the_operator_approves(
     otp: AgentOTPClient, operator: Api, tokens_seen: List[str]
 ) -> None:
-    marks: Dict[str, float] = {}
-    pending: List[Dict[str, Any]] = []
+    """Five waits, each approved by the operator 0.5 s into its long-poll; the time from the
+    decision to request_permission returning is measured and printed (median and worst)."""
+    after_sent: List[float] = []
+    after_answered: List[float] = []
+    for _ in range(5):
+        marks: Dict[str, float] = {}
+        pending: List[Dict[str, Any]] = []
+        deciders: List[threading.Timer] = []
 
-    def approve(pid: str) -> None:
-        marks["decide_sent"] = time.monotonic()
-        operator.decide(pid, approved=True, scopeModifications={"max_emails": 1})
-        marks["decide_answered"] = time.monotonic()
+        def approve(pid: str) -> None:
+            marks["decide_sent"] = time.monotonic()
+            operator.decide(pid, approved=True, scopeModifications={"max_emails": 1})
+            marks["decide_answered"] = time.monotonic()
 
-    def on_pending(info: Dict[str, Any]) -> None:
-        pending.append(dict(info))
-        later(0.5, approve, info["id"])  # well into the long-poll
+        def on_pending(info: Dict[str, Any]) -> None:
+            pending.append(dict(info))
+            deciders.append(threading.Timer(0.5, approve, (info["id"],)))  # well into the long-poll
+            deciders[0].start()
 
-    permission = otp.request_permission(
-        "email.send",
-        scope={"max_emails": 5, "allowed_recipients": ["*@acme.com"]},
-        wait_for_approval=True,
-        timeout=20,
-        on_pending_approval=on_pending,
-    )
-    resolved = time.monotonic()
-    after_decision = resolved - marks["decide_sent"]
-    record("sync wait_for_approval, decide sent → request_permission returned", after_decision)
-    record("sync wait_for_approval, decide answered → request_permission returned", resolved - marks["decide_answered"])
-    # The wait ended on the decision, not on its 20 s poll: a generous bound, the figure is printed.
-    assert after_decision < 2.0
+        permission = otp.request_permission(
+            "email.send",
+            scope={"max_emails": 5, "allowed_recipients": ["*@acme.com"]},
+            wait_for_approval=True,
+            timeout=20,
+            on_pending_approval=on_pending,
+        )
+        resolved = time.monotonic()
+        deciders[0].join()  # the long-poll may answer before the operator's own call returns
+        after_sent.append(resolved - marks["decide_sent"])
+        after_answered.append(resolved - marks["decide_answered"])
 
-    assert len(pending) == 1 and pending[0]["permissionId"] == permission["id"]
-    assert permission["status"] == "approved"
-    assert TOKEN_PATTERN.match(permission["token"])
-    tokens_seen.append(permission["token"])
-    assert permission["scope"]["max_emails"] == 1  # narrowed by the approver
-    used = otp.use_token(permission["id"], permission["token"], action_details={"recipient": "bob@acme.com"})
-    assert used == {"success": True, "usesRemaining": 0, "status": "used"}
+        assert len(pending) == 1 and pending[0]["permissionId"] == permission["id"]
+        assert permission["status"] == "approved"
+        assert TOKEN_PATTERN.match(permission["token"])
+        tokens_seen.append(permission["token"])
+        assert permission["scope"]["max_emails"] == 1  # narrowed by the approver
+        used = otp.use_token(permission["id"], permission["token"], action_details={"recipient": "bob@acme.com"})
+        assert used == {"success": True, "usesRemaining": 0, "status": "used"}
+
+    record("sync wait, operator decide sent -> request_permission returned, median of 5", statistics.median(after_sent))
+    record("sync wait, operator decide sent -> request_permission returned, worst of 5", max(after_sent))
+    record("sync wait, operator decide answered -> request_permission returned, median of 5", statistics.median(after_answered))
+    # The waits ended on the decisions, not on their 20 s polls: a generous bound; the figures are printed.
+    assert max(after_sent) < 2.0
 
 
 def test_a_human_denial_during_the_wait_raises_permission_denied(otp: AgentOTPClient, operator: Api) -> None:
