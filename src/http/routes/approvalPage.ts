@@ -20,10 +20,10 @@ export function registerApprovalPage(app: FastifyInstance, permissions: Permissi
       });
       const pending = permission.status === 'pending';
       const body = pending
-        ? `<p>Waiting for a decision until <time>${escape(permission.expiresAt.toISOString())}</time>.</p>
+        ? `<p>Waiting for a decision until <time>${escapeHtml(permission.expiresAt.toISOString())}</time>.</p>
 <p>Decide it in the chat message that asked for it, or with the CLI:</p>
-<pre>agent-otp approve ${escape(permission.id)}
-agent-otp deny ${escape(permission.id)}</pre>`
+<pre>agent-otp approve ${escapeHtml(permission.id)}
+agent-otp deny ${escapeHtml(permission.id)}</pre>`
         : '<p>This request is no longer waiting for a decision.</p>';
       return reply.status(200).send(page(permission.id, permission.status, body));
     } catch (err) {
@@ -37,14 +37,14 @@ agent-otp deny ${escape(permission.id)}</pre>`
 
 function page(id: string, status: string, body: string): string {
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Agent OTP request ${escape(id)}</title></head>
-<body><h1>Permission request <code>${escape(id)}</code></h1>
-<p>Status: <strong data-status="${escape(status)}">${escape(status)}</strong></p>
+<html lang="en"><head><meta charset="utf-8"><title>Agent OTP request ${escapeHtml(id)}</title></head>
+<body><h1>Permission request <code>${escapeHtml(id)}</code></h1>
+<p>Status: <strong data-status="${escapeHtml(status)}">${escapeHtml(status)}</strong></p>
 ${body}
 </body></html>
 `;
 }
 
-function escape(text: string): string {
+function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
