@@ -12,7 +12,7 @@ import {
 } from '../fakes/discordApi.js';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
 import { blockActionPayload, postSlack } from '../fakes/slackRequests.js';
-import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
+import { type ChatApi, chatApi, chatLink, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -232,7 +232,9 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     expect(body.components[0]?.components).toHaveLength(3);
     expect(buttonIds(message)).toEqual([ids.approve, ids.deny, ids.changes]);
     // The permalink of the message becomes the approval URL.
-    const link = await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    const link = await waitUntil('the approvalUrl', async () =>
+      chatLink((await api.get(pending.id)).approvalUrl),
+    );
     expect(link).toBe(`https://discord.com/channels/${GUILD_ID}/${CHANNEL_ID}/${message.id}`);
 
     // Alice presses Approve: the message is updated in the interaction's answer.
@@ -279,7 +281,7 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
       context: { reason: 'Newsletter', customer: subject },
     });
     const message = await messageOf(fake, pending.id);
-    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    await waitUntil('the approvalUrl', async () => chatLink((await api.get(pending.id)).approvalUrl));
     expect(shown(message.current)).toContain(subject);
 
     const dryRun = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', {
