@@ -12,7 +12,7 @@ import {
 } from '../fakes/discordApi.js';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
 import { blockActionPayload, postSlack } from '../fakes/slackRequests.js';
-import { type ChatApi, chatApi, chatLink, sleep, waitUntil } from '../helpers/chatE2e.js';
+import { type ChatApi, chatApi, chatLink, type Permission, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -303,7 +303,11 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     // Discord markdown escapes the brackets (`\\[redacted\\]`); the revoked card has no buttons.
     const redacted = await messageShowing(fake, pending.id, 'redacted');
     expect(shown(redacted.current)).not.toContain(subject);
-    expect((await api.get(pending.id)).status).toBe('revoked');
+    // Operators see the stored status; an agent without X-Agent-OTP-SDK reads it as SDK 0.1 does.
+    expect((await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status).toBe(
+      'revoked',
+    );
+    expect((await api.get(pending.id)).status).toBe('denied');
     expect(
       fake
         .calls(`PATCH /channels/${CHANNEL_ID}/messages/${message.id}`)

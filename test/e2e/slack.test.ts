@@ -13,7 +13,7 @@ import {
   viewClosedPayload,
   viewSubmissionPayload,
 } from '../fakes/slackRequests.js';
-import { type ChatApi, chatApi, chatLink, sleep, waitUntil } from '../helpers/chatE2e.js';
+import { type ChatApi, chatApi, chatLink, type Permission, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -344,7 +344,11 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     });
     await waitUntil('the message edited to the redacted card', () => !current().includes(subject), 8000);
     expect(current()).toContain('[redacted]');
-    expect((await api.get(pending.id)).status).toBe('revoked');
+    // Operators see the stored status; an agent without X-Agent-OTP-SDK reads it as SDK 0.1 does.
+    expect((await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status).toBe(
+      'revoked',
+    );
+    expect((await api.get(pending.id)).status).toBe('denied');
     await waitUntil(
       'the buttons gone',
       () => !hasButtons(fake.getMessage(message.channel, message.ts) as FakeMessage),
