@@ -304,9 +304,9 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     const redacted = await messageShowing(fake, pending.id, 'redacted');
     expect(shown(redacted.current)).not.toContain(subject);
     // Operators see the stored status; an agent without X-Agent-OTP-SDK reads it as SDK 0.1 does.
-    expect((await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status).toBe(
-      'revoked',
-    );
+    expect(
+      (await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status,
+    ).toBe('revoked');
     expect((await api.get(pending.id)).status).toBe('denied');
     expect(
       fake

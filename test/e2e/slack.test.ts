@@ -345,9 +345,9 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     await waitUntil('the message edited to the redacted card', () => !current().includes(subject), 8000);
     expect(current()).toContain('[redacted]');
     // Operators see the stored status; an agent without X-Agent-OTP-SDK reads it as SDK 0.1 does.
-    expect((await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status).toBe(
-      'revoked',
-    );
+    expect(
+      (await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status,
+    ).toBe('revoked');
     expect((await api.get(pending.id)).status).toBe('denied');
     await waitUntil(
       'the buttons gone',
