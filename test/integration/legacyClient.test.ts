@@ -9,7 +9,9 @@ import { pendingLinks } from '../../src/http/routes/permissionLinks.js';
 import { registerPermissionRoutes } from '../../src/http/routes/permissions.js';
 import { registerPolicyRoutes } from '../../src/http/routes/policies.js';
 import { createLogger } from '../../src/logger.js';
-import { errorFromResponse, InvalidTokenError } from '../../src/sdk/errors.js';
+import { AgentOTPClient } from '../../src/sdk/client.js';
+import { errorFromResponse, InvalidTokenError, PermissionDeniedError } from '../../src/sdk/errors.js';
+import type { PendingApprovalInfo } from '../../src/sdk/types.js';
 import { AgentService } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
 import { PermissionService } from '../../src/services/permissions.js';
@@ -328,6 +330,38 @@ describe.each(testDatabases())('SDK 0.1 wire contract on $name', (database) => {
       expect(Date.now() - started).toBeLessThan(5000);
       expect((await streaming).events.map((e) => e.status)).toEqual(['pending', 'denied']);
       expect((await oursStreaming).events.map((e) => e.status)).toEqual(['pending', 'revoked']);
+    });
+
+    it('our TypeScript SDK (it sends X-Agent-OTP-SDK) sees revoked and cancelled, and gets the links', async () => {
+      const key = await newAgentKey();
+      const otp = new AgentOTPClient({
+        apiKey: key,
+        baseUrl: base,
+        allowInsecureHttp: true,
+        retryAttempts: 0,
+      });
+      const infos: PendingApprovalInfo[] = [];
+      const waiting = otp.requestPermission({
+        action: 'email.send',
+        waitForApproval: true,
+        timeout: 20_000,
+        onPendingApproval: (info) => {
+          infos.push(info);
+          void call('POST', `/api/v1/permissions/${info.id}/revoke`, operatorKey, { reason: 'stop' });
+        },
+      });
+      await expect(waiting).rejects.toBeInstanceOf(PermissionDeniedError);
+      await expect(waiting).rejects.toThrow(/was revoked: stop/);
+      const id = String(infos[0]?.id);
+      expect(infos[0]).toMatchObject({
+        approvalUrl: `${base}/approve/${id}`,
+        eventsUrl: `${base}/api/v1/permissions/${id}/events`,
+      });
+      expect((await otp.getPermission(id)).status).toBe('revoked');
+
+      const pending = await otp.requestPermission({ action: 'email.send' });
+      await otp.cancel(pending.id);
+      expect((await otp.getPermission(pending.id)).status).toBe('cancelled');
     });
 
     it('a token revoked after approval stays revoked (that client is no longer waiting)', async () => {
