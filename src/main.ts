@@ -6,6 +6,7 @@ import { SlackPlatform } from './chat/slack/platform.js';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
 import type { Permission } from './core/permission.js';
+import { registerApprovalPage } from './http/routes/approvalPage.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerMetricsRoutes } from './http/routes/metrics.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
@@ -407,7 +408,9 @@ export async function startService(
             { requests: rateLimiter, tokenCalls: tokenCallLimiter },
             waiters,
             agents,
+            { publicUrl: config.PUBLIC_URL },
           ),
+        (_route, server) => registerApprovalPage(server, permissions),
         (route) => registerPolicyRoutes(route, policies, agents),
         (route) => registerAuditRoutes(route, audit, erasure, agents),
         (route) => registerWebhookRoutes(route, webhooks, agents),

@@ -73,6 +73,24 @@ export interface Permission {
   lastUsedAt: Date | null;
 }
 
+/**
+ * The permission as a reader sees it now: a pending request past its approval deadline, or an
+ * approved token past its TTL, is `expired` the moment the deadline passes. The expiry job
+ * records the change (audit row, webhook) later; no read waits for it.
+ */
+export function effectivePermission(p: Permission, now: Date): Permission {
+  if ((p.status === 'pending' || p.status === 'approved') && p.expiresAt <= now) {
+    return { ...p, status: 'expired' };
+  }
+  return p;
+}
+
+/** Milliseconds until time alone changes what a reader sees (a deadline), or null if never. */
+export function msUntilDeadline(p: Permission, now: Date): number | null {
+  if (p.status !== 'pending' && p.status !== 'approved') return null;
+  return Math.max(0, p.expiresAt.getTime() - now.getTime());
+}
+
 /** Why an approved token cannot be spent right now, as the error the agent gets. */
 export function tokenStateError(p: Permission, now: Date): AppError | null {
   switch (p.status) {

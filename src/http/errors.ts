@@ -12,7 +12,8 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   MISSING_API_KEY: 401,
   INVALID_API_KEY: 401,
   EXPIRED_API_KEY: 401,
-  INVALID_TOKEN: 401,
+  // 403, not 401: a 401 means the API key (clients take it for a bad key, SDK 0.1 among them).
+  INVALID_TOKEN: 403,
   FORBIDDEN: 403,
   SCOPE_VIOLATION: 403,
   NOT_FOUND: 404,

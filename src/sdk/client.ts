@@ -61,6 +61,7 @@ interface WirePermission {
   token?: string;
   reason?: string | null;
   approvalUrl?: string | null;
+  eventsUrl?: string | null;
   [key: string]: unknown;
 }
 
@@ -388,6 +389,7 @@ function pendingInfo(data: WirePermission): PendingApprovalInfo {
     permissionId: data.id,
     expiresAt: data.expiresAt,
     ...(typeof data.approvalUrl === 'string' ? { approvalUrl: data.approvalUrl } : {}),
+    ...(typeof data.eventsUrl === 'string' ? { eventsUrl: data.eventsUrl } : {}),
   };
 }
 

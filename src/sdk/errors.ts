@@ -178,7 +178,7 @@ export class PermissionExpiredError extends AgentOTPError {
   }
 }
 
-/** 401 INVALID_TOKEN: the token does not belong to this permission. */
+/** 403 INVALID_TOKEN (401 before server 0.2): the token does not belong to this permission. */
 export class InvalidTokenError extends AgentOTPError {
   constructor(message = 'Invalid token', init: AgentOTPErrorInit = {}) {
     super(message, { code: 'INVALID_TOKEN', ...init });
@@ -316,9 +316,9 @@ export function errorForCode(
 }
 
 /**
- * Turns an error answer into its typed error: by the server's `error.code` first (a 401 can be
- * a bad key or a bad token; a 403 a scope violation or a forbidden route), by status second
- * (proxies and older servers answer without our envelope).
+ * Turns an error answer into its typed error: by the server's `error.code` first (a 403 can be
+ * a wrong token, a scope violation or a forbidden route; servers before 0.2 answered a wrong
+ * token with 401), by status second (proxies and older servers answer without our envelope).
  */
 export function errorFromResponse(
   status: number,

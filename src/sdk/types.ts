@@ -49,8 +49,10 @@ export interface PendingApprovalInfo {
   id: string;
   /** The 0.1 SDK's name for `id`. */
   permissionId: string;
-  /** Where a human can decide (present only when a chat integration provides a link). */
+  /** Where a human can decide: the chat message, else the server's page of the request. */
   approvalUrl?: string;
+  /** The request's Server-Sent Events stream (`GET …/:id/events`): real-time status updates. */
+  eventsUrl?: string;
   /** When the request stops waiting for a decision (ISO 8601). */
   expiresAt: string;
 }
@@ -108,8 +110,10 @@ export interface PermissionInfo<S extends Scope = Scope> {
   expiresAt: string;
   /** Why it was approved, denied or revoked. */
   reason?: string;
-  /** Where a human can decide on a pending request (chat integrations only). */
+  /** Pending only: where a human can decide (the chat message, else the server's page). */
   approvalUrl?: string;
+  /** Pending only: the request's Server-Sent Events stream (real-time status updates). */
+  eventsUrl?: string;
   usesRemaining?: number;
   maxUses?: number;
   agentId?: string;

@@ -16,7 +16,9 @@ import { REASON_MAX_CHARS } from '../core/limits.js';
 import {
   type ApprovalRecord,
   assertSameRequest,
+  effectivePermission,
   IDEMPOTENCY_WINDOW_MS,
+  msUntilDeadline,
   type Permission,
   type PermissionStatus,
   requestFingerprint,
@@ -326,7 +328,8 @@ export class PermissionService {
     id: string,
     origin: RequestOrigin,
   ): Promise<{ permission: Permission; token?: string }> {
-    const permission = await this.find(principal, id);
+    // Expired the moment its deadline passes, so an expired grant is never collected either.
+    const permission = effectivePermission(await this.find(principal, id), this.clock.now());
     if ('agent' in principal && permission.status === 'approved' && permission.tokenHash === null) {
       const token = newToken();
       const hash = hashToken(token);
@@ -357,7 +360,16 @@ export class PermissionService {
   }
 
   async list(filter: PermissionFilter): Promise<Permission[]> {
-    return listPermissions(this.db, filter);
+    const now = this.clock.now();
+    return (await listPermissions(this.db, filter)).map((p) => effectivePermission(p, now));
+  }
+
+  /**
+   * Milliseconds until time alone changes what a read of this permission shows (its approval
+   * deadline or its token's TTL), or null: waiters wake then instead of at the expiry job's run.
+   */
+  deadlineIn(permission: Permission): number | null {
+    return msUntilDeadline(permission, this.clock.now());
   }
 
   /**
@@ -372,8 +384,8 @@ export class PermissionService {
     origin: RequestOrigin,
     admitted?: Promise<unknown>,
   ): Promise<VerifyOutcome> {
-    const permission = await this.findAdmitted(agent, id, admitted);
     const now = this.clock.now();
+    const permission = effectivePermission(await this.findAdmitted(agent, id, admitted), now);
     let outcome: VerifyOutcome;
     const tokenProblem = this.tokenProblem(permission, token, now);
     if (tokenProblem) {
@@ -787,7 +799,8 @@ export class PermissionService {
     ) {
       return new AppError('INVALID_TOKEN', 'The token does not match this permission');
     }
-    return tokenStateError(permission, now);
+    // A pending request past its deadline is TOKEN_EXPIRED, not "still waiting for approval".
+    return tokenStateError(effectivePermission(permission, now), now);
   }
 
   private violations(

@@ -12,7 +12,7 @@ import {
 } from '../fakes/discordApi.js';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
 import { blockActionPayload, postSlack } from '../fakes/slackRequests.js';
-import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
+import { type ChatApi, chatApi, chatLink, type Permission, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -232,7 +232,9 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     expect(body.components[0]?.components).toHaveLength(3);
     expect(buttonIds(message)).toEqual([ids.approve, ids.deny, ids.changes]);
     // The permalink of the message becomes the approval URL.
-    const link = await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    const link = await waitUntil('the approvalUrl', async () =>
+      chatLink((await api.get(pending.id)).approvalUrl),
+    );
     expect(link).toBe(`https://discord.com/channels/${GUILD_ID}/${CHANNEL_ID}/${message.id}`);
 
     // Alice presses Approve: the message is updated in the interaction's answer.
@@ -279,7 +281,7 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
       context: { reason: 'Newsletter', customer: subject },
     });
     const message = await messageOf(fake, pending.id);
-    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    await waitUntil('the approvalUrl', async () => chatLink((await api.get(pending.id)).approvalUrl));
     expect(shown(message.current)).toContain(subject);
 
     const dryRun = await api.operator<Record<string, unknown>>('POST', '/api/v1/audit/redact', {
@@ -301,7 +303,11 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     // Discord markdown escapes the brackets (`\\[redacted\\]`); the revoked card has no buttons.
     const redacted = await messageShowing(fake, pending.id, 'redacted');
     expect(shown(redacted.current)).not.toContain(subject);
-    expect((await api.get(pending.id)).status).toBe('revoked');
+    // Operators see the stored status; an agent without X-Agent-OTP-SDK reads it as SDK 0.1 does.
+    expect(
+      (await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status,
+    ).toBe('revoked');
+    expect((await api.get(pending.id)).status).toBe('denied');
     expect(
       fake
         .calls(`PATCH /channels/${CHANNEL_ID}/messages/${message.id}`)

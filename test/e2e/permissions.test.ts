@@ -118,8 +118,8 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     );
     expect(pending.status).toBe(202);
     expect(pending.body.data.status).toBe('pending');
-    // No chat is configured, so there is no page to link to: no approvalUrl at all.
-    expect(pending.body.data.approvalUrl).toBeUndefined();
+    // No chat is configured: the link is the server's own page of the request.
+    expect(pending.body.data.approvalUrl).toBe(`${a.url}/approve/${pending.body.data.id}`);
 
     // The decision is made on instance B; the agent reads its token once from instance A.
     const cli = await runCli(
@@ -270,12 +270,12 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
     ).toBe(200);
   });
 
-  it('answers revoked and expired tokens with 410, and a wrong token with 401', async () => {
+  it('answers revoked and expired tokens with 410, and a wrong token with 403 (401 means the API key)', async () => {
     const { id, token } = await approvedPayment({});
     const wrong = await agentA('POST', `/api/v1/permissions/${id}/use`, {
       token: `otp_v1_${'A'.repeat(43)}`,
     });
-    expect(wrong.status).toBe(401);
+    expect(wrong.status).toBe(403);
     expect(wrong.body.error.code).toBe('INVALID_TOKEN');
     expect((await agentA('POST', `/api/v1/permissions/${id}/revoke`, {})).status).toBe(200);
     const revoked = await agentB('POST', `/api/v1/permissions/${id}/use`, { token });

@@ -407,12 +407,12 @@ describe('the SDK against the built server', () => {
       await expect(otp.revokeToken(other.id, other.token)).resolves.toMatchObject({ status: 'revoked' });
     });
 
-    it('InvalidTokenError (401 INVALID_TOKEN) for a token that is not this permission’s', async () => {
+    it('InvalidTokenError (403 INVALID_TOKEN, not 401) for a token that is not this permission’s', async () => {
       const { id } = await approvedPayment();
       const err = await rejection(otp.useToken(id, generateToken()));
       expect(err).toBeInstanceOf(InvalidTokenError);
       expect(err).not.toBeInstanceOf(AuthenticationError);
-      expect(err).toMatchObject({ code: 'INVALID_TOKEN', status: 401 });
+      expect(err).toMatchObject({ code: 'INVALID_TOKEN', status: 403 });
     });
 
     it('ForbiddenError (403) for an operator key used as an agent key', async () => {

@@ -13,7 +13,7 @@ import {
   viewClosedPayload,
   viewSubmissionPayload,
 } from '../fakes/slackRequests.js';
-import { type ChatApi, chatApi, sleep, waitUntil } from '../helpers/chatE2e.js';
+import { type ChatApi, chatApi, chatLink, type Permission, sleep, waitUntil } from '../helpers/chatE2e.js';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 
 /**
@@ -193,7 +193,8 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
 
     // The request as the agent sees it before and after posting.
     const fresh = await api.request({ action: 'email.send', scope: { max_emails: 5 } });
-    expect(fresh.approvalUrl).toBeUndefined();
+    // Until the message is posted, the link is the server's own page of the request.
+    expect(fresh.approvalUrl).toMatch(new RegExp(`/approve/${fresh.id}$`));
     const message = await messageOf(fake, fresh.id);
     expect(message.channel).toBe(CHANNEL);
     expect(hasButtons(message)).toBe(true);
@@ -202,7 +203,9 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     );
     const permalink = String(permalinkCall.response?.permalink);
     expect(permalink).toMatch(/^https:\/\/fake\.slack\.test\/archives\//);
-    const linked = await waitUntil('the approvalUrl', async () => (await api.get(fresh.id)).approvalUrl);
+    const linked = await waitUntil('the approvalUrl', async () =>
+      chatLink((await api.get(fresh.id)).approvalUrl),
+    );
     expect(linked).toBe(permalink);
 
     // Alice approves.
@@ -275,7 +278,7 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
   it('answers every signed request within 3 s, handled or not, and changes nothing', async () => {
     const pending = await api.request({ action: 'file.read', resource: 'answered.txt' });
     const message = await messageOf(fake, pending.id);
-    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    await waitUntil('the approvalUrl', async () => chatLink((await api.get(pending.id)).approvalUrl));
     const before = fake.calls().length;
     const viewClosed = viewClosedPayload({
       user: ALICE,
@@ -314,7 +317,7 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
       context: { reason: 'Newsletter', customer: subject },
     });
     const message = await messageOf(fake, pending.id);
-    await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    await waitUntil('the approvalUrl', async () => chatLink((await api.get(pending.id)).approvalUrl));
     expect(shown(message)).toContain(subject);
     const current = () => shown(fake.getMessage(message.channel, message.ts) as FakeMessage);
 
@@ -341,7 +344,11 @@ describe('Slack approvals over HTTP (signed POST /slack/events)', () => {
     });
     await waitUntil('the message edited to the redacted card', () => !current().includes(subject), 8000);
     expect(current()).toContain('[redacted]');
-    expect((await api.get(pending.id)).status).toBe('revoked');
+    // Operators see the stored status; an agent without X-Agent-OTP-SDK reads it as SDK 0.1 does.
+    expect(
+      (await api.operator<Permission>('GET', `/api/v1/permissions/${pending.id}`)).body.data.status,
+    ).toBe('revoked');
+    expect((await api.get(pending.id)).status).toBe('denied');
     await waitUntil(
       'the buttons gone',
       () => !hasButtons(fake.getMessage(message.channel, message.ts) as FakeMessage),
@@ -597,7 +604,9 @@ describe('Slack approvals over Socket Mode', () => {
     const pending = await api.request({ action: 'email.send', scope: { max_emails: 1 } });
     const message = await messageOf(fake, pending.id);
     // The permalink is stored just after the post.
-    const link = await waitUntil('the approvalUrl', async () => (await api.get(pending.id)).approvalUrl);
+    const link = await waitUntil('the approvalUrl', async () =>
+      chatLink((await api.get(pending.id)).approvalUrl),
+    );
     expect(link).toMatch(/^https:\/\/fake\.slack\.test\//);
 
     const ack = await fake.sendSocketEvent('interactive', {
@@ -634,7 +643,7 @@ describe('Slack approvals over Socket Mode', () => {
     // Envelopes no listener handles are acked at once too, and change nothing.
     const unhandled = await api.request({ action: 'email.send', resource: 'unhandled' });
     const unhandledMessage = await messageOf(fake, unhandled.id);
-    await waitUntil('the approvalUrl', async () => (await api.get(unhandled.id)).approvalUrl);
+    await waitUntil('the approvalUrl', async () => chatLink((await api.get(unhandled.id)).approvalUrl));
     const calls = fake.calls().length;
     for (const payload of [
       click(unhandledMessage, ALICE, 'aotp_unknown', unhandled.id),

@@ -22,6 +22,14 @@ export async function waitUntil<T>(
   }
 }
 
+/**
+ * The approvalUrl once it links to the chat message: before the message is posted, a pending
+ * answer links to the server's own page of the request (`/approve/<id>`).
+ */
+export function chatLink(url: string | undefined): string | undefined {
+  return url && !/\/approve\/perm_/.test(url) ? url : undefined;
+}
+
 export interface Permission {
   id: string;
   status: string;

@@ -2,6 +2,8 @@ import type { FastifyReply } from 'fastify';
 import type { Permission } from '../../core/permission.js';
 
 const KEEPALIVE_MS = 15_000;
+/** A waiter set to wake at a deadline wakes this much after it, so its read is past it. */
+const DEADLINE_SLACK_MS = 5;
 const FINAL: ReadonlySet<Permission['status']> = new Set([
   'denied',
   'expired',
@@ -14,6 +16,8 @@ export interface EventStreamDeps {
   read(): Promise<{ permission: Permission; token?: string }>;
   arm(timeoutMs: number, signal: AbortSignal): { wait: Promise<'changed' | 'timeout'>; cancel(): void };
   toEvent(permission: Permission, token?: string): Record<string, unknown>;
+  /** Ms until a deadline changes the permission by time alone (it expires then), or null. */
+  dueIn?(permission: Permission): number | null;
   /** Aborted when the server shuts down: the stream ends (the client reconnects elsewhere). */
   closing: AbortSignal;
   reply: FastifyReply;
@@ -53,12 +57,27 @@ export async function streamPermissionEvents(deps: EventStreamDeps): Promise<voi
   send(current);
   let signature = stateSignature(current.permission);
   const ended = () => closed.signal.aborted || deps.closing.aborted;
+  // Set while the waiter is armed to wake at the permission's deadline rather than a keepalive.
+  let armedFor = KEEPALIVE_MS;
+  let atDeadline = false;
   while (!FINAL.has(current.permission.status) && !ended()) {
-    const how = await armed.wait;
-    if (ended()) break;
-    armed = deps.arm(KEEPALIVE_MS, closed.signal);
-    // The keepalive also re-reads: a wake-up lost with Redis (an outage) costs at most 15 s.
-    if (how === 'timeout') raw.write(': keepalive\n\n');
+    const due = deps.dueIn?.(current.permission) ?? null;
+    if (!atDeadline && due !== null && due < armedFor) {
+      // Its deadline comes before the next keepalive: wake then, so `expired` is sent at once
+      // rather than when the expiry job runs. Re-read after re-arming (nothing is missed).
+      armed.cancel();
+      atDeadline = true;
+      armedFor = due + DEADLINE_SLACK_MS;
+      armed = deps.arm(armedFor, closed.signal);
+    } else {
+      const how = await armed.wait;
+      if (ended()) break;
+      // The keepalive also re-reads: a wake-up lost with Redis (an outage) costs at most 15 s.
+      if (how === 'timeout' && !atDeadline) raw.write(': keepalive\n\n');
+      atDeadline = false;
+      armedFor = KEEPALIVE_MS;
+      armed = deps.arm(KEEPALIVE_MS, closed.signal);
+    }
     current = await deps.read();
     const next = stateSignature(current.permission);
     if (next !== signature || current.token) send(current);

@@ -18,6 +18,7 @@ import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
 import { type Router, requireAgent } from '../route.js';
 import { streamPermissionEvents } from './permissionEvents.js';
+import { type PendingLinks, type PermissionPresenter, presenterFor } from './permissionLinks.js';
 
 const jsonObject = (maxBytes: number) =>
   z.record(z.string(), z.unknown()).refine((v) => JSON.stringify(v).length <= maxBytes, {
@@ -53,6 +54,8 @@ const tokenBody = z
 const idParams = z.object({ id: z.string().max(100) }).strict();
 
 export const MAX_WAIT_SECONDS = 60;
+/** A waiter set to wake at a deadline wakes this much after it, so its read is past it. */
+const DEADLINE_SLACK_MS = 5;
 const getQuery = z.object({ wait: z.coerce.number().int().min(0).max(MAX_WAIT_SECONDS).optional() }).strict();
 
 const listQuery = z
@@ -91,6 +94,12 @@ const permissionResponse = z.object({
   createdAt: z.string(),
   usesRemaining: z.number(),
   maxUses: z.number(),
+  /** Pending only: the chat message, else this server's page of the request. */
+  approvalUrl: z.string().optional(),
+  /** Pending only: the request's Server-Sent Events stream (real-time status updates). */
+  eventsUrl: z.string().optional(),
+  /** Pending only, for clients without X-Agent-OTP-SDK (SDK 0.1): the same stream as eventsUrl. */
+  webhookUrl: z.string().optional(),
   token: z.string().optional(),
 });
 
@@ -109,10 +118,10 @@ const operatorPermissionResponse = permissionResponse.extend({
 });
 
 /**
- * The approvalUrl is shown only while pending, and only once a chat message exists to link to;
- * the token only in the one answer that hands it over.
+ * The links (approvalUrl, eventsUrl; webhookUrl for SDK 0.1) only while pending; the token only
+ * in the one answer that hands it over.
  */
-export function permissionDto(p: Permission, token?: string) {
+export function permissionDto(p: Permission, token?: string, links?: PendingLinks | null) {
   return {
     id: p.id,
     agentId: p.agentId,
@@ -129,7 +138,7 @@ export function permissionDto(p: Permission, token?: string) {
     createdAt: p.createdAt.toISOString(),
     usesRemaining: p.usesRemaining,
     maxUses: p.maxUses,
-    ...(p.approvalUrl && p.status === 'pending' ? { approvalUrl: p.approvalUrl } : {}),
+    ...(p.status === 'pending' && links ? links : {}),
     ...(token ? { token } : {}),
   };
 }
@@ -137,6 +146,12 @@ export function permissionDto(p: Permission, token?: string) {
 /** Who reads a permission: an agent sees only its own, an operator any. */
 function readerOf(principal: Principal | null): { agent: Agent } | { operator: true } {
   return principal?.kind === 'agent' ? { agent: principal.agent } : { operator: true };
+}
+
+/** The answer for one caller: its view of the status (SDK 0.1 or ours) and the pending links. */
+function present(presenter: PermissionPresenter, permission: Permission, token?: string) {
+  const shown = presenter.view(permission);
+  return permissionDto(shown, token, presenter.links(shown));
 }
 
 const STATUS_CODE: Partial<Record<Permission['status'], number>> = { approved: 201, pending: 202 };
@@ -147,6 +162,8 @@ export function registerPermissionRoutes(
   limiters: { requests: RateLimiter; tokenCalls: RateLimiter },
   waiters: PermissionWaiters,
   agents: AgentService,
+  /** PUBLIC_URL: the base of the links in pending answers (else the request's own origin). */
+  options: { publicUrl?: string } = {},
 ): void {
   route({
     method: 'POST',
@@ -156,14 +173,15 @@ export function registerPermissionRoutes(
     summary: 'Ask for a one-time permission: 201 approved, 202 pending, 200 denied',
     body: requestBody,
     response: permissionResponse,
-    async handler({ body, principal, origin }) {
+    async handler({ body, principal, origin, request }) {
       const agent = requireAgent(principal);
       const headers = rateLimitHeaders(await limiters.requests.consume(agent));
       const { permission, token } = await permissions.request(agent, body, origin);
+      const presenter = presenterFor(request, principal, options.publicUrl);
       return {
         status: STATUS_CODE[permission.status] ?? 200,
         headers,
-        data: permissionDto(permission, token),
+        data: present(presenter, permission, token),
       };
     },
   });
@@ -180,11 +198,12 @@ export function registerPermissionRoutes(
     params: idParams,
     query: getQuery,
     response: operatorPermissionResponse,
-    async handler({ params, query, principal, origin, reply }) {
+    async handler({ params, query, principal, origin, reply, request }) {
       const who = readerOf(principal);
+      const presenter = presenterFor(request, principal, options.publicUrl);
       const answer = (permission: Permission, token?: string) => ({
         data: {
-          ...permissionDto(permission, token),
+          ...present(presenter, permission, token),
           ...('operator' in who ? permissions.progress(permission) : {}),
         },
       });
@@ -195,16 +214,29 @@ export function registerPermissionRoutes(
       const deadline = Date.now() + query.wait * 1000;
       const closed = new AbortController();
       reply.raw.once('close', () => closed.abort());
+      // Set once the waiter is armed to wake at the request's own approval deadline.
+      let atApprovalDeadline = false;
+      let armedFor = Math.max(0, deadline - Date.now());
       for (;;) {
         // Arm before reading, so a decision landing between the read and the wait wakes us.
-        const armed = waiters.arm(params.id, Math.max(0, deadline - Date.now()), closed.signal);
+        const armed = waiters.arm(params.id, armedFor, closed.signal);
         const { permission, token } = await permissions.get(who, params.id, origin);
         const stop = closed.signal.aborted || waiters.closing.aborted;
         if (permission.status !== 'pending' || Date.now() >= deadline || stop) {
           armed.cancel();
           return answer(permission, token);
         }
+        // The approval deadline comes first: wake then, and the read shows `expired` at once.
+        const due = permissions.deadlineIn(permission);
+        if (!atApprovalDeadline && due !== null && due < armedFor) {
+          armed.cancel();
+          atApprovalDeadline = true;
+          armedFor = due + DEADLINE_SLACK_MS;
+          continue;
+        }
         await armed.wait;
+        armedFor = Math.max(0, deadline - Date.now());
+        atApprovalDeadline = false;
       }
     },
   });
@@ -218,11 +250,16 @@ export function registerPermissionRoutes(
     params: idParams,
     async handler({ params, principal, origin, reply, request }) {
       const who = readerOf(principal);
+      const presenter = presenterFor(request, principal, options.publicUrl);
       await streamPermissionEvents({
-        read: () => permissions.get(who, params.id, origin),
+        read: async () => {
+          const read = await permissions.get(who, params.id, origin);
+          return { ...read, permission: presenter.view(read.permission) };
+        },
         arm: (timeoutMs, signal) => waiters.arm(params.id, timeoutMs, signal),
+        dueIn: (permission) => permissions.deadlineIn(permission),
         closing: waiters.closing,
-        toEvent: permissionDto,
+        toEvent: (permission, token) => permissionDto(permission, token, presenter.links(permission)),
         reply,
         requestId: request.id,
       });
