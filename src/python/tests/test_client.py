@@ -249,7 +249,7 @@ class TestEveryErrorClassFromARealAnswer:
         with pytest.raises(InvalidTokenError) as caught:
             otp.use_token(p["id"], generate_token())
         assert not isinstance(caught.value, AuthenticationError)
-        assert (caught.value.code, caught.value.status) == ("INVALID_TOKEN", 401)
+        assert (caught.value.code, caught.value.status) == ("INVALID_TOKEN", 403)
 
     def test_forbidden_for_an_operator_key_used_as_an_agent_key(self, server: Server) -> None:
         with pytest.raises(ForbiddenError) as caught:
