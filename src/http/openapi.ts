@@ -4,6 +4,45 @@ import type { RouteRegistry } from './route.js';
 const toSchema = (schema: z.ZodType, io: 'input' | 'output') =>
   z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' });
 
+/** Each success status a route answers with, and what it sends (the envelope, or a stream). */
+function successResponses(def: RouteRegistry[number]): Record<string, unknown> {
+  const statuses = def.successStatuses ?? [def.successStatus ?? 200];
+  let response: Record<string, unknown>;
+  if (def.stream) {
+    const { contentTypes, description, headers } = def.stream;
+    response = {
+      description,
+      ...(headers && {
+        headers: Object.fromEntries(
+          Object.entries(headers).map(([name, text]) => [
+            name,
+            { description: text, schema: { type: 'string' } },
+          ]),
+        ),
+      }),
+      content: Object.fromEntries(contentTypes.map((type) => [type, { schema: { type: 'string' } }])),
+    };
+  } else {
+    response = {
+      description: 'Success',
+      content: {
+        'application/json': {
+          schema: {
+            type: 'object',
+            required: ['success', 'data'],
+            properties: {
+              success: { type: 'boolean', enum: [true] },
+              data: def.response ? toSchema(def.response, 'output') : {},
+            },
+            additionalProperties: false,
+          },
+        },
+      },
+    };
+  }
+  return Object.fromEntries(statuses.map((status) => [String(status), response]));
+}
+
 /** The OpenAPI document, generated from the same zod schemas that validate requests. */
 export function buildOpenApi(registry: RouteRegistry, version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -25,7 +64,6 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
         });
       }
     }
-    const status = String(def.successStatus ?? 200);
     paths[url] ??= {};
     paths[url][def.method.toLowerCase()] = {
       summary: def.summary,
@@ -41,20 +79,7 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
           }
         : {}),
       responses: {
-        [status]: {
-          description: 'Success',
-          content: {
-            'application/json': {
-              schema: {
-                type: 'object',
-                properties: {
-                  success: { type: 'boolean', enum: [true] },
-                  data: def.response ? toSchema(def.response, 'output') : {},
-                },
-              },
-            },
-          },
-        },
+        ...successResponses(def),
         default: {
           description: 'Error',
           content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
@@ -74,6 +99,8 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
       schemas: {
         Error: {
           type: 'object',
+          required: ['success', 'error'],
+          additionalProperties: false,
           properties: {
             success: { type: 'boolean', enum: [false] },
             error: {
@@ -85,6 +112,7 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
                 details: {},
                 requestId: { type: 'string' },
               },
+              additionalProperties: false,
             },
           },
         },

@@ -24,16 +24,31 @@ export interface RouteContext<B, Q, P> {
   origin: RequestOrigin;
 }
 
-export interface RouteResult {
+export interface RouteResult<D = unknown> {
   status?: number;
-  data: unknown;
+  data: D;
   headers?: Record<string, string>;
 }
+
+/** A route that answers with a stream instead of the JSON envelope, as /openapi.json shows it. */
+export interface StreamResponse {
+  contentTypes: string[];
+  description: string;
+  /** Response headers worth documenting (name → description). */
+  headers?: Record<string, string>;
+}
+
+/**
+ * What a handler may return: the `data` its response schema declares (a field sent but not
+ * declared, or declared but not sent, is a type error), or null when it wrote a stream itself.
+ */
+type Answer<R> = [R] extends [Schema] ? RouteResult<z.input<R>> | null : null;
 
 export interface RouteDefinition<
   B extends Schema | undefined,
   Q extends Schema | undefined,
   P extends Schema | undefined,
+  R extends Schema | undefined = undefined,
 > {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
@@ -43,15 +58,26 @@ export interface RouteDefinition<
   body?: B;
   query?: Q;
   params?: P;
-  /** For the OpenAPI document: the shape of `data` in the success envelope. */
-  response?: Schema;
+  /**
+   * The shape of `data` in the success envelope: the contract (/openapi.json) and the type the
+   * handler must return. A route without one answers with a `stream`.
+   */
+  response?: R;
+  stream?: StreamResponse;
   successStatus?: number;
+  /** Every success status the handler answers with, when it is more than `successStatus`. */
+  successStatuses?: number[];
   /** Resolves to null when the handler wrote the response itself (a hijacked stream). */
-  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<RouteResult | null>;
+  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<Answer<R>>;
 }
 
 /** Collected as routes are registered; /openapi.json is generated from it. */
-export type RouteRegistry = RouteDefinition<Schema | undefined, Schema | undefined, Schema | undefined>[];
+export type RouteRegistry = RouteDefinition<
+  Schema | undefined,
+  Schema | undefined,
+  Schema | undefined,
+  Schema | undefined
+>[];
 
 /**
  * The one boundary check every route gets: before its schema, input that no column can hold (a
@@ -94,7 +120,12 @@ export function makeRouter(app: FastifyInstance, auth: AuthService, registry: Ro
     B extends Schema | undefined,
     Q extends Schema | undefined,
     P extends Schema | undefined,
-  >(def: RouteDefinition<B, Q, P>): void {
+    R extends Schema | undefined = undefined,
+  >(def: RouteDefinition<B, Q, P, R>): void {
+    if (!def.response === !def.stream) {
+      // Caught at startup (every test builds the server): the contract documents every answer.
+      throw new Error(`${def.method} ${def.url} must declare exactly one of response or stream`);
+    }
     registry.push(def as unknown as RouteRegistry[number]);
     app.route({
       method: def.method,
