@@ -4,6 +4,22 @@ import type { RouteRegistry } from './route.js';
 const toSchema = (schema: z.ZodType, io: 'input' | 'output') =>
   z.toJSONSchema(schema, { io, unrepresentable: 'any', target: 'openapi-3.0' });
 
+const header = (name: string) => ({ $ref: `#/components/headers/${name}` });
+const RATE_LIMIT_HEADERS = {
+  'X-RateLimit-Limit': header('RateLimitLimit'),
+  'X-RateLimit-Remaining': header('RateLimitRemaining'),
+  'X-RateLimit-Reset': header('RateLimitReset'),
+};
+
+/** Headers of an answer: the request id on every one, the rate limit where the route counts calls. */
+function answerHeaders(def: RouteRegistry[number], error: boolean): Record<string, unknown> {
+  return {
+    'X-Request-Id': header('RequestId'),
+    ...(def.rateLimited && RATE_LIMIT_HEADERS),
+    ...(def.rateLimited && error && { 'Retry-After': header('RetryAfter') }),
+  };
+}
+
 /** Each success status a route answers with, and what it sends (the envelope, or a stream). */
 function successResponses(def: RouteRegistry[number]): Record<string, unknown> {
   const statuses = def.successStatuses ?? [def.successStatus ?? 200];
@@ -12,19 +28,21 @@ function successResponses(def: RouteRegistry[number]): Record<string, unknown> {
     const { contentTypes, description, headers } = def.stream;
     response = {
       description,
-      ...(headers && {
-        headers: Object.fromEntries(
-          Object.entries(headers).map(([name, text]) => [
+      headers: {
+        ...answerHeaders(def, false),
+        ...Object.fromEntries(
+          Object.entries(headers ?? {}).map(([name, text]) => [
             name,
             { description: text, schema: { type: 'string' } },
           ]),
         ),
-      }),
+      },
       content: Object.fromEntries(contentTypes.map((type) => [type, { schema: { type: 'string' } }])),
     };
   } else {
     response = {
       description: 'Success',
+      headers: answerHeaders(def, false),
       content: {
         'application/json': {
           schema: {
@@ -82,6 +100,7 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
         ...successResponses(def),
         default: {
           description: 'Error',
+          headers: answerHeaders(def, true),
           content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
         },
       },
@@ -95,6 +114,22 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer' },
         apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+      },
+      headers: {
+        RequestId: {
+          description: "The request's id (the caller's own X-Request-Id when well formed), as logged",
+          schema: { type: 'string' },
+        },
+        RateLimitLimit: { description: 'Calls allowed in the current window', schema: { type: 'integer' } },
+        RateLimitRemaining: { description: 'Calls left in the current window', schema: { type: 'integer' } },
+        RateLimitReset: {
+          description: 'Unix time (seconds) the current window ends',
+          schema: { type: 'integer' },
+        },
+        RetryAfter: {
+          description: 'Seconds to wait before calling again (on 429)',
+          schema: { type: 'integer' },
+        },
       },
       schemas: {
         Error: {

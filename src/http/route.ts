@@ -65,6 +65,8 @@ export interface RouteDefinition<
   response?: R;
   stream?: StreamResponse;
   successStatus?: number;
+  /** Counts calls per agent: answers carry X-RateLimit-* headers, a 429 also Retry-After. */
+  rateLimited?: boolean;
   /** Every success status the handler answers with, when it is more than `successStatus`. */
   successStatuses?: number[];
   /** Resolves to null when the handler wrote the response itself (a hijacked stream). */

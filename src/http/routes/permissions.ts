@@ -123,7 +123,9 @@ const verifyResponse = z.object({
   reason: z.string().optional(),
   /** Which scope rules the actionDetails broke (the values sent are not echoed). */
   violations: z
-    .array(z.object({ key: z.string(), field: z.string(), message: z.string(), limit: z.unknown().optional() }))
+    .array(
+      z.object({ key: z.string(), field: z.string(), message: z.string(), limit: z.unknown().optional() }),
+    )
     .optional(),
 });
 
@@ -133,7 +135,10 @@ const useResponse = z.object({
   status: z.enum(PERMISSION_STATUSES),
 });
 
-const listResponse = z.object({ permissions: z.array(permissionResponse), nextCursor: z.string().nullable() });
+const listResponse = z.object({
+  permissions: z.array(permissionResponse),
+  nextCursor: z.string().nullable(),
+});
 
 /**
  * The approvalUrl is shown only while pending, and only once a chat message exists to link to;
@@ -184,6 +189,7 @@ export function registerPermissionRoutes(
     body: requestBody,
     response: permissionResponse,
     successStatuses: [201, 202, 200],
+    rateLimited: true,
     async handler({ body, principal, origin }) {
       const agent = requireAgent(principal);
       const headers = rateLimitHeaders(await limiters.requests.consume(agent));
@@ -272,6 +278,7 @@ export function registerPermissionRoutes(
     params: idParams,
     body: tokenBody,
     response: verifyResponse,
+    rateLimited: true,
     async handler({ params, body, principal, origin }) {
       const agent = requireAgent(principal);
       // The limiter's Redis round trip runs beside the permission lookup: no added latency.
@@ -307,6 +314,7 @@ export function registerPermissionRoutes(
     params: idParams,
     body: tokenBody,
     response: useResponse,
+    rateLimited: true,
     async handler({ params, body, principal, origin }) {
       const agent = requireAgent(principal);
       const admitted = limiters.tokenCalls.consume(agent);
