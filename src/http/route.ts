@@ -39,16 +39,34 @@ export interface StreamResponse {
 }
 
 /**
- * What a handler may return: the `data` its response schema declares (a field sent but not
- * declared, or declared but not sent, is a type error), or null when it wrote a stream itself.
+ * T with every property that Shape does not declare typed `never`, at any depth: TypeScript
+ * checks excess properties only in object literals written in place, not in spreads or in
+ * values built elsewhere (a DTO function), so the route helper asks for this explicitly.
  */
-type Answer<R> = [R] extends [Schema] ? RouteResult<z.input<R>> | null : null;
+type Declared<T, Shape> = T extends readonly (infer E)[]
+  ? [NonNullable<Shape>] extends [readonly (infer SE)[]]
+    ? readonly Declared<E, SE>[]
+    : T
+  : T extends object
+    ? [NonNullable<Shape>] extends [object]
+      ? { [K in keyof T]: K extends keyof NonNullable<Shape> ? Declared<T[K], NonNullable<Shape>[K]> : never }
+      : T
+    : T;
+
+/**
+ * What a handler may return: exactly the `data` its response schema declares (a field sent but
+ * not declared, or declared but not sent, is a type error), or null when it wrote a stream itself.
+ */
+type Answer<R, D> = [R] extends [Schema]
+  ? RouteResult<D & z.input<R> & Declared<D, z.input<R>>> | null
+  : null;
 
 export interface RouteDefinition<
   B extends Schema | undefined,
   Q extends Schema | undefined,
   P extends Schema | undefined,
   R extends Schema | undefined = undefined,
+  D = unknown,
 > {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
@@ -70,7 +88,7 @@ export interface RouteDefinition<
   /** Every success status the handler answers with, when it is more than `successStatus`. */
   successStatuses?: number[];
   /** Resolves to null when the handler wrote the response itself (a hijacked stream). */
-  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<Answer<R>>;
+  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<Answer<R, D>>;
 }
 
 /** Collected as routes are registered; /openapi.json is generated from it. */
@@ -78,7 +96,8 @@ export type RouteRegistry = RouteDefinition<
   Schema | undefined,
   Schema | undefined,
   Schema | undefined,
-  Schema | undefined
+  Schema | undefined,
+  unknown
 >[];
 
 /**
@@ -123,7 +142,8 @@ export function makeRouter(app: FastifyInstance, auth: AuthService, registry: Ro
     Q extends Schema | undefined,
     P extends Schema | undefined,
     R extends Schema | undefined = undefined,
-  >(def: RouteDefinition<B, Q, P, R>): void {
+    D = unknown,
+  >(def: RouteDefinition<B, Q, P, R, D>): void {
     if (!def.response === !def.stream) {
       // Caught at startup (every test builds the server): the contract documents every answer.
       throw new Error(`${def.method} ${def.url} must declare exactly one of response or stream`);

@@ -73,7 +73,7 @@ const agentResponse = z.object({
   nameDuplicate: z.boolean(),
 });
 
-export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
+export function agentDto(agent: Agent) {
   return {
     id: agent.id,
     name: agent.name,

@@ -124,7 +124,7 @@ const redactResponse = z.object({
   leftInConfiguration: z.object({ agents: z.number(), policies: z.number() }),
 });
 
-export function auditDto(e: StoredAuditEvent): z.input<typeof eventResponse> {
+export function auditDto(e: StoredAuditEvent) {
   return {
     id: e.id,
     occurredAt: e.occurredAt.toISOString(),

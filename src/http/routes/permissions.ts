@@ -144,7 +144,7 @@ const listResponse = z.object({
  * The approvalUrl is shown only while pending, and only once a chat message exists to link to;
  * the token only in the one answer that hands it over.
  */
-export function permissionDto(p: Permission, token?: string): z.input<typeof permissionResponse> {
+export function permissionDto(p: Permission, token?: string) {
   return {
     id: p.id,
     agentId: p.agentId,
