@@ -25,7 +25,10 @@ function successResponses(def: RouteRegistry[number]): Record<string, unknown> {
   const statuses = def.successStatuses ?? [def.successStatus ?? 200];
   let response: Record<string, unknown>;
   if (def.stream) {
-    const { contentTypes, description, headers } = def.stream;
+    const { contentTypes, description, headers, events } = def.stream;
+    const eventSchemas =
+      events &&
+      Object.fromEntries(Object.entries(events).map(([name, schema]) => [name, toSchema(schema, 'output')]));
     response = {
       description,
       headers: {
@@ -37,7 +40,12 @@ function successResponses(def: RouteRegistry[number]): Record<string, unknown> {
           ]),
         ),
       },
-      content: Object.fromEntries(contentTypes.map((type) => [type, { schema: { type: 'string' } }])),
+      content: Object.fromEntries(
+        contentTypes.map((type) => [
+          type,
+          { schema: { type: 'string' }, ...(eventSchemas && { 'x-events': eventSchemas }) },
+        ]),
+      ),
     };
   } else {
     response = {

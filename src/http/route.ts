@@ -36,6 +36,8 @@ export interface StreamResponse {
   description: string;
   /** Response headers worth documenting (name → description). */
   headers?: Record<string, string>;
+  /** Server-Sent Events: the JSON `data` of each event, by event name (documented as `x-events`). */
+  events?: Record<string, Schema>;
 }
 
 /**

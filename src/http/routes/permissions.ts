@@ -253,7 +253,8 @@ export function registerPermissionRoutes(
     stream: {
       contentTypes: ['text/event-stream'],
       description:
-        'Server-Sent Events named `status`, each `data` a permission as GET /api/v1/permissions/{id} answers it',
+        'Server-Sent Events named `status`, each `data` the permission as it now stands (x-events)',
+      events: { status: permissionResponse },
     },
     async handler({ params, principal, origin, reply, request }) {
       const who = readerOf(principal);
