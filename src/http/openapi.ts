@@ -69,6 +69,78 @@ function successResponses(def: RouteRegistry[number]): Record<string, unknown> {
   return Object.fromEntries(statuses.map((status) => [String(status), response]));
 }
 
+const json = (description: string, schema: unknown) => ({
+  description,
+  headers: { 'X-Request-Id': header('RequestId') },
+  content: { 'application/json': { schema } },
+});
+const errorAnswer = json('Error', { $ref: '#/components/schemas/Error' });
+
+/**
+ * Probes, metrics and this document: plain Fastify routes outside the envelope (probes and
+ * Prometheus read them as they are), described here by hand; the contract test holds them to it.
+ */
+const OPERATIONAL_PATHS = {
+  '/healthz': {
+    get: {
+      summary: 'Liveness: the process is up',
+      tags: ['operations'],
+      security: [],
+      responses: {
+        200: json('Up', {
+          type: 'object',
+          required: ['status'],
+          properties: { status: { type: 'string', enum: ['ok'] } },
+          additionalProperties: false,
+        }),
+      },
+    },
+  },
+  '/readyz': {
+    get: {
+      summary:
+        'Readiness: every dependency answers (503 NOT_READY names those that do not in details.checks)',
+      tags: ['operations'],
+      security: [],
+      responses: {
+        200: json('Ready', {
+          type: 'object',
+          required: ['status', 'checks'],
+          properties: {
+            status: { type: 'string', enum: ['ready'] },
+            checks: { type: 'object', additionalProperties: { type: 'string', enum: ['ok', 'unavailable'] } },
+          },
+          additionalProperties: false,
+        }),
+        503: errorAnswer,
+      },
+    },
+  },
+  '/metrics': {
+    get: {
+      summary: 'Prometheus text exposition (a METRICS_TOKEN bearer token when one is set)',
+      tags: ['operations'],
+      security: [{ bearer: [] }, {}],
+      responses: {
+        200: {
+          description: 'Prometheus metrics',
+          headers: { 'X-Request-Id': header('RequestId') },
+          content: { 'text/plain': { schema: { type: 'string' } } },
+        },
+        401: errorAnswer,
+      },
+    },
+  },
+  '/openapi.json': {
+    get: {
+      summary: 'This document',
+      tags: ['operations'],
+      security: [],
+      responses: { 200: json('The OpenAPI document', { type: 'object', additionalProperties: true }) },
+    },
+  },
+};
+
 /** The OpenAPI document, generated from the same zod schemas that validate requests. */
 export function buildOpenApi(registry: RouteRegistry, version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -117,7 +189,7 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
   return {
     openapi: '3.0.3',
     info: { title: 'Agent OTP', version },
-    paths,
+    paths: { ...paths, ...OPERATIONAL_PATHS },
     components: {
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer' },
