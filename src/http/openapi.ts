@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { STATUS_BY_CODE } from './errors.js';
 import type { RouteRegistry } from './route.js';
 
 const toSchema = (schema: z.ZodType, io: 'input' | 'output') =>
@@ -222,7 +223,8 @@ export function buildOpenApi(registry: RouteRegistry, version: string): Record<s
               type: 'object',
               required: ['code', 'message', 'requestId'],
               properties: {
-                code: { type: 'string' },
+                // Stable codes a client can branch on (DESIGN §11).
+                code: { type: 'string', enum: Object.keys(STATUS_BY_CODE) },
                 message: { type: 'string' },
                 details: {},
                 requestId: { type: 'string' },
