@@ -12,12 +12,17 @@ const RATE_LIMIT_HEADERS = {
   'X-RateLimit-Reset': header('RateLimitReset'),
 };
 
-/** Headers of an answer: the request id on every one, the rate limit where the route counts calls. */
+/**
+ * Headers of an answer: the request id on every one; the rate limit on the answers of a route
+ * that counts calls, and on the 429 of any route with a key (failed authentications are
+ * throttled per address).
+ */
 function answerHeaders(def: RouteRegistry[number], error: boolean): Record<string, unknown> {
+  const limited = def.rateLimited || (error && def.auth !== 'none');
   return {
     'X-Request-Id': header('RequestId'),
-    ...(def.rateLimited && RATE_LIMIT_HEADERS),
-    ...(def.rateLimited && error && { 'Retry-After': header('RetryAfter') }),
+    ...(limited && RATE_LIMIT_HEADERS),
+    ...(limited && error && { 'Retry-After': header('RetryAfter') }),
   };
 }
 

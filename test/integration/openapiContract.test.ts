@@ -136,7 +136,13 @@ describe('/openapi.json against real answers', () => {
   async function call(
     method: string,
     template: string,
-    options: { key?: string | null; params?: Record<string, string>; query?: string; body?: unknown } = {},
+    options: {
+      key?: string | null;
+      params?: Record<string, string>;
+      query?: string;
+      body?: unknown;
+      ip?: string;
+    } = {},
   ): Promise<Answer> {
     const url =
       template.replace(/\{(\w+)\}/g, (_m, name: string) => encodeURIComponent(options.params?.[name] ?? '')) +
@@ -146,6 +152,7 @@ describe('/openapi.json against real answers', () => {
       method: method as 'GET',
       url,
       headers: key ? { authorization: `Bearer ${key}` } : {},
+      ...(options.ip && { remoteAddress: options.ip }),
       ...(options.body === undefined ? {} : { payload: options.body as object }),
     });
     const answer: Answer = {
@@ -306,7 +313,7 @@ describe('/openapi.json against real answers', () => {
       query: 'wait=1',
     });
     expect(waited.data.status).toBe('denied');
-    const stream = await call('GET', '/api/v1/permissions/{id}/events', {
+    await call('GET', '/api/v1/permissions/{id}/events', {
       key: agentKey,
       params: { id: denied.data.id },
     });
@@ -397,6 +404,24 @@ describe('/openapi.json against real answers', () => {
     });
     expect(redacted.data.dryRun).toBe(true);
     expect((await call('POST', '/api/v1/audit/redact', { body: { subject: 'x' } })).status).toBe(400);
+
+    // ---- 429s: an agent over its limit, an address failing to authenticate ----
+    const busy = await call('POST', '/api/v1/agents', { body: { name: 'contract-busy' } });
+    await call('PATCH', '/api/v1/agents/{id}', {
+      params: { id: busy.data.id },
+      body: { rateLimitPerMin: 1 },
+    });
+    expect((await request(busy.data.apiKey, { action: 'payment.send' })).status).toBe(202);
+    const overLimit = await request(busy.data.apiKey, { action: 'payment.send' });
+    expect([overLimit.status, overLimit.headers['x-ratelimit-remaining']]).toEqual([429, '0']);
+    // AUTH_FAILURES_PER_MIN (30) failures from one address, then even a good key is refused.
+    for (let i = 0; i < 30; i += 1) {
+      const guess = await call('GET', '/api/v1/agents', { key: `ak_live_guess${i}`, ip: '192.0.2.9' });
+      expect(guess.status).toBe(401);
+    }
+    const blocked = await call('GET', '/api/v1/agents', { ip: '192.0.2.9' });
+    expect([blocked.status, blocked.data.code]).toEqual([429, 'RATE_LIMITED']);
+    expect(blocked.headers['retry-after']).toBeDefined();
 
     // ---- operations ----
     expect((await call('GET', '/healthz', { key: null })).data).toBeUndefined();
