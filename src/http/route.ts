@@ -24,16 +24,51 @@ export interface RouteContext<B, Q, P> {
   origin: RequestOrigin;
 }
 
-export interface RouteResult {
+export interface RouteResult<D = unknown> {
   status?: number;
-  data: unknown;
+  data: D;
   headers?: Record<string, string>;
 }
+
+/** A route that answers with a stream instead of the JSON envelope, as /openapi.json shows it. */
+export interface StreamResponse {
+  contentTypes: string[];
+  description: string;
+  /** Response headers worth documenting (name → description). */
+  headers?: Record<string, string>;
+  /** Server-Sent Events: the JSON `data` of each event, by event name (documented as `x-events`). */
+  events?: Record<string, Schema>;
+}
+
+/**
+ * T with every property that Shape does not declare typed `never`, at any depth: TypeScript
+ * checks excess properties only in object literals written in place, not in spreads or in
+ * values built elsewhere (a DTO function), so the route helper asks for this explicitly.
+ */
+type Declared<T, Shape> = T extends readonly (infer E)[]
+  ? [NonNullable<Shape>] extends [readonly (infer SE)[]]
+    ? readonly Declared<E, SE>[]
+    : T
+  : T extends object
+    ? [NonNullable<Shape>] extends [object]
+      ? { [K in keyof T]: K extends keyof NonNullable<Shape> ? Declared<T[K], NonNullable<Shape>[K]> : never }
+      : T
+    : T;
+
+/**
+ * What a handler may return: exactly the `data` its response schema declares (a field sent but
+ * not declared, or declared but not sent, is a type error), or null when it wrote a stream itself.
+ */
+type Answer<R, D> = [R] extends [Schema]
+  ? RouteResult<D & z.input<R> & Declared<D, z.input<R>>> | null
+  : null;
 
 export interface RouteDefinition<
   B extends Schema | undefined,
   Q extends Schema | undefined,
   P extends Schema | undefined,
+  R extends Schema | undefined = undefined,
+  D = unknown,
 > {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
@@ -43,15 +78,29 @@ export interface RouteDefinition<
   body?: B;
   query?: Q;
   params?: P;
-  /** For the OpenAPI document: the shape of `data` in the success envelope. */
-  response?: Schema;
+  /**
+   * The shape of `data` in the success envelope: the contract (/openapi.json) and the type the
+   * handler must return. A route without one answers with a `stream`.
+   */
+  response?: R;
+  stream?: StreamResponse;
   successStatus?: number;
+  /** Counts calls per agent: answers carry X-RateLimit-* headers, a 429 also Retry-After. */
+  rateLimited?: boolean;
+  /** Every success status the handler answers with, when it is more than `successStatus`. */
+  successStatuses?: number[];
   /** Resolves to null when the handler wrote the response itself (a hijacked stream). */
-  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<RouteResult | null>;
+  handler(ctx: RouteContext<Out<B>, Out<Q>, Out<P>>): Promise<Answer<R, D>>;
 }
 
 /** Collected as routes are registered; /openapi.json is generated from it. */
-export type RouteRegistry = RouteDefinition<Schema | undefined, Schema | undefined, Schema | undefined>[];
+export type RouteRegistry = RouteDefinition<
+  Schema | undefined,
+  Schema | undefined,
+  Schema | undefined,
+  Schema | undefined,
+  unknown
+>[];
 
 /**
  * The one boundary check every route gets: before its schema, input that no column can hold (a
@@ -94,7 +143,13 @@ export function makeRouter(app: FastifyInstance, auth: AuthService, registry: Ro
     B extends Schema | undefined,
     Q extends Schema | undefined,
     P extends Schema | undefined,
-  >(def: RouteDefinition<B, Q, P>): void {
+    R extends Schema | undefined = undefined,
+    D = unknown,
+  >(def: RouteDefinition<B, Q, P, R, D>): void {
+    if (!def.response === !def.stream) {
+      // Caught at startup (every test builds the server): the contract documents every answer.
+      throw new Error(`${def.method} ${def.url} must declare exactly one of response or stream`);
+    }
     registry.push(def as unknown as RouteRegistry[number]);
     app.route({
       method: def.method,

@@ -147,7 +147,8 @@ describe.each(databases)('hostile input on %s', (database) => {
     granted.token = approved.body.data.token as string;
 
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json();
-    routes = routesOf(doc);
+    // The API's routes: the probes, /metrics and the document itself read no input.
+    routes = routesOf(doc).filter((r) => r.path.startsWith('/api/'));
     expect(routes.length).toBeGreaterThanOrEqual(25);
 
     const { rows } = await running.db.query<{ tablename: string }>(

@@ -73,7 +73,7 @@ const agentResponse = z.object({
   nameDuplicate: z.boolean(),
 });
 
-export function agentDto(agent: Agent): z.infer<typeof agentResponse> {
+export function agentDto(agent: Agent) {
   return {
     id: agent.id,
     name: agent.name,
@@ -166,7 +166,17 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
     tag: 'agents',
     summary: 'Get an agent and its keys (prefixes only)',
     params: agentId,
-    response: agentResponse,
+    response: agentResponse.extend({
+      keys: z.array(
+        z.object({
+          prefix: z.string(),
+          createdAt: z.string(),
+          expiresAt: z.string().nullable(),
+          revokedAt: z.string().nullable(),
+          lastUsedAt: z.string().nullable(),
+        }),
+      ),
+    }),
     async handler({ params }) {
       const agent = await agents.get(params.id);
       return {

@@ -76,6 +76,54 @@ const redactBody = z
   })
   .strict();
 
+const actorResponse = z.object({
+  type: z.enum(['agent', 'approver', 'policy', 'system', 'operator']),
+  id: z.string().optional(),
+  name: z.string().optional(),
+  platform: z.enum(['slack', 'discord', 'api', 'cli']).optional(),
+  teamId: z.string().optional(),
+  guildId: z.string().optional(),
+  userId: z.string().optional(),
+  userName: z.string().optional(),
+  person: z.string().optional(),
+});
+
+const eventResponse = z.object({
+  id: z.string(),
+  occurredAt: z.string(),
+  type: z.string(),
+  actor: actorResponse,
+  agentId: z.string().nullable(),
+  permissionId: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()),
+  ip: z.string().nullable(),
+  userAgent: z.string().nullable(),
+  sealed: z.boolean(),
+  chainIndex: z.number().nullable(),
+  hash: z.string().nullable(),
+});
+
+const verifyResponse = z.object({
+  valid: z.boolean(),
+  checked: z.number(),
+  unsealed: z.number(),
+  firstBroken: z.object({ id: z.string(), chainIndex: z.number(), reason: z.string() }).optional(),
+});
+
+const redactResponse = z.object({
+  dryRun: z.boolean(),
+  events: z.number(),
+  eventOrigins: z.number(),
+  eventActorsKept: z.number(),
+  eventId: z.string().nullable(),
+  permissions: z.number(),
+  permissionFields: z.record(z.string(), z.number()),
+  webhookDeliveries: z.number(),
+  chatMessages: z.number(),
+  revoked: z.array(z.string()),
+  leftInConfiguration: z.object({ agents: z.number(), policies: z.number() }),
+});
+
 export function auditDto(e: StoredAuditEvent) {
   return {
     id: e.id,
@@ -106,6 +154,7 @@ export function registerAuditRoutes(
     tag: 'audit',
     summary: 'Query the audit trail, newest first',
     query: listQuery,
+    response: z.object({ events: z.array(eventResponse), nextCursor: z.string().nullable() }),
     async handler({ query }) {
       if (query.start_date && query.end_date && query.start_date > query.end_date) {
         throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
@@ -137,6 +186,7 @@ export function registerAuditRoutes(
     auth: 'operator',
     tag: 'audit',
     summary: 'Walk the hash chain and name the first broken link',
+    response: verifyResponse,
     async handler() {
       await audit.sealPending();
       return { data: await audit.verify() };
@@ -150,6 +200,13 @@ export function registerAuditRoutes(
     tag: 'audit',
     summary: 'Stream the audit trail as JSON lines or CSV, oldest first',
     query: exportQuery,
+    stream: {
+      contentTypes: ['application/x-ndjson', 'text/csv'],
+      description: 'One audit event per line (JSON lines or CSV with a header row), oldest first',
+      headers: {
+        'X-Total-Count': 'With count=true: how many events the export holds (counted when it began)',
+      },
+    },
     async handler({ query, reply, request, origin }) {
       if (query.start_date && query.end_date && query.start_date > query.end_date) {
         throw new AppError('VALIDATION_ERROR', 'start_date is after end_date');
@@ -247,6 +304,7 @@ export function registerAuditRoutes(
     summary:
       "Erase a person's data (GDPR) from the audit trail, permissions, webhook deliveries and posted chat messages; `dryRun` reports without changing",
     body: redactBody,
+    response: redactResponse,
     async handler({ body, origin }) {
       return { data: await erasure.erase(body.subject, origin.actor, { dryRun: body.dryRun ?? false }) };
     },

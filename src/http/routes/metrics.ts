@@ -17,6 +17,26 @@ const metricsQuery = z
   })
   .strict();
 
+const metricsResponse = z.object({
+  period: z.enum(periods),
+  since: z.string(),
+  /** The agent the figures are about; null for every agent. */
+  agentId: z.string().nullable(),
+  requestVolume: z.number(),
+  approved: z.number(),
+  denied: z.number(),
+  expired: z.number(),
+  pending: z.number(),
+  used: z.number(),
+  revoked: z.number(),
+  denialRate: z.number(),
+  unusedTokenRate: z.number(),
+  avgApprovalTimeMs: z.number().nullable(),
+  p95ApprovalTimeMs: z.number().nullable(),
+  failedAuthentications: z.number(),
+  scopeViolations: z.number(),
+});
+
 const USE_ROUTE = '/api/v1/permissions/:id/use';
 /**
  * `GET /api/v1/metrics` (security metrics from Postgres: an agent key sees its own agent only,
@@ -40,6 +60,7 @@ export function registerMetricsRoutes(
     summary: 'Security metrics over a period (denial rate, unused-token rate, approval times, …)',
     tag: 'metrics',
     query: metricsQuery,
+    response: metricsResponse,
     async handler({ query, principal }) {
       const filter = agentFilterOf(query);
       if (principal?.kind === 'agent') {

@@ -117,6 +117,36 @@ const operatorPermissionResponse = permissionResponse.extend({
   tokenState: z.enum(TOKEN_STATES).optional(),
 });
 
+/** A decision adds how far the quorum got. */
+const decisionResponse = permissionResponse.extend({
+  approvals: z.object({ count: z.number(), required: z.number() }),
+});
+
+const verifyResponse = z.object({
+  valid: z.boolean(),
+  scope: z.record(z.string(), z.unknown()),
+  usesRemaining: z.number(),
+  expiresAt: z.string(),
+  reason: z.string().optional(),
+  /** Which scope rules the actionDetails broke (the values sent are not echoed). */
+  violations: z
+    .array(
+      z.object({ key: z.string(), field: z.string(), message: z.string(), limit: z.unknown().optional() }),
+    )
+    .optional(),
+});
+
+const useResponse = z.object({
+  success: z.boolean(),
+  usesRemaining: z.number(),
+  status: z.enum(PERMISSION_STATUSES),
+});
+
+const listResponse = z.object({
+  permissions: z.array(permissionResponse),
+  nextCursor: z.string().nullable(),
+});
+
 /**
  * The links (approvalUrl, eventsUrl; webhookUrl for SDK 0.1) only while pending; the token only
  * in the one answer that hands it over.
@@ -173,6 +203,8 @@ export function registerPermissionRoutes(
     summary: 'Ask for a one-time permission: 201 approved, 202 pending, 200 denied',
     body: requestBody,
     response: permissionResponse,
+    successStatuses: [201, 202, 200],
+    rateLimited: true,
     async handler({ body, principal, origin, request }) {
       const agent = requireAgent(principal);
       const headers = rateLimitHeaders(await limiters.requests.consume(agent));
@@ -248,6 +280,12 @@ export function registerPermissionRoutes(
     tag: 'permissions',
     summary: 'Server-Sent Events: the permission now, then every change, until it reaches a final state',
     params: idParams,
+    stream: {
+      contentTypes: ['text/event-stream'],
+      description:
+        'Server-Sent Events named `status`, each `data` the permission as it now stands (x-events)',
+      events: { status: permissionResponse },
+    },
     async handler({ params, principal, origin, reply, request }) {
       const who = readerOf(principal);
       const presenter = presenterFor(request, principal, options.publicUrl);
@@ -275,6 +313,8 @@ export function registerPermissionRoutes(
     summary: 'Check a token (and actionDetails against the scope) without consuming it',
     params: idParams,
     body: tokenBody,
+    response: verifyResponse,
+    rateLimited: true,
     async handler({ params, body, principal, origin }) {
       const agent = requireAgent(principal);
       // The limiter's Redis round trip runs beside the permission lookup: no added latency.
@@ -309,6 +349,8 @@ export function registerPermissionRoutes(
     summary: 'Spend one use of the token; actionDetails are checked against the granted scope',
     params: idParams,
     body: tokenBody,
+    response: useResponse,
+    rateLimited: true,
     async handler({ params, body, principal, origin }) {
       const agent = requireAgent(principal);
       const admitted = limiters.tokenCalls.consume(agent);
@@ -328,6 +370,7 @@ export function registerPermissionRoutes(
     summary: 'Revoke a permission: its token stops working at once',
     params: idParams,
     body: reasonBody,
+    response: permissionResponse,
     async handler({ params, body, principal, origin }) {
       const who = readerOf(principal);
       const revoked = await permissions.revoke(who, params.id, origin, body.reason);
@@ -342,6 +385,7 @@ export function registerPermissionRoutes(
     tag: 'permissions',
     summary: 'Withdraw a request that is still pending',
     params: idParams,
+    response: permissionResponse,
     async handler({ params, principal, origin }) {
       const agent = requireAgent(principal);
       return { data: permissionDto(await permissions.cancel(agent, params.id, origin)) };
@@ -355,6 +399,7 @@ export function registerPermissionRoutes(
     tag: 'permissions',
     summary: 'List permissions, newest first',
     query: listQuery,
+    response: listResponse,
     async handler({ query }) {
       const page = await permissions.list({
         status: query.status,
@@ -380,6 +425,7 @@ export function registerPermissionRoutes(
     summary: 'Approve (optionally narrowing the scope) or deny a pending request',
     params: idParams,
     body: decideBody,
+    response: decisionResponse,
     async handler({ params, body, origin }) {
       const result = await permissions.decide({
         permissionId: params.id,

@@ -80,7 +80,7 @@ const testResponse = z.object({
 });
 
 /** The normalised camelCase definition in a stable field order (jsonb does not keep it), then storage facts. */
-export function policyDto(record: PolicyRecord): z.infer<typeof policyResponse> {
+export function policyDto(record: PolicyRecord) {
   const d = record.definition;
   return {
     id: record.id,

@@ -34,7 +34,7 @@ const deliveryResponse = z.object({
   deliveredAt: z.string().nullable(),
 });
 
-export function deliveryDto(d: WebhookDelivery): z.infer<typeof deliveryResponse> {
+export function deliveryDto(d: WebhookDelivery) {
   return {
     id: d.id,
     permissionId: d.permissionId,
