@@ -24,8 +24,7 @@ function listFiles(dir, root) {
     const full = path.join(dir, entry.name);
     if (entry.isDirectory()) {
       if (!NOT_INPUTS.has(entry.name)) out.push(...listFiles(full, root));
-    }
-    else if (entry.isFile()) out.push(path.relative(root, full).split(path.sep).join('/'));
+    } else if (entry.isFile()) out.push(path.relative(root, full).split(path.sep).join('/'));
   }
   return out;
 }
@@ -74,7 +73,10 @@ export function build(root) {
   if (result.status !== 0) return false;
   // The SDK package (a workspace) builds with its own tsconfig: web-standard globals only.
   if (existsSync(path.join(root, 'src', 'sdk', 'tsconfig.json'))) {
-    const sdk = spawnSync(process.execPath, [tsc, '-p', 'src/sdk/tsconfig.json'], { cwd: root, stdio: 'inherit' });
+    const sdk = spawnSync(process.execPath, [tsc, '-p', 'src/sdk/tsconfig.json'], {
+      cwd: root,
+      stdio: 'inherit',
+    });
     if (sdk.status !== 0) return false;
   }
   const migrations = path.join(dist, 'store', 'migrations');
