@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { CLI } from '../helpers/serverProcess.js';
+import { CLI, runCli } from '../helpers/serverProcess.js';
 import { freePort } from '../setup/redis.js';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'aotp-init-'));
@@ -18,28 +18,9 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The built CLI in `cwd`, with no terminal (init then takes its flags only). */
-function cli(
-  args: string[],
-  env: NodeJS.ProcessEnv = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      cwd: dir,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-  });
-}
+/** The built CLI in `dir`, with no terminal (init then takes its flags only). */
+const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+  runCli(args, { HOME: process.env.HOME, ...env }, { cwd: dir });
 
 describe('agent-otp init', () => {
   it('writes a .env the server starts with and the CLI then uses, in one command', async () => {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { AgentOTPClient } from '../../src/sdk/index.js';
-import { CLI, ROOT } from '../helpers/serverProcess.js';
+import { CLI, ROOT, runCli } from '../helpers/serverProcess.js';
 import { freePort } from '../setup/redis.js';
 
 /**
@@ -23,22 +23,7 @@ describe('a newcomer on a fresh copy', () => {
   const cleanEnv = () => ({ PATH: process.env.PATH, HOME: process.env.HOME });
 
   const cli = (args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, [path.join(dir, 'dist/cli/index.js'), ...args], {
-        cwd: dir,
-        env: cleanEnv(),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => {
-        stdout += d.toString();
-      });
-      child.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString();
-      });
-      child.once('exit', (code) => resolve({ code: code ?? 1, stdout, stderr }));
-    });
+    runCli(args, cleanEnv(), { cwd: dir, cli: path.join(dir, 'dist/cli/index.js') });
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'aotp-newcomer-'));

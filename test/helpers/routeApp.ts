@@ -10,6 +10,7 @@ import { createLogger } from '../../src/logger.js';
 import type { AgentService } from '../../src/services/agents.js';
 import { AuthService } from '../../src/services/auth.js';
 import { ensureBootstrapOperatorKey } from '../../src/services/operators.js';
+import { RateLimiter, requestLimits, tokenCallLimits } from '../../src/services/rateLimits.js';
 import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
 import type { Redis } from '../../src/store/redis.js';
@@ -65,4 +66,26 @@ export async function startRouteTestApp(opts: {
     rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * The route tests' rate limiters: generous request and token-call budgets (a test names the one
+ * it exercises) counted in `redis` under a key prefix of their own.
+ */
+export function testLimiters(
+  redis: Redis,
+  clock: Clock,
+  opts: { tokenCallsPerMin?: number } = {},
+): { requests: RateLimiter; tokenCalls: RateLimiter } {
+  const counters = new Counters(redis, `tlimit${randomBytes(4).toString('hex')}`);
+  const logger = createLogger('silent');
+  return {
+    requests: new RateLimiter(counters, clock, requestLimits({ perMinute: 1000, perHour: 10_000 }), logger),
+    tokenCalls: new RateLimiter(
+      counters,
+      clock,
+      tokenCallLimits({ perMinute: opts.tokenCallsPerMin ?? 1000, perHour: 10_000 }),
+      logger,
+    ),
+  };
 }

@@ -156,10 +156,11 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
 export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv,
-  opts: { cwd?: string } = {},
+  /** `cli`: another build of the CLI (a copy of the repository) instead of this checkout's. */
+  opts: { cwd?: string; cli?: string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
+    const child = spawn(process.execPath, [opts.cli ?? CLI, ...args], {
       env: { PATH: process.env.PATH, ...env },
       cwd: opts.cwd ?? hermeticCwd(),
       stdio: ['ignore', 'pipe', 'pipe'],

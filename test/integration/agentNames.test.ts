@@ -17,17 +17,15 @@ import { MetricsService } from '../../src/services/metrics.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import { PolicyService } from '../../src/services/policies.js';
 import { promMetrics } from '../../src/services/prometheus.js';
-import { RateLimiter, requestLimits, tokenCallLimits } from '../../src/services/rateLimits.js';
 import { SecretBox } from '../../src/services/secretBox.js';
 import { PermissionWaiters } from '../../src/services/waiters.js';
 import { WebhookSecrets } from '../../src/services/webhookSecrets.js';
 import { WebhookService } from '../../src/services/webhooks.js';
-import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
 import { loadMigrations } from '../../src/store/migrate.js';
 import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
-import { startRouteTestApp } from '../helpers/routeApp.js';
+import { startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
 
 interface Envelope<T = Record<string, unknown>> {
   success: boolean;
@@ -71,21 +69,7 @@ describe.each(testDatabases())('agent names on $name', (database) => {
     });
     const logger = createLogger('silent');
     const webhooks = new WebhookService(db, audit, secrets, systemClock, logger, { allowPrivate: true });
-    const counters = new Counters(redis, `tnames${randomBytes(4).toString('hex')}`);
-    const limiters = {
-      requests: new RateLimiter(
-        counters,
-        systemClock,
-        requestLimits({ perMinute: 1000, perHour: 10_000 }),
-        logger,
-      ),
-      tokenCalls: new RateLimiter(
-        counters,
-        systemClock,
-        tokenCallLimits({ perMinute: 1000, perHour: 10_000 }),
-        logger,
-      ),
-    };
+    const limiters = testLimiters(redis, systemClock);
     const server = await startRouteTestApp({
       db,
       redis,

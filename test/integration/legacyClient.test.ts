@@ -8,7 +8,6 @@ import { registerApprovalPage } from '../../src/http/routes/approvalPage.js';
 import { pendingLinks } from '../../src/http/routes/permissionLinks.js';
 import { registerPermissionRoutes } from '../../src/http/routes/permissions.js';
 import { registerPolicyRoutes } from '../../src/http/routes/policies.js';
-import { createLogger } from '../../src/logger.js';
 import { AgentOTPClient } from '../../src/sdk/client.js';
 import { errorFromResponse, InvalidTokenError, PermissionDeniedError } from '../../src/sdk/errors.js';
 import type { PendingApprovalInfo } from '../../src/sdk/types.js';
@@ -16,14 +15,12 @@ import { AgentService } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import { PolicyService } from '../../src/services/policies.js';
-import { RateLimiter, requestLimits, tokenCallLimits } from '../../src/services/rateLimits.js';
 import { PermissionWaiters } from '../../src/services/waiters.js';
-import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
 import { FakeClock } from '../helpers/fakeClock.js';
-import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
+import { type RouteTestApp, startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
 
 /** Real time, plus jumps a test makes: deadlines pass at once, and real waits still work. */
 class JumpClock implements Clock {
@@ -78,23 +75,8 @@ describe.each(testDatabases())('SDK 0.1 wire contract on $name', (database) => {
     });
     const waiters = new PermissionWaiters();
     permissions.onChange((change) => waiters.notify(change.permission.id));
-    const counters = new Counters(redis, `tlegacy${randomBytes(4).toString('hex')}`);
-    const logger = createLogger('silent');
     const limiterClock = new FakeClock('2030-01-07T10:00:30.000Z');
-    const limiters = {
-      requests: new RateLimiter(
-        counters,
-        limiterClock,
-        requestLimits({ perMinute: 1000, perHour: 10_000 }),
-        logger,
-      ),
-      tokenCalls: new RateLimiter(
-        counters,
-        limiterClock,
-        tokenCallLimits({ perMinute: 1000, perHour: 10_000 }),
-        logger,
-      ),
-    };
+    const limiters = testLimiters(redis, limiterClock);
     server = await startRouteTestApp({
       db,
       redis,

@@ -4,19 +4,16 @@ import { systemClock } from '../../src/core/clock.js';
 import { newOperatorKey } from '../../src/core/credentials.js';
 import { registerPermissionRoutes } from '../../src/http/routes/permissions.js';
 import { registerPolicyRoutes } from '../../src/http/routes/policies.js';
-import { createLogger } from '../../src/logger.js';
 import { AgentService } from '../../src/services/agents.js';
 import { AuditService } from '../../src/services/audit.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import { PolicyService } from '../../src/services/policies.js';
-import { RateLimiter, requestLimits, tokenCallLimits } from '../../src/services/rateLimits.js';
 import { PermissionWaiters } from '../../src/services/waiters.js';
-import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
 import { FakeClock } from '../helpers/fakeClock.js';
-import { type RouteTestApp, startRouteTestApp } from '../helpers/routeApp.js';
+import { type RouteTestApp, startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
 
 interface Envelope<T = Record<string, unknown>> {
   success: boolean;
@@ -55,22 +52,7 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
       approvalTimeoutSeconds: 900,
       requireActionDetails: false,
     });
-    const counters = new Counters(redis, `tperm${randomBytes(4).toString('hex')}`);
-    const logger = createLogger('silent');
-    const limiters = {
-      requests: new RateLimiter(
-        counters,
-        limiterClock,
-        requestLimits({ perMinute: 1000, perHour: 10_000 }),
-        logger,
-      ),
-      tokenCalls: new RateLimiter(
-        counters,
-        limiterClock,
-        tokenCallLimits({ perMinute: TOKEN_CALLS_PER_MIN, perHour: 10_000 }),
-        logger,
-      ),
-    };
+    const limiters = testLimiters(redis, limiterClock, { tokenCallsPerMin: TOKEN_CALLS_PER_MIN });
     server = await startRouteTestApp({
       db,
       redis,
