@@ -7,19 +7,8 @@ import { approvalGuidance } from '../../services/approvalGuidance.js';
 import { CliError } from '../client.js';
 import { buildInitEnv, type InitAnswers, renderEnvFile } from '../init/envFile.js';
 
-interface InitOptions {
-  port: string;
-  force?: boolean;
-  interactive?: boolean;
-  slackBotToken?: string;
-  slackSigningSecret?: string;
-  slackAppToken?: string;
-  slackChannel?: string;
-  slackApprovers?: string;
-  discordToken?: string;
-  discordChannel?: string;
-  discordApprovers?: string;
-}
+/** The flags: the answers (the port still as typed) and how init runs. */
+type InitOptions = Omit<InitAnswers, 'port'> & { port: string; force?: boolean; interactive?: boolean };
 
 function parsePort(value: string): number {
   const port = Number(value);
