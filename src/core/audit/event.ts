@@ -5,13 +5,16 @@ import type { AuditEventType } from './eventTypes.js';
  * The audit event and its hash chain (DESIGN §10). The chain hashes `details_hash`, not the
  * details themselves, so erasing personal data from `details` (GDPR) keeps the chain verifiable.
  */
-export type ActorType = 'agent' | 'approver' | 'policy' | 'system' | 'operator';
+export const ACTOR_TYPES = ['agent', 'approver', 'policy', 'system', 'operator'] as const;
+export type ActorType = (typeof ACTOR_TYPES)[number];
+/** Where an actor acted: a chat platform, the API or the CLI. */
+export const ACTOR_PLATFORMS = ['slack', 'discord', 'api', 'cli'] as const;
 
 export interface Actor {
   type: ActorType;
   id?: string;
   name?: string;
-  platform?: 'slack' | 'discord' | 'api' | 'cli';
+  platform?: (typeof ACTOR_PLATFORMS)[number];
   teamId?: string;
   guildId?: string;
   userId?: string;
