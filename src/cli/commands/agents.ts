@@ -29,18 +29,13 @@ export async function listAllAgents(client: OperatorClient): Promise<AgentDto[]>
   return all;
 }
 
-/** An agent named by id (agent_…) or by name; a name two agents share is refused, not guessed. */
+/**
+ * An agent named by id (agent_…) or by name, resolved by the server as every `--agent` filter is:
+ * an unknown one is UNKNOWN_AGENT listing agents, a shared name AGENT_NAME_AMBIGUOUS.
+ */
 export async function resolveAgentId(client: OperatorClient, idOrName: string): Promise<string> {
   if (AGENT_ID.test(idOrName)) return idOrName;
-  const matches = (await listAllAgents(client)).filter(
-    (a) => a.name.toLowerCase() === idOrName.toLowerCase() && a.status !== 'deleted',
-  );
-  if (matches.length === 1 && matches[0]) return matches[0].id;
-  if (matches.length === 0) throw new CliError(`NOT_FOUND: no agent named "${idOrName}"`, 'NOT_FOUND');
-  throw new CliError(
-    `AMBIGUOUS: ${matches.length} agents are named "${idOrName}" (${matches.map((a) => a.id).join(', ')}); use the id`,
-    'AMBIGUOUS',
-  );
+  return (await client.call<AgentDto>('GET', `/api/v1/agents/${encodeURIComponent(idOrName)}`)).id;
 }
 
 export function registerAgentCommands(

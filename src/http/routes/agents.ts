@@ -1,10 +1,12 @@
 import { z } from 'zod';
+import { isId } from '../../core/ids.js';
 import type { AgentService } from '../../services/agents.js';
 import type { Agent } from '../../store/agentRepository.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const agentId = z.object({ id: z.string().max(64) }).strict();
+const agentIdOrName = z.object({ id: z.string().min(1).max(200) }).strict();
 const metadata = z.record(z.string(), z.unknown()).refine((m) => JSON.stringify(m).length <= 16_384, {
   message: 'must be at most 16 KiB as JSON',
 });
@@ -164,8 +166,8 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
     url: '/api/v1/agents/:id',
     auth: 'operator',
     tag: 'agents',
-    summary: 'Get an agent and its keys (prefixes only)',
-    params: agentId,
+    summary: 'Get an agent and its keys (prefixes only), by id or by name',
+    params: agentIdOrName,
     response: agentResponse.extend({
       keys: z.array(
         z.object({
@@ -178,7 +180,9 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
       ),
     }),
     async handler({ params }) {
-      const agent = await agents.get(params.id);
+      // A name is resolved as every agent filter resolves it (unknown: 404 listing agents).
+      const id = isId('agent', params.id) ? params.id : (await agents.resolve(params.id)).id;
+      const agent = await agents.get(id);
       return {
         data: {
           ...agentDto(agent),
