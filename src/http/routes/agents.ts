@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { isId } from '../../core/ids.js';
 import type { AgentService } from '../../services/agents.js';
 import type { Agent } from '../../store/agentRepository.js';
 import { decodeCursor, nextCursor } from '../cursor.js';
@@ -180,8 +179,9 @@ export function registerAgentRoutes(route: Router, agents: AgentService): void {
       ),
     }),
     async handler({ params }) {
-      // A name is resolved as every agent filter resolves it (unknown: 404 listing agents).
-      const id = isId('agent', params.id) ? params.id : (await agents.resolve(params.id)).id;
+      // `agent_…` is looked up as an id (404 NOT_FOUND, as always); anything else is a name,
+      // resolved as every agent filter resolves it (unknown: 404 UNKNOWN_AGENT listing agents).
+      const id = params.id.startsWith('agent_') ? params.id : (await agents.resolve(params.id)).id;
       const agent = await agents.get(id);
       return {
         data: {
