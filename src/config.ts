@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { channelIdentityShapes } from './chat/channels.js';
 import { parseApproverLinks } from './core/approvers.js';
 import { isConfiguredWebhookSecret } from './core/webhook.js';
 
@@ -163,7 +164,7 @@ export const configSchema = z.object({
     .string()
     .transform((value, ctx) => {
       try {
-        return parseApproverLinks(value);
+        return parseApproverLinks(value, channelIdentityShapes());
       } catch (err) {
         ctx.addIssue({ code: 'custom', message: (err as Error).message });
         return z.NEVER;

@@ -1,11 +1,10 @@
 import type { FastifyInstance } from 'fastify';
-// Type-only: discord.js and Slack's SDKs are loaded below only when configured (seconds of start).
-import type { createDiscordBot } from './chat/discord/bot.js';
-import type { SlackBot } from './chat/slack/bot.js';
-import { SlackPlatform } from './chat/slack/platform.js';
+// Each channel loads its SDK (discord.js, Bolt: seconds of start) only when it is configured.
+import { CHANNELS } from './chat/channels.js';
+import { ChatInteractions } from './chat/interactions.js';
+import type { RunningChannel } from './chat/plugin.js';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
-import type { Permission } from './core/permission.js';
 import { registerApprovalPage } from './http/routes/approvalPage.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerMetricsRoutes } from './http/routes/metrics.js';
@@ -21,13 +20,16 @@ import { type RunningWorkers, startWorkers } from './queue/workers.js';
 import { reportNameDuplicates } from './services/agentNames.js';
 import { AgentService } from './services/agents.js';
 import { approvalGuidance } from './services/approvalGuidance.js';
-import { ApprovalService } from './services/approvals.js';
+import { ChannelRegistry } from './services/approvals/channel.js';
+import { ApprovalMessages } from './services/approvals/messages.js';
+import { ApprovalScheduler } from './services/approvals/scheduler.js';
+import { ApprovalService } from './services/approvals/service.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
 import { AuthService } from './services/auth.js';
 import { ErasureService } from './services/erasure.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
-import { type PermissionEventType, PermissionService } from './services/permissions.js';
+import { PermissionService } from './services/permissions.js';
 import { PolicyService } from './services/policies.js';
 import { RateLimiter, rateLimiterOutage, requestLimits, tokenCallLimits } from './services/rateLimits.js';
 import { loadSecretsKey, SecretBox } from './services/secretBox.js';
@@ -95,20 +97,6 @@ async function connectRedis(
   const embedded = await ensureLocalRedis(config.dataDir, logger);
   return { url: embedded?.url ?? 'redis://127.0.0.1:6379', embedded };
 }
-
-/** Events after which a chat message may need editing (the request itself is posted by notify). */
-const MESSAGE_EVENTS: ReadonlySet<PermissionEventType> = new Set([
-  'approved',
-  'denied',
-  'used',
-  'revoked',
-  'cancelled',
-  'expired',
-  'vote',
-]);
-
-/** Auto-decided permissions were never posted to a human, so they have no message to edit. */
-const wentToHumans = (p: Permission) => p.decidedBy?.type !== 'policy';
 
 export async function startService(
   config: Config,
@@ -202,7 +190,10 @@ export async function startService(
     limiterOutage,
   );
   const jobs = new JobQueue(producer, `${prefix}:bull`, logger);
-  const approvals = new ApprovalService(db, permissions, audit, clock, logger, config.APPROVER_LINKS);
+  const channels = new ChannelRegistry(CHANNELS.map((c) => c.name));
+  const approvals = new ApprovalService(db, permissions, audit, channels, logger, config.APPROVER_LINKS);
+  const messages = new ApprovalMessages(db, channels, clock, logger);
+  const scheduler = new ApprovalScheduler(jobs, clock, () => channels.enabled);
   const erasure = new ErasureService(db, audit, permissions);
   const webhooks = new WebhookService(
     db,
@@ -220,54 +211,15 @@ export async function startService(
     jobs,
   );
 
-  let slackBot: SlackBot | null = null;
-  if (config.SLACK_BOT_TOKEN) {
-    const { WebClient } = await import('@slack/web-api');
-    const apiUrl = config.SLACK_API_URL;
-    const client = new WebClient(config.SLACK_BOT_TOKEN, {
-      ...(apiUrl ? { slackApiUrl: apiUrl.endsWith('/') ? apiUrl : `${apiUrl}/` } : {}),
-      retryConfig: { retries: 2, factor: 2, minTimeout: 200, maxTimeout: 2000 },
-    });
-    const platform = new SlackPlatform(client, {
-      channel: config.SLACK_APPROVAL_CHANNEL ?? null,
-      approvers: config.SLACK_APPROVERS ?? [],
-    });
-    approvals.register(platform);
-    const socketMode = Boolean(config.SLACK_APP_TOKEN);
-    // HTTP mode belongs to the API process; Socket Mode to the bot process.
-    if ((socketMode && roles.includes('bot')) || (!socketMode && roles.includes('api'))) {
-      const { createSlackBot } = await import('./chat/slack/bot.js');
-      slackBot = createSlackBot({
-        botToken: config.SLACK_BOT_TOKEN,
-        signingSecret: config.SLACK_SIGNING_SECRET,
-        appToken: config.SLACK_APP_TOKEN,
-        apiUrl,
-        approvals,
-        platform,
-        logger,
-      });
-    }
-  }
-
-  let discordBot: ReturnType<typeof createDiscordBot> | null = null;
-  if (config.DISCORD_BOT_TOKEN) {
-    const { createDiscordBot, createDiscordClient } = await import('./chat/discord/bot.js');
-    const { DiscordPlatform } = await import('./chat/discord/platform.js');
-    const client = createDiscordClient({ apiUrl: config.DISCORD_API_URL });
-    // REST works without a gateway session, so a worker can post and edit messages too.
-    client.rest.setToken(config.DISCORD_BOT_TOKEN);
-    approvals.register(
-      new DiscordPlatform(client, {
-        channel: config.DISCORD_APPROVAL_CHANNEL_ID ?? null,
-        approvers: [
-          ...(config.DISCORD_APPROVERS ?? []),
-          ...(config.DISCORD_APPROVER_ROLES ?? []).map((role) => `role:${role}`),
-        ],
-      }),
-    );
-    if (roles.includes('bot')) {
-      discordBot = createDiscordBot(client, { token: config.DISCORD_BOT_TOKEN, approvals, logger });
-    }
+  // Approval channels (src/chat/channels.ts): each one that is configured posts and edits cards,
+  // and receives its clicks in the role that owns its connection.
+  const interactions = new ChatInteractions(approvals, messages);
+  const running: { name: string; channel: RunningChannel }[] = [];
+  for (const plugin of CHANNELS) {
+    const channel = await plugin.create({ config, roles, logger, interactions });
+    if (!channel) continue;
+    channels.register(channel.adapter);
+    running.push({ name: plugin.name, channel });
   }
 
   // After every committed change: wake waiters everywhere, and queue the chat work.
@@ -312,28 +264,10 @@ export async function startService(
       waiters.notify(permission.id);
       publish('permission-changed', permission.id);
     }
-    if (!approvals.enabled) return;
-    const now = clock.now();
-    if (type === 'requested' && permission.status === 'pending') {
-      jobs.soon('notify', jobs.notify(permission.id));
-      jobs.soon('expire', jobs.expireAt(permission, now));
-      const settings = (permission.approval ?? {}) as { remindAfter?: number; escalateAfter?: number };
-      if (settings.remindAfter) jobs.soon('remind', jobs.remindIn(permission.id, settings.remindAfter));
-      if (settings.escalateAfter)
-        jobs.soon('escalate', jobs.escalateIn(permission.id, settings.escalateAfter));
-      return;
-    }
-    if (MESSAGE_EVENTS.has(type) && wentToHumans(permission)) {
-      jobs.soon('message-update', jobs.messageUpdate(permission));
-      if (type === 'approved') jobs.soon('expire', jobs.expireAt(permission, now));
-    }
   });
-
-  // An erasure rewrote what posted messages show: edit them (the reconciler repairs a lost job).
-  erasure.onErased(({ eventId, chatPermissionIds }) => {
-    if (!approvals.enabled) return;
-    for (const id of chatPermissionIds) jobs.soon('message-update', jobs.messageRedraw(id, eventId));
-  });
+  // Posting, message edits, reminders, escalation and expiry: ApprovalScheduler decides which.
+  permissions.onChange((change) => scheduler.onPermissionEvent(change));
+  erasure.onErased((erased) => scheduler.onErased(erased));
 
   // Webhooks: the delivery row was written with the change; queue it now that it is committed
   // (a lost job is re-queued by the reconciler).
@@ -350,7 +284,7 @@ export async function startService(
     auth,
     audit,
     permissions,
-    sink: approvals,
+    sink: messages,
     alertWebhooks: config.ALERT_WEBHOOK_URL ? webhooks : null,
     queueDepth: () => jobs.depth(),
     evaluateAlerts: roles.includes('worker'),
@@ -366,13 +300,13 @@ export async function startService(
 
   let workers: RunningWorkers | null = null;
   if (roles.includes('worker')) {
-    const reconciler = new Reconciler(db, approvals, permissions, jobs, clock, logger, webhooks);
+    const reconciler = new Reconciler(db, messages, permissions, jobs, clock, logger, webhooks);
     workers = startWorkers({
       connection: workerConnection as Redis,
       connectionErrors: redisOutage,
       prefix: `${prefix}:bull`,
       logger,
-      approvals,
+      messages,
       permissions,
       reconciler,
       jobs,
@@ -404,10 +338,13 @@ export async function startService(
         (route) =>
           registerPermissionRoutes(
             route,
-            permissions,
-            { requests: rateLimiter, tokenCalls: tokenCallLimiter },
-            waiters,
-            agents,
+            {
+              permissions,
+              approvals,
+              limiters: { requests: rateLimiter, tokenCalls: tokenCallLimiter },
+              waiters,
+              agents,
+            },
             { publicUrl: config.PUBLIC_URL },
           ),
         (_route, server) => registerApprovalPage(server, permissions),
@@ -421,22 +358,22 @@ export async function startService(
             agents,
             metricsToken: config.METRICS_TOKEN,
           }),
-        (_route, server) => slackBot?.mount(server),
+        (_route, server) => {
+          for (const { channel } of running) channel.mount?.(server);
+        },
       ],
     });
     url = await app.listen({ port: config.PORT, host: config.HOST });
   }
-  await slackBot?.start();
-  // A Discord outage must not stop the service: log it; discord.js keeps reconnecting.
-  await discordBot
-    ?.start()
-    .catch((err) => logger.error({ err: (err as Error).message }, 'discord login failed'));
+  for (const { channel } of running) await channel.start?.();
   // The url stays the last field: scripts and tests read it from this line.
   logger.info(
     {
       roles,
-      slack: slackBot ? (config.SLACK_APP_TOKEN ? 'socket' : 'http') : 'off',
-      discord: discordBot ? 'gateway' : 'off',
+      // How each channel receives its interactions here: `slack: 'http'`, `discord: 'off'`, …
+      ...Object.fromEntries(
+        CHANNELS.map((p) => [p.name, running.find((r) => r.name === p.name)?.channel.inbound ?? 'off']),
+      ),
       url,
     },
     'listening',
@@ -454,8 +391,7 @@ export async function startService(
       // Waiting requests answer now rather than hold the shutdown until their deadline.
       waiters.close();
       await app?.close();
-      await slackBot?.stop();
-      await discordBot?.stop();
+      for (const { channel } of running) await channel.stop?.();
       // With Redis down a graceful close would wait for it: close at once instead (a job cut
       // short is retried by BullMQ or repaired by the reconciler), and never wait past a deadline.
       if (workers) {

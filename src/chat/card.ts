@@ -1,52 +1,11 @@
+import type { CardState } from '../core/approval/card.js';
+import { displayName } from '../core/approvers.js';
 import type { Actor } from '../core/audit/index.js';
-import type { ScopeRow } from '../core/scope/index.js';
 
-/**
- * The platform-neutral approval card (DESIGN §7): everything an approver needs to decide, and
- * the state it is in. Slack renders it to Block Kit, Discord to an embed; neither decides
- * anything from it.
- */
-export interface ApprovalCard {
-  permissionId: string;
-  agentName: string;
-  agentId: string;
-  action: string;
-  resource: string | null;
-  /** The scope in force, as readable rows (describeScope). */
-  scopeRows: ScopeRow[];
-  /** Raw scope, for the "Approve with changes…" form. */
-  scope: Record<string, unknown>;
-  /** Context entries, the reason first. */
-  context: { key: string; value: string }[];
-  reason: string | null;
-  /** The user the agent acts for (context.user_id), if given. */
-  requestedBy: string | null;
-  /** Approval deadline while pending; token expiry once approved. */
-  expiresAt: Date;
-  policyName: string | null;
-  state: CardState;
-}
-
-export type CardState =
-  | { kind: 'pending'; approvals: number; required: number }
-  | { kind: 'approved'; by: Actor | null; at: Date; expiresAt: Date }
-  | { kind: 'denied'; by: Actor | null; at: Date; reason: string | null }
-  | { kind: 'used'; at: Date }
-  | { kind: 'expired'; unused: boolean }
-  | { kind: 'revoked'; at: Date }
-  | { kind: 'cancelled'; at: Date };
-
-/** What an approver can change in "Approve with changes…": caps to lower, lists to trim. */
-export interface NarrowingForm {
-  caps: { key: string; label: string; current: number }[];
-  lists: { key: string; label: string; values: string[] }[];
-}
+export type { ApprovalCard, CardState, NarrowingForm } from '../core/approval/card.js';
 
 /** A display name for an actor: the chat user's name, an operator's name, or the policy. */
-export function actorName(actor: Actor | null): string {
-  if (!actor) return 'someone';
-  return actor.userName ?? actor.name ?? actor.userId ?? actor.id ?? actor.type;
-}
+export const actorName: (actor: Actor | null) => string = displayName;
 
 /**
  * The state in a few plain words, for notification text and content lines. `actor` renders the

@@ -19,18 +19,37 @@ export interface ApproverLinks {
 export const NO_LINKS: ApproverLinks = Object.freeze({ persons: new Map<string, string>() });
 
 const PERSON_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const IDENTITY_SHAPES: Record<string, RegExp> = {
-  slack: /^[UW][A-Z0-9]{2,}$/,
-  discord: /^\d{15,21}$/,
-  operator: /^opk_[A-Za-z0-9]{1,64}$/,
-};
+
+/** A channel's registered name (`slack`, `discord`, `web`, …): also the prefix of its identities. */
+export const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+/**
+ * How a channel writes a user id, for checking APPROVER_LINKS: each channel declares its own
+ * (src/chat/channels.ts), so core names none of them. `hint` is shown in the error.
+ */
+export interface IdentityShape {
+  readonly pattern: RegExp;
+  readonly hint: string;
+}
+
+/** Operator keys are identities too (an operator who also approves in chat is one person). */
+const OPERATOR_SHAPE: IdentityShape = { pattern: /^opk_[A-Za-z0-9]{1,64}$/, hint: 'operator:opk_…' };
 
 /**
  * `alice=slack:U123,discord:123456789012345678;bob=slack:U9` → the links. Throws an Error
  * naming the first bad entry: an identity in two persons, or one person declared twice, is a
- * configuration mistake that would silently merge or split votes.
+ * configuration mistake that would silently merge or split votes. `shapes`: the user-id syntax
+ * of each channel, by channel name.
  */
-export function parseApproverLinks(text: string): ApproverLinks {
+export function parseApproverLinks(
+  text: string,
+  shapes: Readonly<Record<string, IdentityShape>>,
+): ApproverLinks {
+  const known: Record<string, IdentityShape> = { ...shapes, operator: OPERATOR_SHAPE };
+  const hints = Object.entries(known).map(([channel, shape]) =>
+    shape.hint.startsWith(`${channel}:`) ? shape.hint : `${channel}:${shape.hint}`,
+  );
+  const expected = `${hints.slice(0, -1).join(', ')}${hints.length > 1 ? ' or ' : ''}${hints.at(-1)}`;
   const persons = new Map<string, string>();
   const seen = new Set<string>();
   for (const entry of text.split(';').map((s) => s.trim())) {
@@ -52,13 +71,11 @@ export function parseApproverLinks(text: string): ApproverLinks {
     if (identities.length === 0) throw new Error(`person "${name}" has no identities`);
     for (const identity of identities) {
       const colon = identity.indexOf(':');
-      const platform = identity.slice(0, colon);
+      const channel = identity.slice(0, colon);
       const id = identity.slice(colon + 1);
-      const shape = IDENTITY_SHAPES[platform];
-      if (colon < 0 || !shape?.test(id)) {
-        throw new Error(
-          `"${identity.slice(0, 80)}" (person "${name}"): expected slack:U…/W…, discord:<user id> or operator:opk_…`,
-        );
+      const shape = Object.hasOwn(known, channel) ? known[channel] : undefined;
+      if (colon < 0 || !shape?.pattern.test(id)) {
+        throw new Error(`"${identity.slice(0, 80)}" (person "${name}"): expected ${expected}`);
       }
       const other = persons.get(identity);
       if (other !== undefined) throw new Error(`${identity} is linked to both "${other}" and "${name}"`);
@@ -68,12 +85,49 @@ export function parseApproverLinks(text: string): ApproverLinks {
   return Object.freeze({ persons });
 }
 
-/** The platform identity: `slack:U123`, `discord:456…`, `operator:opk_…` (no workspace or guild). */
+/** Actor platforms that are not channels a person clicks in: the API and the CLI act as operators. */
+const OPERATOR_PLATFORMS: ReadonlySet<string> = new Set(['api', 'cli']);
+
+/**
+ * The channel identity: `slack:U123`, `discord:456…`, `operator:opk_…` — an approver who acted
+ * in a channel is known by the channel's user id (no workspace or guild); anyone else by type and id.
+ */
 export function identityKey(actor: Actor): string {
-  if (actor.platform === 'slack' || actor.platform === 'discord') {
+  if (actor.type === 'approver' && actor.platform && !OPERATOR_PLATFORMS.has(actor.platform)) {
     return `${actor.platform}:${actor.userId ?? actor.id ?? ''}`;
   }
   return `${actor.type}:${actor.id ?? actor.userId ?? ''}`;
+}
+
+/**
+ * A person who decides (DESIGN §13): the approver id quorum and the self-approval ban compare,
+ * a display name, and every channel identity known to be theirs. An identity linked to nobody is
+ * a person of its own.
+ */
+export interface Approver {
+  /** `person:alice` when linked, else the identity itself (`slack:U123`). */
+  id: string;
+  displayName: string;
+  /** `slack:U…`, `discord:…`, `operator:opk_…` (later `web:<approver id>`). */
+  identities: string[];
+}
+
+/** The person behind an actor, under the current links. */
+export function approverOf(actor: Actor, links: ApproverLinks = NO_LINKS): Approver {
+  const identity = identityKey(actor);
+  const person = links.persons.get(identity);
+  if (person === undefined) return { id: identity, displayName: displayName(actor), identities: [identity] };
+  const identities = [...links.persons].filter(([, linked]) => linked === person).map(([id]) => id);
+  return { id: `person:${person}`, displayName: person, identities };
+}
+
+/**
+ * The one display-name rule for an actor (cards, refusals, errors): the user's name on the
+ * channel, an operator's or agent's name, then ids; `someone` when nobody is known.
+ */
+export function displayName(actor: Actor | null): string {
+  if (!actor) return 'someone';
+  return actor.userName ?? actor.name ?? actor.userId ?? actor.id ?? actor.type;
 }
 
 /** The linked person's name, if the actor's identity is linked to one. */
@@ -87,8 +141,7 @@ export function personOf(actor: Actor, links: ApproverLinks): string | null {
  * stored `person` — so votes recorded before an upgrade or a change of links still match.
  */
 export function approverKey(actor: Actor, links: ApproverLinks = NO_LINKS): string {
-  const person = personOf(actor, links);
-  return person === null ? identityKey(actor) : `person:${person}`;
+  return approverOf(actor, links).id;
 }
 
 /** The actor as the audit trail and the card show it: naming the linked person, if any. */

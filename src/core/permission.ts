@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type Actor, canonicalJson } from './audit/index.js';
 import { AppError } from './errors.js';
+import type { ApprovalSettings } from './policy/types.js';
 
 /**
  * The permission state machine. Every transition is applied as a compare-and-swap on the stored
@@ -60,7 +61,8 @@ export interface Permission {
   maxUses: number;
   usesRemaining: number;
   totals: Record<string, number>;
-  approval: Record<string, unknown> | null;
+  /** The deciding policy's approval settings (who is asked, quorum, reminders), if any. */
+  approval: ApprovalSettings | null;
   approvals: ApprovalRecord[];
   webhookUrl: string | null;
   /** Link to the chat message where humans decide; null until one was posted. */

@@ -1,4 +1,4 @@
-import { type ApproverLinks, approverKey, distinctApprovals, NO_LINKS } from './approvers.js';
+import { type ApproverLinks, approverKey, displayName, distinctApprovals, NO_LINKS } from './approvers.js';
 import type { Actor } from './audit/index.js';
 import type { Permission } from './permission.js';
 
@@ -61,7 +61,7 @@ export function quorumOf(p: Pick<Permission, 'approval'>): number {
 
 /** A person's name as the audit trail shows it: linked person, user name, then ids. */
 export function approverName(actor: Actor): string {
-  const who = actor.person ?? actor.userName ?? actor.name ?? actor.userId ?? actor.id ?? actor.type;
+  const who = actor.person ?? displayName(actor);
   return actor.platform && actor.platform !== 'api' ? `${who} (${actor.platform})` : who;
 }
 

@@ -1,7 +1,8 @@
 import { Queue } from 'bullmq';
+import { renderSignature } from '../core/approval/card.js';
 import type { Permission } from '../core/permission.js';
 import { type Logger, OutageLog } from '../logger.js';
-import { renderSignature } from '../services/approvals.js';
+import type { ApprovalJobs } from '../services/approvals/scheduler.js';
 import { isUnavailable, type Redis } from '../store/redis.js';
 import {
   type JobPayload,
@@ -35,7 +36,7 @@ export class QueueUnavailableError extends Error {
  * Redis is down, not wait for it, so that nothing piles up in memory during a long outage. The
  * database is the record; the reconciler enqueues again what an outage dropped.
  */
-export class JobQueue {
+export class JobQueue implements ApprovalJobs {
   private readonly queues = new Map<QueueKey, Queue>();
   private readonly outage: OutageLog;
 

@@ -1,6 +1,6 @@
 import type { Clock } from '../core/clock.js';
 import type { Logger } from '../logger.js';
-import type { ApprovalService } from '../services/approvals.js';
+import type { ApprovalMessages } from '../services/approvals/messages.js';
 import type { PermissionService } from '../services/permissions.js';
 import type { WebhookService } from '../services/webhooks.js';
 import { overdueFollowUps, staleMessages, unnotifiedPending } from '../store/chatMessageRepository.js';
@@ -19,7 +19,7 @@ const BATCH = 200;
 export class Reconciler {
   constructor(
     private readonly db: Db,
-    private readonly approvals: ApprovalService,
+    private readonly messages: ApprovalMessages,
     private readonly permissions: PermissionService,
     private readonly jobs: JobQueue,
     private readonly clock: Clock,
@@ -31,12 +31,12 @@ export class Reconciler {
     const expired = await this.permissions.expireDue();
     // Leave just-created requests to their own notify job; the job id dedupes the rest.
     const before = new Date(this.clock.now().getTime() - GRACE_MS);
-    const unposted = this.approvals.enabled ? await unnotifiedPending(this.db, before, BATCH) : [];
+    const unposted = this.messages.enabled ? await unnotifiedPending(this.db, before, BATCH) : [];
     for (const id of unposted) await this.jobs.notify(id);
     // Due before the grace period and never sent: the delayed job is gone (same job id, so a
     // job still waiting in Redis is not doubled).
     let followUps = 0;
-    if (this.approvals.enabled) {
+    if (this.messages.enabled) {
       for (const id of await overdueFollowUps(this.db, 'remind', before, BATCH)) {
         await this.jobs.remindIn(id, 0);
         followUps += 1;
@@ -46,10 +46,10 @@ export class Reconciler {
         followUps += 1;
       }
     }
-    const stale = this.approvals.enabled ? await staleMessages(this.db, before, BATCH) : [];
+    const stale = this.messages.enabled ? await staleMessages(this.db, before, BATCH) : [];
     // Editing a message twice is harmless, so stale ones are repaired here directly.
     for (const id of stale) {
-      await this.approvals
+      await this.messages
         .syncMessages(id)
         .catch((err) => this.logger.warn({ err: (err as Error).message, id }, 'repair failed'));
     }

@@ -1,11 +1,11 @@
 import { type Job, Worker } from 'bullmq';
 import { retryDelayMs } from '../core/webhook.js';
 import type { Logger, OutageLog } from '../logger.js';
-import type { ApprovalService } from '../services/approvals.js';
+import type { ApprovalMessages } from '../services/approvals/messages.js';
 import type { PermissionService } from '../services/permissions.js';
 import type { WebhookService } from '../services/webhooks.js';
 import { isUnavailable, type Redis } from '../store/redis.js';
-import { QUEUES, type QueueKey, WEBHOOK_BACKOFF } from './catalog.js';
+import { type JobPayload, QUEUES, type QueueKey, WEBHOOK_BACKOFF } from './catalog.js';
 import type { JobQueue } from './jobQueue.js';
 import type { Reconciler } from './reconciler.js';
 
@@ -16,7 +16,7 @@ export interface WorkerDeps {
   connectionErrors: OutageLog;
   prefix: string;
   logger: Logger;
-  approvals: ApprovalService;
+  messages: ApprovalMessages;
   permissions: PermissionService;
   reconciler: Reconciler;
   jobs: JobQueue;
@@ -44,7 +44,8 @@ export function webhookBackoff(attemptsMade: number, type?: string, err?: Error)
   return retryDelayMs(attemptsMade);
 }
 
-type JobData = { permissionId?: string; deliveryId?: string; force?: boolean };
+/** One handler per queue, each given its own queue's parsed payload. */
+type Handlers = { [K in QueueKey]: (data: JobPayload<K>) => Promise<void> };
 
 export interface RunningWorkers {
   /** Waits for the jobs in flight, unless `force` (Redis is down: they could not finish anyway). */
@@ -57,53 +58,21 @@ export interface RunningWorkers {
  * reconciler, which works from Postgres.
  */
 export function startWorkers(deps: WorkerDeps): RunningWorkers {
-  const handlers: Record<QueueKey, (data: JobData) => Promise<void>> = {
-    notify: ({ permissionId }) => deps.approvals.notify(permissionId as string),
+  const handlers: Handlers = {
+    notify: ({ permissionId }) => deps.messages.notify(permissionId),
     messageUpdate: ({ permissionId, force }) =>
-      deps.approvals.syncMessages(permissionId as string, { force: force === true }),
+      deps.messages.syncMessages(permissionId, { force: force === true }),
     expire: async () => void (await deps.permissions.expireDue()),
-    remind: ({ permissionId }) => deps.approvals.remind(permissionId as string),
-    escalate: ({ permissionId }) => deps.approvals.escalate(permissionId as string),
+    remind: ({ permissionId }) => deps.messages.remind(permissionId),
+    escalate: ({ permissionId }) => deps.messages.escalate(permissionId),
     reconcile: () => deps.reconciler.run(),
     webhook: async ({ deliveryId }) => {
-      const result = await deps.webhooks.deliver(deliveryId as string);
+      const result = await deps.webhooks.deliver(deliveryId);
       if (result.outcome === 'retry') throw new RetryWebhookLater(result.delayMs, result.error);
     },
   };
-  const workers = (Object.keys(QUEUES) as QueueKey[]).map((key) => {
-    const worker = new Worker(
-      QUEUES[key].name,
-      async (job: Job) => {
-        const data = QUEUES[key].payload.parse(job.data) as JobData;
-        await handlers[key](data);
-      },
-      {
-        connection: deps.connection,
-        prefix: deps.prefix,
-        // Webhook jobs mostly wait on receivers (up to the timeout each).
-        concurrency: key === 'reconcile' ? 1 : key === 'webhook' ? 16 : 8,
-        ...(key === 'webhook' ? { settings: { backoffStrategy: webhookBackoff } } : {}),
-      },
-    );
-    worker.on('failed', (job, err) => {
-      const fields = {
-        queue: QUEUES[key].name,
-        jobId: job?.id,
-        attempt: job?.attemptsMade,
-        err: err.message,
-      };
-      if (err instanceof RetryWebhookLater) {
-        deps.logger.info({ ...fields, retryInMs: err.delayMs }, 'webhook attempt failed; will retry');
-      } else {
-        deps.logger.warn(fields, 'job failed');
-      }
-    });
-    worker.on('error', (err) => {
-      if (isUnavailable(err, deps.connection)) deps.connectionErrors.failed(err);
-      else deps.logger.error({ queue: QUEUES[key].name, err: err.message }, 'worker error');
-    });
-    return worker;
-  });
+  const start = <K extends QueueKey>(key: K) => startWorker(deps, key, handlers[key]);
+  const workers = (Object.keys(QUEUES) as QueueKey[]).map(start);
 
   // The reconciler runs on a timer in every worker process; the job id per time bucket makes
   // it run once per interval across all of them, and it survives a Redis flush (a BullMQ
@@ -122,4 +91,39 @@ export function startWorkers(deps: WorkerDeps): RunningWorkers {
       await Promise.all(workers.map((w) => w.close(force)));
     },
   };
+}
+
+/** The BullMQ worker of one queue: its jobs' payloads parsed by the catalog, typed for its handler. */
+function startWorker<K extends QueueKey>(
+  deps: WorkerDeps,
+  key: K,
+  handler: (data: JobPayload<K>) => Promise<void>,
+): Worker {
+  const { name, payload } = QUEUES[key];
+  const worker = new Worker(
+    name,
+    async (job: Job) => {
+      await handler(payload.parse(job.data) as JobPayload<K>);
+    },
+    {
+      connection: deps.connection,
+      prefix: deps.prefix,
+      // Webhook jobs mostly wait on receivers (up to the timeout each).
+      concurrency: key === 'reconcile' ? 1 : key === 'webhook' ? 16 : 8,
+      ...(key === 'webhook' ? { settings: { backoffStrategy: webhookBackoff } } : {}),
+    },
+  );
+  worker.on('failed', (job, err) => {
+    const fields = { queue: name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message };
+    if (err instanceof RetryWebhookLater) {
+      deps.logger.info({ ...fields, retryInMs: err.delayMs }, 'webhook attempt failed; will retry');
+    } else {
+      deps.logger.warn(fields, 'job failed');
+    }
+  });
+  worker.on('error', (err) => {
+    if (isUnavailable(err, deps.connection)) deps.connectionErrors.failed(err);
+    else deps.logger.error({ queue: name, err: err.message }, 'worker error');
+  });
+  return worker;
 }

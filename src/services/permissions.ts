@@ -1,7 +1,9 @@
+import { SELF_APPROVAL_TEXT } from '../core/approval/refusals.js';
 import {
   type ApproverLinks,
   approverKey,
   attributeApprover,
+  displayName,
   distinctApprovals,
   isRequester,
   NO_LINKS,
@@ -147,7 +149,8 @@ export interface PermissionSettings {
 const EXPIRE_BATCH = 500;
 
 /** The refusal of the self-approval ban, as every channel words it. */
-export const SELF_APPROVAL = 'You cannot approve a request made on your behalf.';
+/** The self-approval ban's refusal (one wording for every channel). */
+export const SELF_APPROVAL = SELF_APPROVAL_TEXT;
 
 /**
  * The permission lifecycle (DESIGN §4–§6): request → policy → (approval) → one-time token →
@@ -856,7 +859,7 @@ function isSameDecision(
 
 function alreadyDecided(permission: Permission): AppError {
   const by = permission.decidedBy;
-  const who = by ? (by.userName ?? by.name ?? by.userId ?? by.id ?? by.type) : null;
+  const who = by ? displayName(by) : null;
   return new AppError(
     'ALREADY_DECIDED',
     `The request is already ${permission.status}${who ? ` by ${who}` : ''}`,
@@ -921,4 +924,7 @@ function checkPermissionId(id: string): string {
   return id;
 }
 
-const notFound = (id: string) => new AppError('NOT_FOUND', `Permission ${id.slice(0, 64)} not found`);
+/** Another agent's permission id and an unknown one get the same answer. */
+export const permissionNotFound = (id: string) =>
+  new AppError('NOT_FOUND', `Permission ${id.slice(0, 64)} not found`);
+const notFound = permissionNotFound;

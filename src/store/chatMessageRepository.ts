@@ -2,7 +2,8 @@ import type { Queryable } from './db.js';
 
 export interface ChatMessageRef {
   permissionId: string;
-  platform: 'slack' | 'discord';
+  /** The channel's registered name. */
+  platform: string;
   channel: string;
   messageRef: string;
   permalink: string | null;
@@ -11,7 +12,8 @@ export interface ChatMessageRef {
 
 interface Row {
   permission_id: string;
-  platform: 'slack' | 'discord';
+  /** The channel's registered name. */
+  platform: string;
   channel: string;
   message_ref: string;
   permalink: string | null;

@@ -8,8 +8,12 @@ import type { Clock } from '../../src/core/clock.js';
 import { buildServer, type HttpDeps } from '../../src/http/server.js';
 import { createLogger } from '../../src/logger.js';
 import type { AgentService } from '../../src/services/agents.js';
+import { ChannelRegistry } from '../../src/services/approvals/channel.js';
+import { ApprovalService } from '../../src/services/approvals/service.js';
+import type { AuditService } from '../../src/services/audit.js';
 import { AuthService } from '../../src/services/auth.js';
 import { ensureBootstrapOperatorKey } from '../../src/services/operators.js';
+import type { PermissionService } from '../../src/services/permissions.js';
 import { RateLimiter, requestLimits, tokenCallLimits } from '../../src/services/rateLimits.js';
 import { Counters } from '../../src/store/counters.js';
 import type { Db } from '../../src/store/db.js';
@@ -88,4 +92,16 @@ export function testLimiters(
       logger,
     ),
   };
+}
+
+/**
+ * The approval core as route tests need it: no channel configured, so only operator decisions
+ * (the API's decide route) reach it, under the same rules as in the server.
+ */
+export function operatorApprovals(
+  db: Db,
+  permissions: PermissionService,
+  audit: AuditService,
+): ApprovalService {
+  return new ApprovalService(db, permissions, audit, new ChannelRegistry(), createLogger('silent'));
 }

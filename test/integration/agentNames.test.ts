@@ -25,7 +25,7 @@ import type { Db } from '../../src/store/db.js';
 import { loadMigrations } from '../../src/store/migrate.js';
 import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
-import { startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
+import { operatorApprovals, startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
 
 interface Envelope<T = Record<string, unknown>> {
   success: boolean;
@@ -77,7 +77,14 @@ describe.each(testDatabases())('agent names on $name', (database) => {
       agents,
       operatorKey,
       routes: [
-        (route) => registerPermissionRoutes(route, permissions, limiters, new PermissionWaiters(), agents),
+        (route) =>
+          registerPermissionRoutes(route, {
+            permissions,
+            approvals: operatorApprovals(db, permissions, audit),
+            limiters,
+            waiters: new PermissionWaiters(),
+            agents,
+          }),
         (route) => registerPolicyRoutes(route, policies, agents),
         (route) => registerAuditRoutes(route, audit, new ErasureService(db, audit, permissions), agents),
         (route) => registerWebhookRoutes(route, webhooks, agents),

@@ -1,16 +1,18 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApprovalCard } from '../../src/chat/card.js';
+import { channelIdentityShapes } from '../../src/chat/channels.js';
+import { describeRefusal } from '../../src/core/approval/refusals.js';
 import { type ApproverLinks, NO_LINKS, parseApproverLinks } from '../../src/core/approvers.js';
 import type { Actor } from '../../src/core/audit/index.js';
 import type { Clock } from '../../src/core/clock.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
 import {
-  ApprovalService,
-  type ChatPlatform,
-  type ChatUser,
-  type PlatformName,
-} from '../../src/services/approvals.js';
+  type ApprovalChannel,
+  ChannelRegistry,
+  type ChannelUser,
+} from '../../src/services/approvals/channel.js';
+import { ApprovalService } from '../../src/services/approvals/service.js';
 import { AuditService } from '../../src/services/audit.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import type { Agent } from '../../src/store/agentRepository.js';
@@ -18,6 +20,9 @@ import type { Db } from '../../src/store/db.js';
 import { appError } from '../helpers/appError.js';
 import { testDatabases } from '../helpers/databases.js';
 import { memoryLogger } from '../helpers/memoryLogger.js';
+
+/** The user-id syntax of the channels this build has (src/chat/channels.ts). */
+const SHAPES = channelIdentityShapes();
 
 /**
  * One person, one vote (issue 11, defect 2): the rules over approvers — quorum, "already decided
@@ -31,13 +36,19 @@ const SLACK_BOB = 'U0BOB';
 const DISCORD_ALICE = '111111111111111111';
 const DISCORD_CAROL = '333333333333333333';
 
-const LINKS = parseApproverLinks(`alice=slack:${SLACK_ALICE},discord:${DISCORD_ALICE}`);
+const LINKS = parseApproverLinks(`alice=slack:${SLACK_ALICE},discord:${DISCORD_ALICE}`, SHAPES);
 
-class MemoryPlatform implements ChatPlatform {
+class MemoryPlatform implements ApprovalChannel {
   constructor(
-    readonly platform: PlatformName,
+    readonly name: string,
     readonly defaults: { channel: string | null; approvers: string[] },
   ) {}
+  approverEntry(entry: string) {
+    return { kind: 'user' as const, id: entry };
+  }
+  targetEntry(entry: string) {
+    return { kind: 'channel' as const, id: entry };
+  }
   async post(_channel: string, _card: ApprovalCard) {
     return { messageRef: 'm1', permalink: null };
   }
@@ -48,14 +59,14 @@ class MemoryPlatform implements ChatPlatform {
   }
 }
 
-const slack = (userId: string, teamId?: string): ChatUser => ({
-  platform: 'slack',
+const slack = (userId: string, teamId?: string): ChannelUser => ({
+  channel: 'slack',
   userId,
   userName: userId.toLowerCase(),
   ...(teamId ? { teamId } : {}),
 });
-const discord = (userId: string, guildId?: string): ChatUser => ({
-  platform: 'discord',
+const discord = (userId: string, guildId?: string): ChannelUser => ({
+  channel: 'discord',
   userId,
   userName: `d${userId.slice(0, 4)}`,
   ...(guildId ? { guildId } : {}),
@@ -76,14 +87,15 @@ function harness(db: Db, links: ApproverLinks) {
     requireActionDetails: false,
     approverLinks: links,
   });
-  const approvals = new ApprovalService(db, permissions, audit, clock, memoryLogger().logger, links);
-  approvals.register(new MemoryPlatform('slack', { channel: 'C1', approvers: [SLACK_ALICE, SLACK_BOB] }));
-  approvals.register(
+  const channels = new ChannelRegistry();
+  channels.register(new MemoryPlatform('slack', { channel: 'C1', approvers: [SLACK_ALICE, SLACK_BOB] }));
+  channels.register(
     new MemoryPlatform('discord', {
       channel: '222222222222222222',
       approvers: [DISCORD_ALICE, DISCORD_CAROL],
     }),
   );
+  const approvals = new ApprovalService(db, permissions, audit, channels, memoryLogger().logger, links);
   return { audit, agents, permissions, approvals };
 }
 
@@ -115,8 +127,13 @@ describe.each(testDatabases())('one person, one vote on $name', (database) => {
     return permission;
   }
 
-  const click = (permissionId: string, user: ChatUser, approved = true) =>
-    h.approvals.decideFromChat({ permissionId, user, approved });
+  /** A chat click, as the outcome a channel words: decided, unchanged, closed, or refused. */
+  const click = async (permissionId: string, user: ChannelUser, approved = true) => {
+    const result = await h.approvals.decideAs({ kind: 'channel', user }, { permissionId, approved });
+    if (result.kind !== 'refused') return { kind: result.kind };
+    if (result.refusal.reason === 'closed') return { kind: 'closed' };
+    return { kind: 'refused', message: describeRefusal(result.refusal) };
+  };
 
   async function status(id: string) {
     return (await h.permissions.get({ operator: true }, id, operator)).permission;
@@ -246,7 +263,7 @@ describe.each(testDatabases())('one person, one vote on $name', (database) => {
 
   it('the ban holds on every channel: an operator key linked to the requester cannot decide', async () => {
     // alice also holds an operator key: the API and the CLI reach decide() with that identity.
-    const links = parseApproverLinks(`alice=slack:${SLACK_ALICE},operator:opk_alice`);
+    const links = parseApproverLinks(`alice=slack:${SLACK_ALICE},operator:opk_alice`, SHAPES);
     h = harness(db, links);
     const alice: RequestOrigin = { actor: { type: 'operator', id: 'opk_alice', name: 'alice-laptop' } };
     const p = await pending({ user_id: `slack:${SLACK_ALICE}` });

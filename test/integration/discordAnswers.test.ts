@@ -2,8 +2,8 @@ import type { Client, TextChannel } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDiscordBot, createDiscordClient } from '../../src/chat/discord/bot.js';
 import { discordCustomId, renderDiscordMessage } from '../../src/chat/discord/render.js';
+import type { ChatInteractions, ClickAnswer } from '../../src/chat/interactions.js';
 import type { Permission } from '../../src/core/permission.js';
-import type { ApprovalService, ChatDecisionOutcome } from '../../src/services/approvals.js';
 import { type FakeDiscord, type Json, snowflake, startFakeDiscord } from '../fakes/discordApi.js';
 import { CARD_PERMISSION_ID, chatCard } from '../helpers/chatCard.js';
 import { memoryLogger } from '../helpers/memoryLogger.js';
@@ -12,7 +12,7 @@ import { memoryLogger } from '../helpers/memoryLogger.js';
  * The Discord adapter answers every interaction within Discord's 3 s, with the real discord.js
  * client against the fake Discord: unknown buttons, forms and component types get a short
  * ephemeral answer and reach no decision; a slow decision is deferred in time and then shown
- * (issue 11, defect 8). ApprovalService is a stand-in here: what it decides is not under test.
+ * (issue 11, defect 8). The shared chat flow is a stand-in here: what it decides is not under test.
  */
 
 const GUILD_ID = '1400000000000000001';
@@ -27,18 +27,18 @@ let fake: FakeDiscord;
 let client: Client;
 let bot: ReturnType<typeof createDiscordBot>;
 const decisions: string[] = [];
-let decide: () => Promise<ChatDecisionOutcome> = async () => ({ kind: 'refused', message: 'no' });
+let decide: () => Promise<ClickAnswer> = async () => ({ kind: 'note', text: 'no' });
 
-const approvals = {
-  decideFromChat: async (input: { permissionId: string }) => {
-    decisions.push(input.permissionId);
+const interactions = {
+  click: async (_user: unknown, permissionId: string) => {
+    decisions.push(permissionId);
     return decide();
   },
-  changesForm: async () => ({ kind: 'open', card: chatCard() }),
+  openChanges: async () => ({ kind: 'open', card: chatCard() }),
   card: async () =>
     chatCard({ state: { kind: 'approved', by: null, at: new Date(), expiresAt: new Date() } }),
   noteRendered: async () => undefined,
-} as unknown as ApprovalService;
+} as unknown as ChatInteractions;
 
 beforeAll(async () => {
   fake = await startFakeDiscord({
@@ -52,7 +52,7 @@ beforeAll(async () => {
     },
   });
   client = createDiscordClient({ apiUrl: fake.apiUrl });
-  bot = createDiscordBot(client, { token: fake.botToken, approvals, logger: memoryLogger().logger });
+  bot = createDiscordBot(client, { token: fake.botToken, interactions, logger: memoryLogger().logger });
   await bot.start();
   await fake.ready();
 });
@@ -121,7 +121,7 @@ describe('Discord interactions are always answered', () => {
     const message = await postCard();
     decide = async () => {
       await new Promise((r) => setTimeout(r, 3500));
-      return { kind: 'decided', permission: {} as Permission, approvals: { count: 1, required: 1 } };
+      return { kind: 'decided', permission: {} as Permission };
     };
     const started = Date.now();
     const cb = await click(message.id, discordCustomId('approve', CARD_PERMISSION_ID));
@@ -145,7 +145,7 @@ describe('Discord interactions are always answered', () => {
     // A slow refusal is deferred the same way and then told to the clicker alone.
     decide = async () => {
       await new Promise((r) => setTimeout(r, 3500));
-      return { kind: 'refused', message: 'You are not an approver for this request.' };
+      return { kind: 'note', text: 'You are not an approver for this request.' };
     };
     const other = await postCard();
     const refused = await click(other.id, discordCustomId('deny', CARD_PERMISSION_ID));

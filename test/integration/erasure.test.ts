@@ -3,7 +3,8 @@ import type { ApprovalCard } from '../../src/chat/card.js';
 import type { Actor } from '../../src/core/audit/index.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
-import { ApprovalService } from '../../src/services/approvals.js';
+import { ChannelRegistry } from '../../src/services/approvals/channel.js';
+import { ApprovalMessages } from '../../src/services/approvals/messages.js';
 import { AuditService } from '../../src/services/audit.js';
 import { ErasureService } from '../../src/services/erasure.js';
 import { PermissionService } from '../../src/services/permissions.js';
@@ -293,15 +294,18 @@ describe.each(testDatabases())('erasure on $name', (database) => {
 
   it('redraws the posted message from the redacted row, even if the queued job is lost', async () => {
     const updates: ApprovalCard[] = [];
-    const approvals = new ApprovalService(db, permissions, audit, clock, memoryLogger().logger);
-    approvals.register({
-      platform: 'slack',
+    const channels = new ChannelRegistry();
+    channels.register({
+      name: 'slack',
       defaults: { channel: 'C0APPROVALS', approvers: ['U0BOB'] },
+      approverEntry: (id) => ({ kind: 'user', id }),
+      targetEntry: (id) => ({ kind: 'channel', id }),
       post: async () => ({ messageRef: '1.1', permalink: null }),
       update: async (_channel, _ref, card) => void updates.push(card),
       notice: async () => undefined,
       memberOfAny: async () => false,
     });
+    const approvals = new ApprovalMessages(db, channels, clock, memoryLogger().logger);
     decision = human;
     const { permission } = await permissions.request(
       agent,

@@ -20,7 +20,12 @@ import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
 import { FakeClock } from '../helpers/fakeClock.js';
-import { type RouteTestApp, startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
+import {
+  operatorApprovals,
+  type RouteTestApp,
+  startRouteTestApp,
+  testLimiters,
+} from '../helpers/routeApp.js';
 
 /** Real time, plus jumps a test makes: deadlines pass at once, and real waits still work. */
 class JumpClock implements Clock {
@@ -84,7 +89,14 @@ describe.each(testDatabases())('SDK 0.1 wire contract on $name', (database) => {
       agents,
       operatorKey,
       routes: [
-        (route) => registerPermissionRoutes(route, permissions, limiters, waiters, agents),
+        (route) =>
+          registerPermissionRoutes(route, {
+            permissions,
+            approvals: operatorApprovals(db, permissions, audit),
+            limiters,
+            waiters,
+            agents,
+          }),
         (_route, app) => registerApprovalPage(app, permissions),
         (route) => registerPolicyRoutes(route, policies, agents),
       ],

@@ -6,13 +6,16 @@ import type { AppError } from '../../src/core/errors.js';
 import type { PolicyDecision } from '../../src/core/policy/index.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
 import { AlertService, type AlertThresholds } from '../../src/services/alerts.js';
-import type { ChatPlatform } from '../../src/services/approvals.js';
+import { ChannelRegistry } from '../../src/services/approvals/channel.js';
+import { ApprovalMessages } from '../../src/services/approvals/messages.js';
 import { AuditService } from '../../src/services/audit.js';
 import { AuthFailureRecorder, type MetricsDetail, MetricsService } from '../../src/services/metrics.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import type { Agent } from '../../src/store/agentRepository.js';
 import type { Db } from '../../src/store/db.js';
 import { testDatabases } from '../helpers/databases.js';
+import { memoryLogger } from '../helpers/memoryLogger.js';
+import { RecordingChannel } from '../helpers/recordingChannel.js';
 
 const T0 = new Date('2025-03-03T12:00:00.000Z');
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
@@ -43,23 +46,6 @@ const human: PolicyDecision = {
   reason: 'ask',
 };
 const deny: PolicyDecision = { decision: 'deny', policy: { id: 'pol_d', name: 'deny' }, reason: 'no' };
-
-/** A ChatPlatform that records what it was asked to post (an interface, not a store). */
-class RecordingPlatform implements ChatPlatform {
-  readonly platform = 'slack' as const;
-  readonly defaults = { channel: 'C-approvals', approvers: [] };
-  readonly notices: { channel: string; messageRef: string | null; text: string }[] = [];
-  async post(): Promise<{ messageRef: string; permalink: string | null }> {
-    throw new Error('not used');
-  }
-  async update(): Promise<void> {}
-  async notice(channel: string, messageRef: string | null, text: string): Promise<void> {
-    this.notices.push({ channel, messageRef, text });
-  }
-  async memberOfAny(): Promise<boolean> {
-    return false;
-  }
-}
 
 describe.each(testDatabases())('metrics and alerts on $name', (database) => {
   let db: Db;
@@ -240,13 +226,10 @@ describe.each(testDatabases())('metrics and alerts on $name', (database) => {
   });
 
   it('alerts once when a threshold is crossed, not again while crossed, and notes the clearing', async () => {
-    const platform = new RecordingPlatform();
-    const sink = {
-      async broadcast(text: string) {
-        await platform.notice(platform.defaults.channel, null, text);
-        return [`slack:${platform.defaults.channel}`];
-      },
-    };
+    const platform = new RecordingChannel('slack', { channel: 'C-approvals', approvers: [] });
+    const channels = new ChannelRegistry();
+    channels.register(platform);
+    const sink = new ApprovalMessages(db, channels, clock, memoryLogger().logger);
     const thresholds: AlertThresholds = {
       denialRate: 0.25, // all agents: 4/15 ≈ 0.267 crosses it
       unusedTokenRate: 0.3, // 2/9 does not

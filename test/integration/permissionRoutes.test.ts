@@ -13,7 +13,12 @@ import type { Db } from '../../src/store/db.js';
 import { createRedis, type Redis, whenReady } from '../../src/store/redis.js';
 import { testDatabases } from '../helpers/databases.js';
 import { FakeClock } from '../helpers/fakeClock.js';
-import { type RouteTestApp, startRouteTestApp, testLimiters } from '../helpers/routeApp.js';
+import {
+  operatorApprovals,
+  type RouteTestApp,
+  startRouteTestApp,
+  testLimiters,
+} from '../helpers/routeApp.js';
 
 interface Envelope<T = Record<string, unknown>> {
   success: boolean;
@@ -61,7 +66,14 @@ describe.each(testDatabases())('permission routes on $name', (database) => {
       operatorKey,
       authFailuresPerMin: AUTH_FAILURES_PER_MIN,
       routes: [
-        (route) => registerPermissionRoutes(route, permissions, limiters, new PermissionWaiters(), agents),
+        (route) =>
+          registerPermissionRoutes(route, {
+            permissions,
+            approvals: operatorApprovals(db, permissions, audit),
+            limiters,
+            waiters: new PermissionWaiters(),
+            agents,
+          }),
         (route) => registerPolicyRoutes(route, policies, agents),
       ],
     });

@@ -9,15 +9,15 @@ import {
 } from 'discord.js';
 import type { Permission } from '../../core/permission.js';
 import type { Logger } from '../../logger.js';
-import type { ApprovalService, ChatUser } from '../../services/approvals.js';
-import { modificationsFromForm } from '../narrowing.js';
+import type { ChannelUser } from '../../services/approvals/channel.js';
+import type { ChatInteractions } from '../interactions.js';
 import { discordFieldErrorsMessage, parseNarrowingSubmission, renderNarrowingModal } from './modal.js';
 import { parseCustomId, renderDiscordMessage } from './render.js';
 
 export interface DiscordBotOptions {
   token: string;
   apiUrl?: string;
-  approvals: ApprovalService;
+  interactions: ChatInteractions;
   logger: Logger;
   /** When a slow answer is deferred, a little under Discord's 3 s (tests shorten it). */
   answerDeadlineMs?: number;
@@ -124,7 +124,8 @@ export function createDiscordClient(opts: { apiUrl?: string }): Client {
 }
 
 /**
- * The Discord adapter: button presses and modal submissions become ApprovalService calls, and
+ * The Discord adapter: button presses and modal submissions go through the shared chat flow
+ * (ChatInteractions), and
  * the answer goes back through the interaction (an update of the message for the clicker, an
  * ephemeral message for a refusal). It decides nothing itself.
  */
@@ -142,15 +143,15 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
     void answerInteraction(interaction);
   });
 
-  const userOf = (interaction: ButtonInteraction | ModalSubmitInteraction): ChatUser => {
+  const userOf = (interaction: ButtonInteraction | ModalSubmitInteraction): ChannelUser => {
     const roles = interaction.member?.roles;
     const roleIds = Array.isArray(roles) ? roles : roles ? [...roles.cache.keys()] : [];
     return {
-      platform: 'discord',
+      channel: 'discord',
       userId: interaction.user.id,
       userName: interaction.user.username,
       ...(interaction.guildId ? { guildId: interaction.guildId } : {}),
-      roleIds,
+      groupIds: roleIds,
     };
   };
 
@@ -190,11 +191,11 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
    * enqueued.
    */
   async function showDecision(interaction: Answerable, answer: InteractionAnswer, permission: Permission) {
-    const message = renderDiscordMessage(await opts.approvals.card(permission));
+    const message = renderDiscordMessage(await opts.interactions.card(permission));
     if (interaction.isButton() || (interaction.isModalSubmit() && interaction.isFromMessage())) {
       await answer.update(message);
       if (interaction.channelId)
-        await opts.approvals.noteRendered(permission, 'discord', interaction.channelId);
+        await opts.interactions.noteRendered(permission, 'discord', interaction.channelId);
     } else {
       await answer.ephemeral('Done.');
     }
@@ -207,42 +208,31 @@ export function createDiscordBot(client: Client, opts: DiscordBotOptions) {
     const user = userOf(interaction);
 
     if (interaction.isButton() && (parsed.kind === 'approve' || parsed.kind === 'deny')) {
-      const outcome = await opts.approvals.decideFromChat({
-        permissionId: parsed.permissionId,
-        user,
-        approved: parsed.kind === 'approve',
-      });
+      const outcome = await opts.interactions.click(user, parsed.permissionId, parsed.kind === 'approve');
       if (outcome.kind === 'decided') return showDecision(interaction, answer, outcome.permission);
-      return answer.ephemeral(outcome.message);
+      return answer.ephemeral(outcome.text);
     }
 
     if (interaction.isButton() && parsed.kind === 'changes') {
-      const open = await opts.approvals.changesForm(parsed.permissionId);
-      if (open.kind === 'closed') return answer.ephemeral(open.message);
+      const open = await opts.interactions.openChanges(parsed.permissionId);
+      if (open.kind === 'note') return answer.ephemeral(open.text);
       return answer.modal(renderNarrowingModal(open.card));
     }
 
     if (interaction.isModalSubmit() && parsed.kind === 'modal') {
-      const open = await opts.approvals.changesForm(parsed.permissionId);
-      if (open.kind === 'closed') return answer.ephemeral(open.message);
-      const { card } = open;
       const fields: Record<string, string> = {};
       for (const [id, field] of interaction.fields.fields) {
         if ('value' in field && typeof field.value === 'string') fields[id] = field.value;
       }
-      const form = modificationsFromForm(card.scope, parseNarrowingSubmission(card, fields));
+      const outcome = await opts.interactions.submitChanges(user, parsed.permissionId, (card) =>
+        parseNarrowingSubmission(card, fields),
+      );
       // Pass the card, so the refusal names each field by its label ("Max amount") as the modal
       // does, not by its raw scope key.
-      if (!form.ok) return answer.ephemeral(discordFieldErrorsMessage(form.errors, card));
-      const outcome = await opts.approvals.decideFromChat({
-        permissionId: card.permissionId,
-        user,
-        approved: true,
-        reason: form.reason ?? undefined,
-        scopeModifications: form.scopeModifications,
-      });
+      if (outcome.kind === 'invalid')
+        return answer.ephemeral(discordFieldErrorsMessage(outcome.errors, outcome.card));
       if (outcome.kind === 'decided') return showDecision(interaction, answer, outcome.permission);
-      return answer.ephemeral(outcome.message);
+      return answer.ephemeral(outcome.text);
     }
 
     // One of our ids on the wrong kind of interaction (a modal id on a button, say): not ours.

@@ -1,6 +1,11 @@
 import { type Client, Routes } from 'discord.js';
-import type { ChatPlatform, ChatUser } from '../../services/approvals.js';
-import type { ApprovalCard } from '../card.js';
+import type { ApprovalCard } from '../../core/approval/card.js';
+import type {
+  ApprovalChannel,
+  ApproverEntry,
+  ChannelUser,
+  TargetEntry,
+} from '../../services/approvals/channel.js';
 import { renderDiscordMessage } from './render.js';
 
 interface PostedMessage {
@@ -9,17 +14,29 @@ interface PostedMessage {
 }
 
 /**
- * Discord as a ChatPlatform: REST calls through the discord.js client (its rate-limit handling
- * and retries included). Membership comes from the roles Discord sends with each interaction.
+ * Discord as an approval channel: REST calls through the discord.js client (its rate-limit
+ * handling and retries included). Membership comes from the roles Discord sends with each
+ * interaction.
  */
-export class DiscordPlatform implements ChatPlatform {
-  readonly platform = 'discord' as const;
+export class DiscordPlatform implements ApprovalChannel {
+  readonly name = 'discord';
   private readonly guildOfChannel = new Map<string, string | null>();
 
   constructor(
     private readonly client: Client,
     readonly defaults: { channel: string | null; approvers: string[] },
   ) {}
+
+  /** User ids, and approver roles written `role:<id>` (configured apart, see config.ts). */
+  approverEntry(entry: string): ApproverEntry {
+    return entry.startsWith('role:') ? { kind: 'group', id: entry.slice(5) } : { kind: 'user', id: entry };
+  }
+
+  /** A channel id (`#` allowed), or `@<user id>`, a person to mention. */
+  targetEntry(entry: string): TargetEntry {
+    if (entry.startsWith('@')) return { kind: 'user', id: entry.slice(1) };
+    return { kind: 'channel', id: entry.replace(/^#/, '') };
+  }
 
   async post(channel: string, card: ApprovalCard): Promise<{ messageRef: string; permalink: string | null }> {
     const posted = (await this.client.rest.post(Routes.channelMessages(channel), {
@@ -50,10 +67,10 @@ export class DiscordPlatform implements ChatPlatform {
     });
   }
 
-  /** Approver roles are configured as `role:<id>`; Discord sends the member's roles with the click. */
-  async memberOfAny(user: ChatUser, groupIds: string[]): Promise<boolean> {
-    const roles = new Set(user.roleIds ?? []);
-    return groupIds.some((g) => roles.has(g.replace(/^role:/, '')));
+  /** Discord sends the member's roles with the click: no lookup needed. */
+  async memberOfAny(user: ChannelUser, roleIds: string[]): Promise<boolean> {
+    const roles = new Set(user.groupIds ?? []);
+    return roleIds.some((role) => roles.has(role));
   }
 
   private async guildOf(channel: string): Promise<string | null> {

@@ -1,8 +1,8 @@
 import { App, type BlockAction, type ButtonAction, LogLevel, type ViewSubmitAction } from '@slack/bolt';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from '../../logger.js';
-import type { ApprovalService, ChatUser } from '../../services/approvals.js';
-import { modificationsFromForm } from '../narrowing.js';
+import type { ChannelUser } from '../../services/approvals/channel.js';
+import type { ChatInteractions } from '../interactions.js';
 import { AckingSocketModeReceiver } from './ack.js';
 import {
   NARROW_CALLBACK_ID,
@@ -24,7 +24,7 @@ export interface SlackBotOptions {
   signingSecret?: string;
   appToken?: string;
   apiUrl?: string;
-  approvals: ApprovalService;
+  interactions: ChatInteractions;
   platform: SlackPlatform;
   logger: Logger;
 }
@@ -37,8 +37,8 @@ export interface SlackBot {
 }
 
 /**
- * The Slack adapter: turns button presses and modal submissions into ApprovalService calls and
- * answers the clicker. It decides nothing itself. Socket Mode when an app token is given (no
+ * The Slack adapter: turns button presses and modal submissions into the shared chat flow
+ * (ChatInteractions) and answers the clicker. It decides nothing itself. Socket Mode when an app token is given (no
  * public URL needed), otherwise HTTP on the API port with signature verification.
  */
 export function createSlackBot(opts: SlackBotOptions): SlackBot {
@@ -64,8 +64,8 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   const userOf = (body: {
     user: { id: string; name?: string; username?: string };
     team?: { id: string } | null;
-  }): ChatUser => ({
-    platform: 'slack',
+  }): ChannelUser => ({
+    channel: 'slack',
     userId: body.user.id,
     userName: body.user.username ?? body.user.name ?? body.user.id,
     ...(body.team?.id ? { teamId: body.team.id } : {}),
@@ -74,13 +74,12 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
   const decideButton = (approved: boolean) =>
     (async ({ ack, body, action }) => {
       await ack();
-      const permissionId = action.value ?? '';
       const user = userOf(body);
-      const outcome = await opts.approvals.decideFromChat({ permissionId, user, approved });
+      const answer = await opts.interactions.click(user, action.value ?? '', approved);
       // A decision's messages are edited by the message-update job the decision enqueued (one
-      // path for every platform and channel); only a refusal is answered here.
-      if (outcome.kind !== 'decided' && body.channel?.id) {
-        await opts.platform.ephemeral(body.channel.id, user.userId, outcome.message).catch(() => undefined);
+      // path for every channel); only a note (a refusal, a repeat) is answered here.
+      if (answer.kind === 'note' && body.channel?.id) {
+        await opts.platform.ephemeral(body.channel.id, user.userId, answer.text).catch(() => undefined);
       }
     }) satisfies Parameters<typeof app.action<BlockAction<ButtonAction>>>[1];
 
@@ -89,10 +88,10 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
 
   app.action<BlockAction<ButtonAction>>(ACTIONS.approveWithChanges, async ({ ack, body, action, client }) => {
     await ack();
-    const form = await opts.approvals.changesForm(action.value ?? '');
-    if (form.kind === 'closed') {
+    const form = await opts.interactions.openChanges(action.value ?? '');
+    if (form.kind === 'note') {
       if (body.channel?.id) {
-        await opts.platform.ephemeral(body.channel.id, body.user.id, form.message).catch(() => undefined);
+        await opts.platform.ephemeral(body.channel.id, body.user.id, form.text).catch(() => undefined);
       }
       return;
     }
@@ -104,22 +103,14 @@ export function createSlackBot(opts: SlackBotOptions): SlackBot {
       ack({ response_action: 'errors', errors: { [REASON_BLOCK_ID]: message } });
     const permissionId = parseNarrowingMetadata(view.private_metadata);
     if (permissionId === null) return refuse('This form is damaged; open it again.');
-    const open = await opts.approvals.changesForm(permissionId);
-    if (open.kind === 'closed') return refuse(open.message);
-    const { card } = open;
-    const form = modificationsFromForm(card.scope, parseNarrowingSubmission(card, view.state.values));
-    if (!form.ok) {
-      await ack({ response_action: 'errors', errors: slackFieldErrors(form.errors, card) });
+    const answer = await opts.interactions.submitChanges(userOf(body), permissionId, (card) =>
+      parseNarrowingSubmission(card, view.state.values),
+    );
+    if (answer.kind === 'invalid') {
+      await ack({ response_action: 'errors', errors: slackFieldErrors(answer.errors, answer.card) });
       return;
     }
-    const outcome = await opts.approvals.decideFromChat({
-      permissionId,
-      user: userOf(body),
-      approved: true,
-      reason: form.reason ?? undefined,
-      scopeModifications: form.scopeModifications,
-    });
-    if (outcome.kind !== 'decided') return refuse(outcome.message);
+    if (answer.kind === 'note') return refuse(answer.text);
     await ack();
   });
 

@@ -1,20 +1,39 @@
 import type { WebClient } from '@slack/web-api';
-import type { ChatPlatform, ChatUser } from '../../services/approvals.js';
-import type { ApprovalCard } from '../card.js';
+import type { ApprovalCard } from '../../core/approval/card.js';
+import type {
+  ApprovalChannel,
+  ApproverEntry,
+  ChannelUser,
+  TargetEntry,
+} from '../../services/approvals/channel.js';
 import { escapeMrkdwn } from '../text.js';
 import { renderSlackMessage } from './render.js';
 
 const GROUP_CACHE_MS = 60_000;
 
-/** Slack as a ChatPlatform: Web API calls only; every decision is the core's. */
-export class SlackPlatform implements ChatPlatform {
-  readonly platform = 'slack' as const;
+/** Slack as an approval channel: Web API calls only; every decision is the core's. */
+export class SlackPlatform implements ApprovalChannel {
+  readonly name = 'slack';
+  /** Bare entries were Slack's before there were other channels, and stay so. */
+  readonly claimsBareTargets = true;
   private readonly groupMembers = new Map<string, { users: Set<string>; until: number }>();
 
   constructor(
     private readonly client: WebClient,
     readonly defaults: { channel: string | null; approvers: string[] },
   ) {}
+
+  /** User ids (U…, W…) and user groups (S…). */
+  approverEntry(entry: string): ApproverEntry {
+    return { kind: entry.startsWith('S') ? 'group' : 'user', id: entry };
+  }
+
+  /** `C123`, `#name` or a name is a channel; `@U123` or `U123` a person to mention. */
+  targetEntry(entry: string): TargetEntry {
+    if (entry.startsWith('@')) return { kind: 'user', id: entry.slice(1) };
+    if (/^[UW][A-Z0-9]+$/.test(entry)) return { kind: 'user', id: entry };
+    return { kind: 'channel', id: entry.replace(/^#/, '') };
+  }
 
   async post(channel: string, card: ApprovalCard): Promise<{ messageRef: string; permalink: string | null }> {
     const message = renderSlackMessage(card);
@@ -54,7 +73,7 @@ export class SlackPlatform implements ChatPlatform {
     await this.client.chat.postMessage({ channel, thread_ts: ts, text: body });
   }
 
-  async memberOfAny(user: ChatUser, groupIds: string[]): Promise<boolean> {
+  async memberOfAny(user: ChannelUser, groupIds: string[]): Promise<boolean> {
     for (const group of groupIds) {
       const cached = this.groupMembers.get(group);
       let users = cached && cached.until > Date.now() ? cached.users : null;

@@ -7,14 +7,18 @@ import type { AuditEventType } from './eventTypes.js';
  */
 export const ACTOR_TYPES = ['agent', 'approver', 'policy', 'system', 'operator'] as const;
 export type ActorType = (typeof ACTOR_TYPES)[number];
-/** Where an actor acted: a chat platform, the API or the CLI. */
-export const ACTOR_PLATFORMS = ['slack', 'discord', 'api', 'cli'] as const;
+/**
+ * Where an actor acted: `api` or `cli` for operators, else the name of the approval channel the
+ * click came through (registered by the channel, see src/chat/channels.ts): a name, not a list,
+ * so that a new channel needs no change here.
+ */
+export const ACTOR_PLATFORM = /^[a-z][a-z0-9-]{0,31}$/;
 
 export interface Actor {
   type: ActorType;
   id?: string;
   name?: string;
-  platform?: (typeof ACTOR_PLATFORMS)[number];
+  platform?: string;
   teamId?: string;
   guildId?: string;
   userId?: string;

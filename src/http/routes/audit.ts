@@ -1,7 +1,7 @@
 import type { Writable } from 'node:stream';
 import { z } from 'zod';
 import { csvHeader, csvLine, type ExportFormat, jsonLine } from '../../core/audit/export.js';
-import { ACTOR_PLATFORMS, ACTOR_TYPES } from '../../core/audit/index.js';
+import { ACTOR_PLATFORM, ACTOR_TYPES } from '../../core/audit/index.js';
 import { AppError } from '../../core/errors.js';
 import { isStorableDate } from '../../core/storable.js';
 import type { AgentService } from '../../services/agents.js';
@@ -81,7 +81,7 @@ const actorResponse = z.object({
   type: z.enum(ACTOR_TYPES),
   id: z.string().optional(),
   name: z.string().optional(),
-  platform: z.enum(ACTOR_PLATFORMS).optional(),
+  platform: z.string().regex(ACTOR_PLATFORM).optional(),
   teamId: z.string().optional(),
   guildId: z.string().optional(),
   userId: z.string().optional(),

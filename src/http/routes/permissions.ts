@@ -9,6 +9,7 @@ import {
 import { TOKEN_STATES } from '../../core/permissionView.js';
 import { isTokenHash } from '../../core/token.js';
 import type { AgentService } from '../../services/agents.js';
+import type { ApprovalService } from '../../services/approvals/service.js';
 import type { Principal } from '../../services/auth.js';
 import type { PermissionService } from '../../services/permissions.js';
 import { type RateLimiter, rateLimitHeaders } from '../../services/rateLimits.js';
@@ -186,12 +187,18 @@ function present(presenter: PermissionPresenter, permission: Permission, token?:
 
 const STATUS_CODE: Partial<Record<Permission['status'], number>> = { approved: 201, pending: 202 };
 
+export interface PermissionRouteDeps {
+  permissions: PermissionService;
+  /** Decisions go through the approval core, as every channel's do (DESIGN §13). */
+  approvals: Pick<ApprovalService, 'decideAs'>;
+  limiters: { requests: RateLimiter; tokenCalls: RateLimiter };
+  waiters: PermissionWaiters;
+  agents: AgentService;
+}
+
 export function registerPermissionRoutes(
   route: Router,
-  permissions: PermissionService,
-  limiters: { requests: RateLimiter; tokenCalls: RateLimiter },
-  waiters: PermissionWaiters,
-  agents: AgentService,
+  { permissions, approvals, limiters, waiters, agents }: PermissionRouteDeps,
   /** PUBLIC_URL: the base of the links in pending answers (else the request's own origin). */
   options: { publicUrl?: string } = {},
 ): void {
@@ -427,14 +434,18 @@ export function registerPermissionRoutes(
     body: decideBody,
     response: decisionResponse,
     async handler({ params, body, origin }) {
-      const result = await permissions.decide({
-        permissionId: params.id,
-        approved: body.approved,
-        reason: body.reason,
-        scopeModifications: body.scopeModifications,
-        approver: origin.actor,
-        origin,
-      });
+      // An operator key may decide any request; the self-approval ban, quorum and narrowing
+      // still apply. A refusal is answered with the error the decision raised.
+      const result = await approvals.decideAs(
+        { kind: 'operator', origin },
+        {
+          permissionId: params.id,
+          approved: body.approved,
+          reason: body.reason,
+          scopeModifications: body.scopeModifications,
+        },
+      );
+      if (result.kind === 'refused') throw result.error;
       return { data: { ...permissionDto(result.permission), approvals: result.approvals } };
     },
   });

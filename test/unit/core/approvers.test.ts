@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { channelIdentityShapes } from '../../../src/chat/channels.js';
 import { loadConfig } from '../../../src/config.js';
 import {
   approverKey,
@@ -10,9 +11,13 @@ import {
 } from '../../../src/core/approvers.js';
 import type { Actor } from '../../../src/core/audit/index.js';
 
+/** The user-id syntax of the channels this build has (src/chat/channels.ts). */
+const SHAPES = channelIdentityShapes();
+
 const DISCORD_ALICE = '123456789012345678';
 const links = parseApproverLinks(
   ` alice = slack:U0ALICE, discord:${DISCORD_ALICE} ; bob=slack:W0BOB,operator:opk_bob1 `,
+  SHAPES,
 );
 
 const slackAlice = (teamId?: string): Actor => ({
@@ -42,7 +47,7 @@ describe('APPROVER_LINKS', () => {
     ['alice=discord:456', /expected slack:U…/],
     ['alice=slack:u1x', /expected slack:U…/],
   ])('refuses %s', (text, message) => {
-    expect(() => parseApproverLinks(text)).toThrow(message);
+    expect(() => parseApproverLinks(text, SHAPES)).toThrow(message);
   });
 
   it('is read from the environment, and a bad value stops the start naming the variable', () => {

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
+import { channelIdentityShapes } from '../../../src/chat/channels.js';
 import { parseApproverLinks } from '../../../src/core/approvers.js';
 import type { Permission } from '../../../src/core/permission.js';
 import { approvalProgress, tokenState } from '../../../src/core/permissionView.js';
+
+/** The user-id syntax of the channels this build has (src/chat/channels.ts). */
+const SHAPES = channelIdentityShapes();
 
 const NOW = new Date('2026-03-02T10:00:00Z');
 const LATER = new Date('2026-03-02T10:05:00Z');
@@ -88,7 +92,7 @@ describe('tokenState', () => {
 });
 
 describe('approvalProgress', () => {
-  const links = parseApproverLinks('alice=slack:U0ALICE,operator:opk_alice');
+  const links = parseApproverLinks('alice=slack:U0ALICE,operator:opk_alice', SHAPES);
 
   it('counts one vote per person and names them, against the policy quorum', () => {
     const p = permission({

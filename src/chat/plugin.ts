@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config.js';
+import type { IdentityShape } from '../core/approvers.js';
+import type { Logger } from '../logger.js';
+import type { Role } from '../main.js';
+import type { ApprovalChannel } from '../services/approvals/channel.js';
+import type { ChatInteractions } from './interactions.js';
+
+/**
+ * An approval channel as a plug-in (DESIGN §13): one folder under src/chat and one line in
+ * src/chat/channels.ts. The plug-in owns everything specific to its channel — configuration,
+ * recipient syntax, rendering, message refs, inbound interactions and their lifecycle — and
+ * reaches the approval core only through ApprovalChannel (outbound) and ChatInteractions /
+ * ApprovalService.decideAs (inbound).
+ */
+export interface ChannelPlugin {
+  /** Registered name: entries (`slack:C1`), identities (`slack:U1`) and stored messages use it. */
+  readonly name: string;
+  /** How its user ids are written, for checking APPROVER_LINKS when the configuration loads. */
+  readonly identity: IdentityShape;
+  /**
+   * The channel, when its settings are present (null otherwise). Loads its SDK lazily: a
+   * process that does not use a channel does not pay for loading it.
+   */
+  create(context: ChannelContext): Promise<RunningChannel | null>;
+}
+
+export interface ChannelContext {
+  config: Config;
+  /** The roles this process runs: a channel receives its interactions in one of them. */
+  roles: readonly Role[];
+  logger: Logger;
+  interactions: ChatInteractions;
+}
+
+export interface RunningChannel {
+  adapter: ApprovalChannel;
+  /** How its interactions arrive in this process, for the start log (`http`, `socket`, `gateway`, `off`). */
+  inbound: string;
+  /** Routes on the API server (HTTP interactions), when it receives them that way. */
+  mount?(server: FastifyInstance): void;
+  /** Connects its own inbound connection, if any; a failure to connect must not stop the service. */
+  start?(): Promise<void>;
+  stop?(): Promise<void>;
+}

@@ -1,0 +1,32 @@
+import { type ApprovalCard, cardState } from '../../core/approval/card.js';
+import type { Permission } from '../../core/permission.js';
+import { describeScope } from '../../core/scope/index.js';
+import { findAgent } from '../../store/agentRepository.js';
+import type { Queryable } from '../../store/db.js';
+
+/** The card every channel renders for a permission, as stored now (the agent's current name). */
+export async function buildCard(db: Queryable, permission: Permission): Promise<ApprovalCard> {
+  const agent = await findAgent(db, permission.agentId);
+  const context = Object.entries(permission.context);
+  const reason = permission.context.reason;
+  const ordered = [
+    ...context.filter(([k]) => k === 'reason'),
+    ...context.filter(([k]) => k !== 'reason'),
+  ].map(([key, value]) => ({ key, value: typeof value === 'string' ? value : JSON.stringify(value) }));
+  const requestedBy = permission.context.user_id;
+  return {
+    permissionId: permission.id,
+    agentName: agent?.name ?? permission.agentId,
+    agentId: permission.agentId,
+    action: permission.action,
+    resource: permission.resource,
+    scopeRows: describeScope(permission.scope),
+    scope: permission.scope,
+    context: ordered,
+    reason: typeof reason === 'string' ? reason : null,
+    requestedBy: typeof requestedBy === 'string' ? requestedBy : null,
+    expiresAt: permission.expiresAt,
+    policyName: permission.policyName,
+    state: cardState(permission),
+  };
+}

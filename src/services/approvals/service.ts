@@ -1,0 +1,172 @@
+import type { ApprovalCard } from '../../core/approval/card.js';
+import { describeRefusal, type Refusal } from '../../core/approval/refusals.js';
+import { type ApproverLinks, approverOf, attributeApprover, NO_LINKS } from '../../core/approvers.js';
+import type { Actor } from '../../core/audit/index.js';
+import { AppError } from '../../core/errors.js';
+import type { Permission } from '../../core/permission.js';
+import type { Logger } from '../../logger.js';
+import type { Db } from '../../store/db.js';
+import { findPermission } from '../../store/permissionRepository.js';
+import type { RequestOrigin } from '../agents.js';
+import type { AuditService } from '../audit.js';
+import { type PermissionService, permissionNotFound } from '../permissions.js';
+import { buildCard } from './cards.js';
+import type { ChannelRegistry, ChannelUser } from './channel.js';
+
+/**
+ * Who is deciding. A channel user is checked against the request's approvers (its policy's, else
+ * the channels' defaults); an operator key (the API, the CLI) is an administrator's and may decide
+ * any request. Both then meet the same rules in PermissionService.decide: the self-approval ban,
+ * one vote per person, quorum, narrowing only.
+ */
+export type Decider = { kind: 'channel'; user: ChannelUser } | { kind: 'operator'; origin: RequestOrigin };
+
+export interface DecisionInput {
+  permissionId: string;
+  approved: boolean;
+  reason?: string;
+  /** "Approve with changes": narrowing only (SCOPE_WIDENING otherwise). */
+  scopeModifications?: Record<string, unknown>;
+}
+
+export type DecisionResult =
+  | { kind: 'decided'; permission: Permission; approvals: { count: number; required: number } }
+  /** The same person repeated a decision already recorded: nothing changed. */
+  | { kind: 'unchanged'; permission: Permission; approvals: { count: number; required: number } }
+  /** Not decided: `refusal` says why (each channel words it), `error` is the API's answer. */
+  | { kind: 'refused'; refusal: Refusal; error: AppError };
+
+/** The audit actor of a channel user (the platform, workspace or guild, and the user). */
+export function channelActor(user: ChannelUser): Actor {
+  return {
+    type: 'approver',
+    platform: user.channel,
+    ...(user.teamId ? { teamId: user.teamId } : {}),
+    ...(user.guildId ? { guildId: user.guildId } : {}),
+    userId: user.userId,
+    userName: user.userName,
+  };
+}
+
+/**
+ * The one way a human decision reaches PermissionService.decide (DESIGN §13), whatever channel it
+ * came through: a chat click or form, the CLI or API, later the web page. Channels word the typed
+ * refusals in their own idiom; none of them decides who may approve.
+ */
+export class ApprovalService {
+  constructor(
+    private readonly db: Db,
+    private readonly permissions: PermissionService,
+    private readonly audit: AuditService,
+    private readonly channels: ChannelRegistry,
+    private readonly logger: Logger,
+    /** APPROVER_LINKS: one person across channels, for the approver lists as for quorum. */
+    private readonly links: ApproverLinks = NO_LINKS,
+  ) {}
+
+  async decideAs(decider: Decider, input: DecisionInput): Promise<DecisionResult> {
+    if (decider.kind === 'channel') {
+      const permission = await findPermission(this.db, input.permissionId);
+      if (!permission) return refused({ reason: 'not_found' }, permissionNotFound(input.permissionId));
+      const actor = attributeApprover(channelActor(decider.user), this.links);
+      const refusal = await this.mayDecide(permission, decider.user, actor);
+      if (refusal) {
+        await this.auditRefusal(permission, actor, refusal, input.approved);
+        return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
+      }
+      return this.decide(input, actor, { actor });
+    }
+    return this.decide(input, decider.origin.actor, decider.origin);
+  }
+
+  /**
+   * "Approve with changes…": the card to build the form from, as stored now, or why there is no
+   * form to show (only a pending request can be narrowed). Asked when the form opens and again
+   * when it is submitted.
+   */
+  async changesForm(
+    permissionId: string,
+  ): Promise<{ kind: 'open'; card: ApprovalCard } | { kind: 'closed'; refusal: Refusal }> {
+    const permission = await findPermission(this.db, permissionId);
+    if (!permission) return { kind: 'closed', refusal: { reason: 'not_found' } };
+    if (permission.status !== 'pending') return { kind: 'closed', refusal: { reason: 'closed', permission } };
+    return { kind: 'open', card: await buildCard(this.db, permission) };
+  }
+
+  card(permission: Permission): Promise<ApprovalCard> {
+    return buildCard(this.db, permission);
+  }
+
+  /**
+   * May this channel user decide? Yes when any identity of their person (the clicker's, or one
+   * linked to it by APPROVER_LINKS) is named in the request's approvers on its channel, or when
+   * their own channel says they belong to a named group.
+   */
+  private async mayDecide(permission: Permission, user: ChannelUser, actor: Actor): Promise<Refusal | null> {
+    const own = this.channels.get(user.channel);
+    if (!own) return { reason: 'channel_disabled' };
+    const identities = new Set(approverOf(actor, this.links).identities);
+    for (const channel of this.channels.list()) {
+      const listed = this.channels.approverEntries(permission.approval, channel);
+      if (listed.some((e) => e.kind === 'user' && identities.has(`${channel.name}:${e.id}`))) return null;
+    }
+    const ownEntries = this.channels.approverEntries(permission.approval, own);
+    if (ownEntries.length === 0) return { reason: 'no_approvers' };
+    const groups = ownEntries.filter((e) => e.kind === 'group').map((e) => e.id);
+    if (groups.length && (await own.memberOfAny(user, groups))) return null;
+    return { reason: 'not_an_approver' };
+  }
+
+  private async auditRefusal(permission: Permission, actor: Actor, refusal: Refusal, approved: boolean) {
+    const reason = describeRefusal(refusal);
+    this.logger.info(
+      {
+        permissionId: permission.id,
+        platform: actor.platform,
+        userId: actor.userId,
+        refusal: refusal.reason,
+      },
+      'refused a decision from a channel',
+    );
+    await this.audit.append(this.db, {
+      type: 'unauthorized_approver',
+      actor,
+      agentId: permission.agentId,
+      permissionId: permission.id,
+      details: { reason, attempted: approved ? 'approve' : 'deny' },
+    });
+  }
+
+  private async decide(
+    input: DecisionInput,
+    approver: Actor,
+    origin: RequestOrigin,
+  ): Promise<DecisionResult> {
+    try {
+      const result = await this.permissions.decide({
+        permissionId: input.permissionId,
+        approved: input.approved,
+        reason: input.reason,
+        scopeModifications: input.scopeModifications,
+        approver,
+        origin,
+      });
+      // A repeated click (a second vote by the same person, or Approve on a request they already
+      // approved) changes nothing, and is answered as such rather than left without a reply.
+      const kind = result.changed ? 'decided' : 'unchanged';
+      return { kind, permission: result.permission, approvals: result.approvals };
+    } catch (err) {
+      if (!(err instanceof AppError)) throw err;
+      // The self-approval ban is decide's (one rule for every channel), refused and audited there.
+      if (err.code === 'FORBIDDEN') return refused({ reason: 'self_approval' }, err);
+      if (err.code === 'NOT_FOUND') return refused({ reason: 'not_found' }, err);
+      if (err.code === 'ALREADY_DECIDED' || err.code === 'CONFLICT') {
+        const current = await findPermission(this.db, input.permissionId);
+        return refused(current ? { reason: 'closed', permission: current } : { reason: 'not_found' }, err);
+      }
+      throw err;
+    }
+  }
+}
+
+const refused = (refusal: Refusal, error: AppError): DecisionResult => ({ kind: 'refused', refusal, error });
