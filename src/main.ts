@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 // Each channel loads its SDK (discord.js, Bolt: seconds of start) only when it is configured.
 import { CHANNELS } from './chat/channels.js';
 import { ChatInteractions } from './chat/interactions.js';
-import type { RunningChannel } from './chat/plugin.js';
+import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
 import { type Config, loadConfig } from './config.js';
 import { systemClock } from './core/clock.js';
 import { registerApprovalPage } from './http/routes/approvalPage.js';
@@ -98,10 +98,16 @@ async function connectRedis(
   return { url: embedded?.url ?? 'redis://127.0.0.1:6379', embedded };
 }
 
+export interface ServiceOptions {
+  /** The approval channels to offer (src/chat/channels.ts); each starts when configured. */
+  channels?: readonly ChannelPlugin[];
+}
+
 export async function startService(
   config: Config,
   logger: Logger,
   roles: readonly Role[] = ALL_ROLES,
+  { channels: plugins = CHANNELS }: ServiceOptions = {},
 ): Promise<Running> {
   const clock = systemClock;
   const db = await openStorage(config, logger);
@@ -190,7 +196,7 @@ export async function startService(
     limiterOutage,
   );
   const jobs = new JobQueue(producer, `${prefix}:bull`, logger);
-  const channels = new ChannelRegistry(CHANNELS.map((c) => c.name));
+  const channels = new ChannelRegistry(plugins.map((c) => c.name));
   const approvals = new ApprovalService(db, permissions, audit, channels, logger, config.APPROVER_LINKS);
   const messages = new ApprovalMessages(db, channels, clock, logger);
   const scheduler = new ApprovalScheduler(jobs, clock, () => channels.enabled);
@@ -215,7 +221,7 @@ export async function startService(
   // and receives its clicks in the role that owns its connection.
   const interactions = new ChatInteractions(approvals, messages);
   const running: { name: string; channel: RunningChannel }[] = [];
-  for (const plugin of CHANNELS) {
+  for (const plugin of plugins) {
     const channel = await plugin.create({ config, roles, logger, interactions });
     if (!channel) continue;
     channels.register(channel.adapter);
@@ -372,7 +378,7 @@ export async function startService(
       roles,
       // How each channel receives its interactions here: `slack: 'http'`, `discord: 'off'`, …
       ...Object.fromEntries(
-        CHANNELS.map((p) => [p.name, running.find((r) => r.name === p.name)?.channel.inbound ?? 'off']),
+        plugins.map((p) => [p.name, running.find((r) => r.name === p.name)?.channel.inbound ?? 'off']),
       ),
       url,
     },
