@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 // Each channel loads its SDK (discord.js, Bolt: seconds of start) only when it is configured.
 import { CHANNELS } from './chat/channels.js';
+import { approvalGuidance } from './chat/guidance.js';
 import { ChatInteractions } from './chat/interactions.js';
 import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
 import { type Config, loadConfig } from './config.js';
@@ -19,7 +20,6 @@ import { Reconciler } from './queue/reconciler.js';
 import { type RunningWorkers, startWorkers } from './queue/workers.js';
 import { reportNameDuplicates } from './services/agentNames.js';
 import { AgentService } from './services/agents.js';
-import { approvalGuidance } from './services/approvalGuidance.js';
 import { ChannelRegistry } from './services/approvals/channel.js';
 import { ApprovalMessages } from './services/approvals/messages.js';
 import { ApprovalScheduler } from './services/approvals/scheduler.js';

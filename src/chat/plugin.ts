@@ -18,6 +18,15 @@ export interface ChannelPlugin {
   readonly name: string;
   /** How its user ids are written, for checking APPROVER_LINKS when the configuration loads. */
   readonly identity: IdentityShape;
+  /** What `doctor`, `init` and the start log tell an operator about its setup. */
+  readonly setup: {
+    /** Its name for people (`Slack`). */
+    label: string;
+    /** How to turn it on with approvers: `SLACK_BOT_TOKEN with SLACK_APPROVERS`. */
+    hint: string;
+    /** Null when it is not configured; else whether it names default approvers. */
+    state(config: Config): { defaultApprovers: boolean } | null;
+  };
   /**
    * The channel, when its settings are present (null otherwise). Loads its SDK lazily: a
    * process that does not use a channel does not pay for loading it.

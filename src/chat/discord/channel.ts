@@ -7,6 +7,17 @@ import type { ChannelPlugin } from '../plugin.js';
 export const discordChannel: ChannelPlugin = {
   name: 'discord',
   identity: { pattern: /^\d{15,21}$/, hint: 'discord:<user id>' },
+  setup: {
+    label: 'Discord',
+    hint: 'DISCORD_BOT_TOKEN with DISCORD_APPROVERS (or DISCORD_APPROVER_ROLES)',
+    state: (config) =>
+      config.DISCORD_BOT_TOKEN
+        ? {
+            defaultApprovers:
+              (config.DISCORD_APPROVERS?.length ?? 0) + (config.DISCORD_APPROVER_ROLES?.length ?? 0) > 0,
+          }
+        : null,
+  },
 
   async create({ config, roles, logger, interactions }) {
     if (!config.DISCORD_BOT_TOKEN) return null;

@@ -9,6 +9,12 @@ import type { SlackBot } from './bot.js';
 export const slackChannel: ChannelPlugin = {
   name: 'slack',
   identity: { pattern: /^[UW][A-Z0-9]{2,}$/, hint: 'slack:U…/W…' },
+  setup: {
+    label: 'Slack',
+    hint: 'SLACK_BOT_TOKEN with SLACK_APPROVERS',
+    state: (config) =>
+      config.SLACK_BOT_TOKEN ? { defaultApprovers: (config.SLACK_APPROVERS?.length ?? 0) > 0 } : null,
+  },
 
   async create({ config, roles, logger, interactions }) {
     if (!config.SLACK_BOT_TOKEN) return null;

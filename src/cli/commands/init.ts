@@ -2,8 +2,8 @@ import { chmodSync, existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
+import { approvalGuidance } from '../../chat/guidance.js';
 import { ConfigError } from '../../config.js';
-import { approvalGuidance } from '../../services/approvalGuidance.js';
 import { CliError } from '../client.js';
 import { buildInitEnv, type InitAnswers, renderEnvFile } from '../init/envFile.js';
 

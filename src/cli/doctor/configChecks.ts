@@ -1,5 +1,5 @@
+import { approvalGuidance } from '../../chat/guidance.js';
 import type { Config } from '../../config.js';
-import { approvalGuidance } from '../../services/approvalGuidance.js';
 import type { CheckResult } from './result.js';
 
 /** Bits of entropy per character (Shannon), and the share of the most frequent character. */

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { approvalGuidance } from '../../chat/guidance.js';
 import { type Config, ConfigError, loadConfig } from '../../config.js';
 import { newOperatorKey } from '../../core/credentials.js';
-import { approvalGuidance } from '../../services/approvalGuidance.js';
 import { checkAdminToken } from '../doctor/configChecks.js';
 
 /** What `agent-otp init` asks for; everything but the port is optional. */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config.js';
-import { approvalGuidance } from '../../src/services/approvalGuidance.js';
+import { approvalGuidance } from '../../../src/chat/guidance.js';
+import { loadConfig } from '../../../src/config.js';
 
 const guidance = (env: NodeJS.ProcessEnv) => approvalGuidance(loadConfig(env));
 
