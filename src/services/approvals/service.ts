@@ -1,6 +1,6 @@
 import type { ApprovalCard } from '../../core/approval/card.js';
 import { describeRefusal, type Refusal } from '../../core/approval/refusals.js';
-import { type ApproverLinks, approverOf, attributeApprover, NO_LINKS } from '../../core/approvers.js';
+import { type ApproverLinks, attributeApprover, NO_LINKS } from '../../core/approvers.js';
 import type { Actor } from '../../core/audit/index.js';
 import { AppError } from '../../core/errors.js';
 import type { Permission } from '../../core/permission.js';
@@ -60,7 +60,7 @@ export class ApprovalService {
     private readonly audit: AuditService,
     private readonly channels: ChannelRegistry,
     private readonly logger: Logger,
-    /** APPROVER_LINKS: one person across channels, for the approver lists as for quorum. */
+    /** APPROVER_LINKS: the audit names the person behind a channel identity. */
     private readonly links: ApproverLinks = NO_LINKS,
   ) {}
 
@@ -69,7 +69,7 @@ export class ApprovalService {
       const permission = await findPermission(this.db, input.permissionId);
       if (!permission) return refused({ reason: 'not_found' }, permissionNotFound(input.permissionId));
       const actor = attributeApprover(channelActor(decider.user), this.links);
-      const refusal = await this.mayDecide(permission, decider.user, actor);
+      const refusal = await this.mayDecide(permission, decider.user);
       if (refusal) {
         await this.auditRefusal(permission, actor, refusal, input.approved);
         return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
@@ -98,22 +98,19 @@ export class ApprovalService {
   }
 
   /**
-   * May this channel user decide? Yes when any identity of their person (the clicker's, or one
-   * linked to it by APPROVER_LINKS) is named in the request's approvers on its channel, or when
-   * their own channel says they belong to a named group.
+   * May this channel user decide? Yes when the policy's approvers (else their channel's defaults)
+   * name their identity on the channel they clicked in, or a group their channel says they are in.
+   * Links (APPROVER_LINKS) make one person of several identities for quorum and the self-approval
+   * ban, but grant nothing: each identity is an approver only where it is listed.
    */
-  private async mayDecide(permission: Permission, user: ChannelUser, actor: Actor): Promise<Refusal | null> {
-    const own = this.channels.get(user.channel);
-    if (!own) return { reason: 'channel_disabled' };
-    const identities = new Set(approverOf(actor, this.links).identities);
-    for (const channel of this.channels.list()) {
-      const listed = this.channels.approverEntries(permission.approval, channel);
-      if (listed.some((e) => e.kind === 'user' && identities.has(`${channel.name}:${e.id}`))) return null;
-    }
-    const ownEntries = this.channels.approverEntries(permission.approval, own);
-    if (ownEntries.length === 0) return { reason: 'no_approvers' };
-    const groups = ownEntries.filter((e) => e.kind === 'group').map((e) => e.id);
-    if (groups.length && (await own.memberOfAny(user, groups))) return null;
+  private async mayDecide(permission: Permission, user: ChannelUser): Promise<Refusal | null> {
+    const channel = this.channels.get(user.channel);
+    if (!channel) return { reason: 'channel_disabled' };
+    const listed = this.channels.approverEntries(permission.approval, channel);
+    if (listed.length === 0) return { reason: 'no_approvers' };
+    if (listed.some((e) => e.kind === 'user' && e.id === user.userId)) return null;
+    const groups = listed.filter((e) => e.kind === 'group').map((e) => e.id);
+    if (groups.length && (await channel.memberOfAny(user, groups))) return null;
     return { reason: 'not_an_approver' };
   }
 
