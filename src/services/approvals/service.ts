@@ -107,11 +107,15 @@ export class ApprovalService {
     const channel = this.channels.get(user.channel);
     if (!channel) return { reason: 'channel_disabled' };
     const listed = this.channels.approverEntries(permission.approval, channel);
-    if (listed.length === 0) return { reason: 'no_approvers' };
     if (listed.some((e) => e.kind === 'user' && e.id === user.userId)) return null;
     const groups = listed.filter((e) => e.kind === 'group').map((e) => e.id);
     if (groups.length && (await channel.memberOfAny(user, groups))) return null;
-    return { reason: 'not_an_approver' };
+    // no_approvers means nobody on any configured channel may decide (a configuration gap);
+    // approvers listed only on another channel make this user "not an approver", not that.
+    const anyApprover = this.channels
+      .list()
+      .some((c) => this.channels.approverEntries(permission.approval, c).length > 0);
+    return { reason: anyApprover ? 'not_an_approver' : 'no_approvers' };
   }
 
   private async auditRefusal(permission: Permission, actor: Actor, refusal: Refusal, approved: boolean) {
@@ -159,7 +163,14 @@ export class ApprovalService {
       if (err.code === 'NOT_FOUND') return refused({ reason: 'not_found' }, err);
       if (err.code === 'ALREADY_DECIDED' || err.code === 'CONFLICT') {
         const current = await findPermission(this.db, input.permissionId);
-        return refused(current ? { reason: 'closed', permission: current } : { reason: 'not_found' }, err);
+        if (!current) return refused({ reason: 'not_found' }, err);
+        // CONFLICT is decide's "expired before this decision": the sweep may not have stored the
+        // expiry yet, and a stored `pending` would be worded "This request is still pending."
+        const expired = err.code === 'CONFLICT' && current.status === 'pending';
+        return refused(
+          { reason: 'closed', permission: expired ? { ...current, status: 'expired' } : current },
+          err,
+        );
       }
       throw err;
     }
