@@ -122,16 +122,17 @@ export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 500
 class InlineJobs implements ApprovalJobs {
   readonly delayed: string[] = [];
   readonly failures: string[] = [];
-  messages: ApprovalMessages | null = null;
+
+  constructor(private readonly messages: ApprovalMessages) {}
 
   async notify(permissionId: string) {
-    await this.messages?.notify(permissionId);
+    await this.messages.notify(permissionId);
   }
   async messageUpdate(permission: Pick<Permission, 'id'>) {
-    await this.messages?.syncMessages(permission.id);
+    await this.messages.syncMessages(permission.id);
   }
   async messageRedraw(permissionId: string) {
-    await this.messages?.syncMessages(permissionId, { force: true });
+    await this.messages.syncMessages(permissionId, { force: true });
   }
   async expireAt(permission: Pick<Permission, 'id'>) {
     this.delayed.push(`expire:${permission.id}`);
@@ -160,27 +161,24 @@ async function harness(db: Db, setup: ChannelSetup) {
     approvalTimeoutSeconds: 900,
     requireActionDetails: false,
   });
-  const jobs = new InlineJobs();
-  const server: FastifyInstance = Fastify();
-  let url = '';
-  const interactionsOf = (channels: ChannelRegistry) => {
-    const approvals = new ApprovalService(db, permissions, audit, channels, logger);
-    const messages = new ApprovalMessages(db, channels, clock, logger);
-    return { approvals, messages, interactions: new ChatInteractions(approvals, messages) };
-  };
-  // As main.ts: the core first, then the plug-in is created with its interactions and registered.
+  // As main.ts: the core first, then each plug-in created with the interactions and registered.
   const channels = new ChannelRegistry();
-  const core = interactionsOf(channels);
-  const fixture = await setup({ interactions: core.interactions, logger, apiUrl: () => url });
-  channels.register(fixture.channel.adapter);
-  jobs.messages = core.messages;
+  const approvals = new ApprovalService(db, permissions, audit, channels, logger);
+  const messages = new ApprovalMessages(db, channels, clock, logger);
+  const interactions = new ChatInteractions(approvals, messages);
+  const jobs = new InlineJobs(messages);
   const scheduler = new ApprovalScheduler(jobs, clock, () => channels.enabled);
   permissions.onChange((change) => scheduler.onPermissionEvent(change));
+  const server: FastifyInstance = Fastify();
+  let url = '';
+  const fixture = await setup({ interactions, logger, apiUrl: () => url });
+  channels.register(fixture.channel.adapter);
   fixture.channel.mount?.(server);
   url = await server.listen({ port: 0, host: '127.0.0.1' });
   await fixture.channel.start?.();
   return {
-    ...core,
+    approvals,
+    messages,
     db,
     audit,
     agents,
@@ -197,17 +195,13 @@ async function harness(db: Db, setup: ChannelSetup) {
   };
 }
 
-/** Postgres when TEST_DATABASE_URL is set, else PGlite: one database per adapter is enough here. */
-export function oneDatabase(): TestDatabase[] {
-  return testDatabases().slice(-1);
-}
-
 export function describeChannelConformance(
   name: string,
   setup: ChannelSetup,
+  /** Default: PGlite, and Postgres too when TEST_DATABASE_URL is set. */
   opts: { databases?: TestDatabase[] } = {},
 ): void {
-  describe.each(opts.databases ?? oneDatabase())(`channel conformance: ${name} on $name`, (database) => {
+  describe.each(opts.databases ?? testDatabases())(`channel conformance: ${name} on $name`, (database) => {
     let db: Db;
     let h: Awaited<ReturnType<typeof harness>>;
     let f: ChannelFixture;
@@ -395,6 +389,18 @@ export function describeChannelConformance(
       const shown = shownNow(m);
       expect(shown.buttons).toBe(true);
       expect(shown.edits).toBe(editsBefore);
+    });
+
+    it('the person a request is made for cannot approve it; another approver can', async () => {
+      const p = await request('payments.send', { user_id: f.users.alice.id, reason: 'pay the invoice' });
+      const m = await postedIn(p.id, f.defaultChannel);
+      expect(await pressTold(f.users.alice, m, p.id, true)).toMatch(
+        /cannot approve a request made on your behalf/i,
+      );
+      expect((await current(p.id)).status).toBe('pending');
+      expect(await auditOf(p.id, 'unauthorized_approver')).toHaveLength(1);
+      await f.press(f.users.bob, m, p.id, true);
+      await eventually(async () => expect((await current(p.id)).status).toBe('approved'));
     });
 
     it('a member of an approver group may decide', async () => {
