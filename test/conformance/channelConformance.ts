@@ -7,7 +7,7 @@ import { systemClock } from '../../src/core/clock.js';
 import type { Permission } from '../../src/core/permission.js';
 import type { Logger } from '../../src/logger.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
-import { ChannelRegistry } from '../../src/services/approvals/channel.js';
+import { type ApprovalChannel, ChannelRegistry } from '../../src/services/approvals/channel.js';
 import { ApprovalMessages } from '../../src/services/approvals/messages.js';
 import { type ApprovalJobs, ApprovalScheduler } from '../../src/services/approvals/scheduler.js';
 import { ApprovalService } from '../../src/services/approvals/service.js';
@@ -28,6 +28,7 @@ import { memoryLogger } from '../helpers/memoryLogger.js';
  * the channel created by its own plug-in, and presses arriving through the channel's own inbound
  * path (a signed Slack request, a Discord gateway interaction, the toy's HTTP route). Queued jobs
  * run inline (no BullMQ); reminders and escalations are called where their delayed job would.
+ * A new channel joins with a `*.test.ts` here calling describeChannelConformance with its fixture.
  */
 
 export interface ConformanceUser {
@@ -72,6 +73,11 @@ export interface ChannelFixture {
   personEntry(user: ConformanceUser): string;
   /** How a decided card names the person who decided. */
   named(user: ConformanceUser): string;
+  /**
+   * The channel's adapter as another process would create it from the same settings (outbound
+   * only): it must edit and reply to messages it did not post, from their stored refs alone.
+   */
+  fromAnotherProcess(): Promise<ApprovalChannel>;
   /** Presses Approve or Deny on a posted message as `user`, through the channel's own inbound path. */
   press(
     user: ConformanceUser,
@@ -484,6 +490,20 @@ export function describeChannelConformance(
       });
       expect(f.postedFor(f.defaultChannel, p.id)).toEqual([m.messageRef]);
       expect(f.postedFor(f.escalationChannel.id, p.id)).toEqual([escalated.messageRef]);
+    });
+
+    it('message refs survive: another process edits and replies to a message it did not post', async () => {
+      const p = await request('refs.check');
+      const m = await postedIn(p.id, f.defaultChannel);
+      const edits = shownNow(m).edits;
+      const channels = new ChannelRegistry();
+      channels.register(await f.fromAnotherProcess());
+      const elsewhere = new ApprovalMessages(db, channels, systemClock, memoryLogger().logger);
+      await elsewhere.syncMessages(p.id, { force: true });
+      await eventually(() => expect(shownNow(m).edits).toBe(edits + 1));
+      await elsewhere.remind(p.id);
+      await eventually(() => expect(f.thread(m).filter((t) => /reminder/i.test(t))).toHaveLength(1));
+      expect(f.postedFor(f.defaultChannel, p.id)).toEqual([m.messageRef]);
     });
 
     it('an alert broadcast lands in the default channel', async () => {

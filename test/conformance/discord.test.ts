@@ -79,6 +79,12 @@ describeChannelConformance('discord', async ({ interactions, logger }) => {
     policyChannel: { entry: `discord:${PAYMENTS}`, id: PAYMENTS },
     escalationChannel: { entry: `discord:${SECURITY}`, id: SECURITY },
     users: USERS,
+    async fromAnotherProcess() {
+      // No bot role: REST only, as a worker posts and edits.
+      const worker = await discordChannel.create({ config, roles: ['worker'], logger, interactions });
+      if (!worker) throw new Error('the Discord plug-in did not start with a bot token');
+      return worker.adapter;
+    },
     personEntry: (user) => `discord:@${user.id}`,
     named: (user) => `<@${user.id}>`,
     async press(user, posted, permissionId, approved) {

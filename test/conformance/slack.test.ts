@@ -65,6 +65,11 @@ describeChannelConformance('slack', async ({ interactions, logger, apiUrl }) => 
     policyChannel: { entry: `slack:${PAYMENTS}`, id: PAYMENTS },
     escalationChannel: { entry: `slack:${SECURITY}`, id: SECURITY },
     users: USERS,
+    async fromAnotherProcess() {
+      const worker = await slackChannel.create({ config, roles: ['worker'], logger, interactions });
+      if (!worker) throw new Error('the Slack plug-in did not start with a bot token');
+      return worker.adapter;
+    },
     personEntry: (user) => `slack:@${user.id}`,
     named: (user) => `<@${user.id}>`,
     async press(user, posted, permissionId, approved) {

@@ -9,7 +9,14 @@ import { createLogger } from '../../src/logger.js';
 import { type Running, startService } from '../../src/main.js';
 import { apiClient } from '../helpers/api.js';
 import { type ChannelFixture, describeChannelConformance, eventually } from './channelConformance.js';
-import { type ToyAdapter, type ToyMessage, type ToyState, toyChannel } from './toy/channel.js';
+import {
+  createToyChannel,
+  TOY_SETTINGS,
+  type ToyAdapter,
+  type ToyMessage,
+  type ToyState,
+  toyChannel,
+} from './toy/channel.js';
 
 /**
  * A channel added as a plug-in (issue 14, acceptance): the toy in ./toy is one folder, registered
@@ -26,8 +33,14 @@ const USERS = {
 };
 
 describeChannelConformance('toy', async ({ interactions, logger, apiUrl }) => {
-  const channel = await toyChannel.create({ config: loadConfig({}), roles: ['api'], logger, interactions });
-  if (!channel) throw new Error('the toy channel is always configured');
+  // A toy of its own per database, so one run's messages are not the other's.
+  const plugin = createToyChannel(TOY_SETTINGS);
+  const create = async () => {
+    const created = await plugin.create({ config: loadConfig({}), roles: ['api'], logger, interactions });
+    if (!created) throw new Error('the toy channel is always configured');
+    return created;
+  };
+  const channel = await create();
   const state = (channel.adapter as ToyAdapter).state;
   const message = (ref: string) => state.messages.find((m) => m.ref === ref);
   const fixture: ChannelFixture = {
@@ -36,6 +49,7 @@ describeChannelConformance('toy', async ({ interactions, logger, apiUrl }) => {
     policyChannel: { entry: 'toy:payments', id: 'payments' },
     escalationChannel: { entry: 'toy:security', id: 'security' },
     users: USERS,
+    fromAnotherProcess: async () => (await create()).adapter,
     personEntry: (user) => `toy:@${user.id}`,
     named: (user) => user.name,
     async press(user, _posted, permissionId, approved) {

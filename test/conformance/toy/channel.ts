@@ -57,10 +57,12 @@ const mention = (ids: string[]) => ids.map((id) => `@${id} `).join('');
 
 export class ToyAdapter implements ApprovalChannel {
   readonly name = 'toy';
-  readonly state: ToyState = { messages: [], notes: {}, told: {} };
-  private next = 0;
 
-  constructor(private readonly settings: ToySettings) {}
+  constructor(
+    private readonly settings: ToySettings,
+    /** The toy's chat service, shared by every adapter of one plug-in as a workspace would be. */
+    readonly state: ToyState,
+  ) {}
 
   get defaults() {
     return { channel: this.settings.channel, approvers: this.settings.approvers };
@@ -75,8 +77,7 @@ export class ToyAdapter implements ApprovalChannel {
   }
 
   async post(channel: string, card: ApprovalCard) {
-    this.next += 1;
-    const ref = `toy-${this.next}`;
+    const ref = `toy-${this.state.messages.length + 1}`;
     this.state.messages.push({
       ref,
       channel,
@@ -117,12 +118,13 @@ export class ToyAdapter implements ApprovalChannel {
 
 /** The toy channel plug-in with its settings (a real channel would read them from the config). */
 export function createToyChannel(settings: ToySettings): ChannelPlugin {
+  const state: ToyState = { messages: [], notes: {}, told: {} };
   return {
     name: 'toy',
     identity: { pattern: /^[a-z][a-z0-9-]{0,31}$/, hint: 'toy:<name>' },
     // Always configured: the plug-in decides that, and a toy has nothing to wait for.
     async create({ interactions }) {
-      const adapter = new ToyAdapter(settings);
+      const adapter = new ToyAdapter(settings, state);
       return {
         adapter,
         inbound: 'http',
@@ -156,9 +158,12 @@ export function createToyChannel(settings: ToySettings): ChannelPlugin {
   };
 }
 
-/** The toy as the tests register it: two approvers and a group. */
-export const toyChannel = createToyChannel({
+/** Two approvers and a group of one. */
+export const TOY_SETTINGS: ToySettings = {
   channel: 'approvals',
   approvers: ['alice', 'bob', 'group:leads'],
   groups: { leads: ['carol'] },
-});
+};
+
+/** The toy as the tests register it. */
+export const toyChannel = createToyChannel(TOY_SETTINGS);
