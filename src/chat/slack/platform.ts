@@ -61,14 +61,19 @@ export class SlackPlatform implements ApprovalChannel {
   }
 
   async notice(
-    _channel: string,
+    target: string,
     messageRef: string | null,
     text: string,
     mentionUserIds: string[],
   ): Promise<void> {
-    if (!messageRef) return;
     const mentions = mentionUserIds.map((id) => `<@${id}>`).join(' ');
     const body = `${mentions ? `${mentions} ` : ''}${escapeMrkdwn(text)}`;
+    // No message to reply to (an alert from ApprovalMessages.broadcast): a note in the channel
+    // itself. Returning here instead dropped every Slack alert while broadcast reported it sent.
+    if (!messageRef) {
+      await this.client.chat.postMessage({ channel: target, text: body });
+      return;
+    }
     const { channel, ts } = splitRef(messageRef);
     await this.client.chat.postMessage({ channel, thread_ts: ts, text: body });
   }
