@@ -122,6 +122,11 @@ export function createToyChannel(settings: ToySettings): ChannelPlugin {
   return {
     name: 'toy',
     identity: { pattern: /^[a-z][a-z0-9-]{0,31}$/, hint: 'toy:<name>' },
+    setup: {
+      label: 'Toy',
+      hint: 'the toy settings',
+      state: () => ({ defaultApprovers: settings.approvers.length > 0 }),
+    },
     // Always configured: the plug-in decides that, and a toy has nothing to wait for.
     async create({ interactions }) {
       const adapter = new ToyAdapter(settings, state);
