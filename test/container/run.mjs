@@ -5,12 +5,13 @@
 // Not part of .ci/run: it takes minutes and installs packages (see README, "Run with Docker").
 //
 // Checks: the image builds (time, size, size over the base), runs as a non-root user with its
-// HEALTHCHECK; api, worker and bot run as separate containers on one Postgres (a database of its
+// HEALTHCHECK; compose.yaml's secrets-init writes secrets the service accepts, once; api, worker and bot run as separate containers on one Postgres (a database of its
 // own, dropped at the end) and Redis (a key prefix of its own, deleted at the end), secrets
 // given as *_FILE; /readyz answers 200; an agent made with the CLI inside the container requests a
 // permission over HTTP, the CLI inside the container approves it, the agent uses the token;
 // SIGTERM stops each role within 10 s with exit 0, answering a waiting long poll on the way; after
-// a restart the audit trail has the use; the worker expired a request nobody answered.
+// a restart the audit trail has the use; the worker expired a request nobody answered; `start`
+// on the embedded PGlite comes up on a fresh volume.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -37,6 +38,7 @@ const NAMES = {
 };
 const DATA_VOLUME = `aotp-ct-data-${RUN_ID}`;
 const PGLITE_VOLUME = `aotp-ct-pglite-${RUN_ID}`;
+const SECRETS_VOLUME = `aotp-ct-secrets-${RUN_ID}`;
 
 let failures = 0;
 const log = (text) => process.stdout.write(`${text}\n`);
@@ -156,7 +158,8 @@ const psql = (db, sql) =>
 
 function dropTestState() {
   for (const name of Object.values(NAMES)) podman(['rm', '-f', '-v', '-t', '0', name], { check: false });
-  for (const volume of [DATA_VOLUME, PGLITE_VOLUME]) podman(['volume', 'rm', '-f', volume], { check: false });
+  for (const volume of [DATA_VOLUME, PGLITE_VOLUME, SECRETS_VOLUME])
+    podman(['volume', 'rm', '-f', volume], { check: false });
   psql(PG.adminDb, `DROP DATABASE IF EXISTS ${PG.db} WITH (FORCE)`);
   const keys = sh('redis-cli', ['-u', REDIS_URL, '--scan', '--pattern', `${PREFIX}*`])
     .stdout.split('\n')
@@ -195,6 +198,67 @@ async function main() {
   check(
     'the image has a HEALTHCHECK',
     (inspected.Healthcheck?.Test ?? []).join(' ').includes('healthcheck.mjs'),
+  );
+
+  // ---- compose.yaml's secrets-init: secrets the service accepts, written once ----
+  const initSecrets = () =>
+    podman([
+      'run',
+      '--rm',
+      ...ULIMITS,
+      '--user',
+      '0:0',
+      '-v',
+      `${SECRETS_VOLUME}:/run/agent-otp`,
+      '--entrypoint',
+      'node',
+      IMAGE,
+      '/app/init-secrets.mjs',
+    ]);
+  const readSecrets = () =>
+    podman([
+      'run',
+      '--rm',
+      ...ULIMITS,
+      '-v',
+      `${SECRETS_VOLUME}:/run/agent-otp:ro`,
+      '--entrypoint',
+      'sh',
+      IMAGE,
+      '-c',
+      'cat /run/agent-otp/admin_token /run/agent-otp/secrets_encryption_key /run/agent-otp/database_url',
+    ]).stdout;
+  initSecrets();
+  const firstSecrets = readSecrets();
+  initSecrets();
+  check('secrets-init: a second run keeps the secrets', readSecrets() === firstSecrets);
+  const accepted = podman(
+    [
+      'run',
+      '--rm',
+      ...ULIMITS,
+      '-v',
+      `${SECRETS_VOLUME}:/run/agent-otp:ro`,
+      '-e',
+      'ADMIN_TOKEN_FILE=/run/agent-otp/admin_token',
+      '-e',
+      'SECRETS_ENCRYPTION_KEY_FILE=/run/agent-otp/secrets_encryption_key',
+      '-e',
+      'DATABASE_URL_FILE=/run/agent-otp/database_url',
+      '--entrypoint',
+      'node',
+      IMAGE,
+      '--input-type=module',
+      '-e',
+      "const { loadConfig } = await import('/app/dist/config.js'); const c = loadConfig(); " +
+        'console.log(new URL(c.DATABASE_URL).host, c.ADMIN_TOKEN.length, Boolean(c.SECRETS_ENCRYPTION_KEY));',
+    ],
+    { check: false },
+  );
+  check(
+    'secrets-init: the service (uid 10001) reads them as *_FILE and its config accepts them',
+    accepted.status === 0 && accepted.stdout.trim() === 'postgres:5432 51 true',
+    (accepted.stdout + accepted.stderr).trim(),
   );
 
   // ---- the database, the secrets, the roles ----
