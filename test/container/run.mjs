@@ -285,6 +285,8 @@ async function main() {
       APPROVAL_TIMEOUT_SECONDS: '30',
       RECONCILE_INTERVAL_MS: '5000',
     };
+    // As manifests/k8s runs them: a read-only root filesystem (and no tmpfs on /tmp, which
+    // Kubernetes does not add), no capabilities, no privilege escalation, the heap cap.
     const runRole = (role, extra = []) =>
       podman([
         'run',
@@ -294,6 +296,14 @@ async function main() {
         '--network',
         'host',
         ...ULIMITS,
+        '--read-only',
+        '--read-only-tmpfs=false',
+        '--cap-drop',
+        'ALL',
+        '--security-opt',
+        'no-new-privileges',
+        '-e',
+        'NODE_OPTIONS=--max-old-space-size=256',
         '-v',
         `${secrets}:/run/secrets:ro`,
         ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]),
