@@ -88,7 +88,7 @@ export class ApproverService {
       createdAt: now,
       updatedAt: now,
     };
-    await this.withConflicts(name, identities, () =>
+    await this.withConflicts(name, identities, null, () =>
       this.db.transaction(async (tx) => {
         await this.assertIdentitiesFree(tx, identities, null);
         await insertApprover(tx, approver);
@@ -130,7 +130,7 @@ export class ApproverService {
     }
     const { id } = await this.get(idOrName);
     const now = this.clock.now();
-    const updated = await this.withConflicts(name, add, () =>
+    const updated = await this.withConflicts(name, add, id, () =>
       this.db.transaction(async (tx) => {
         const current = await findApprover(tx, id, true);
         if (!current) throw notFound(idOrName);
@@ -275,6 +275,7 @@ export class ApproverService {
   private async withConflicts<T>(
     name: string | undefined,
     identities: readonly string[],
+    self: string | null,
     work: () => Promise<T>,
   ): Promise<T> {
     try {
@@ -290,7 +291,7 @@ export class ApproverService {
         );
       }
       if (conflict === 'identity') {
-        const owner = (await identityOwners(this.db, identities))[0];
+        const owner = (await identityOwners(this.db, identities)).find((o) => o.approverId !== self);
         if (owner) throw identityTaken(owner);
       }
       throw err;

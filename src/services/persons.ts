@@ -45,6 +45,7 @@ export class PersonDirectory {
       );
       this.applied = seq;
       this.current = links;
+      this.logger.debug({ accounts: stored.length }, 'approver accounts loaded');
       this.warnMerged(merged);
     } catch (err) {
       this.logger.error({ err }, 'approver accounts could not be reloaded; keeping the previous persons');

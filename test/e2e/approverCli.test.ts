@@ -173,3 +173,78 @@ describe('approver accounts from the CLI', () => {
     );
   });
 });
+
+/**
+ * Two API instances on one database and one Redis: an account created through one is counted
+ * by the other as soon as the `approvers-changed` message arrives, without a restart.
+ */
+describe.runIf(process.env.TEST_DATABASE_URL)('approver accounts across instances', () => {
+  let first: ServerProcess;
+  let second: ServerProcess;
+
+  beforeAll(async () => {
+    const env = {
+      ADMIN_TOKEN: ADMIN,
+      LOG_LEVEL: 'debug',
+      REDIS_KEY_PREFIX: `ta${randomBytes(4).toString('hex')}`,
+    };
+    first = await startServer({ database: 'postgres', command: 'api', env });
+    second = await startServer({ database: 'postgres', command: 'api', env, schema: first.schema });
+  }, 180_000);
+
+  afterAll(async () => {
+    await second?.stop();
+    await first?.stop();
+  });
+
+  it('the other instance reloads on approvers-changed and applies the account', async () => {
+    const operator = apiClient(first.url, ADMIN);
+    const deployer = await operator<{ apiKey: string }>('POST', '/api/v1/agents', { name: 'deployer-2' });
+    expect(
+      (
+        await operator('PUT', '/api/v1/policies', {
+          policies: [{ name: 'deploys', conditions: { action: 'deploy.*' }, action: 'require_approval' }],
+        })
+      ).status,
+    ).toBe(200);
+    const created = await operator<{ events: { actor: { id: string } }[] }>(
+      'GET',
+      '/api/v1/audit?event_type=agent.created&limit=1',
+    );
+    const operatorKeyId = created.body.data.events[0]?.actor.id as string;
+    const loads = () =>
+      second
+        .output()
+        .split('\n')
+        .filter((l) => l.includes('approver accounts loaded')).length;
+    const before = loads();
+
+    const made = await runCli(['approver:create', '--name', 'olga', '--operator', operatorKeyId], {
+      AGENT_OTP_URL: first.url,
+      AGENT_OTP_ADMIN_TOKEN: ADMIN,
+    });
+    expect(made.code, made.stderr).toBe(0);
+    await expect.poll(loads, { timeout: 5000, interval: 50 }).toBeGreaterThan(before);
+
+    // The request waits on the second instance, whose operator is now the stored person olga.
+    const agent = apiClient(second.url, deployer.body.data.apiKey);
+    let id = '';
+    await expect
+      .poll(
+        async () => {
+          const asked = await agent<{ id: string }>('POST', '/api/v1/permissions/request', {
+            action: 'deploy.staging',
+            context: { user_id: 'olga' },
+          });
+          if (asked.status === 202) id = asked.body.data.id;
+          return asked.status;
+        },
+        { timeout: 5000, interval: 100 },
+      )
+      .toBe(202);
+    const decided = await apiClient(second.url, ADMIN)<unknown>('POST', `/api/v1/permissions/${id}/decide`, {
+      approved: true,
+    });
+    expect([decided.status, decided.body.error?.code]).toEqual([403, 'FORBIDDEN']);
+  });
+});

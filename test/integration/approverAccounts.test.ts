@@ -250,6 +250,8 @@ describe.each(testDatabases())('approver accounts on $name', (database) => {
     expect(
       (await appError(h.accounts.update(bob.id, { addIdentities: [`slack:${SLACK_ALICE}`] }, operator))).code,
     ).toBe('APPROVER_IDENTITY_TAKEN');
+    const rename = await appError(h.accounts.update(bob.id, { name: 'ALICE' }, operator));
+    expect([rename.code, rename.details]).toEqual(['APPROVER_NAME_TAKEN', { name: 'ALICE', approverId: id }]);
     const race = await Promise.allSettled(
       ['erin', 'frank', 'grace'].map((name) =>
         h.accounts.create({ name, identities: ['discord:444444444444444444'] }, operator),
