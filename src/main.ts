@@ -1,12 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 // Each channel loads its SDK (discord.js, Bolt: seconds of start) only when it is configured.
-import { CHANNELS } from './chat/channels.js';
+import { CHANNELS, channelIdentityShapes } from './chat/channels.js';
 import { approvalGuidance } from './chat/guidance.js';
 import { ChatInteractions } from './chat/interactions.js';
 import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
 import { type Config, loadConfig } from './config.js';
+import { IdentitySyntax, NO_LINKS } from './core/approvers.js';
 import { systemClock } from './core/clock.js';
 import { registerApprovalPage } from './http/routes/approvalPage.js';
+import { registerApproverRoutes } from './http/routes/approvers.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerMetricsRoutes } from './http/routes/metrics.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
@@ -24,12 +26,14 @@ import { ChannelRegistry } from './services/approvals/channel.js';
 import { ApprovalMessages } from './services/approvals/messages.js';
 import { ApprovalScheduler } from './services/approvals/scheduler.js';
 import { ApprovalService } from './services/approvals/service.js';
+import { ApproverService } from './services/approvers.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
 import { AuthService } from './services/auth.js';
 import { ErasureService } from './services/erasure.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { PermissionService } from './services/permissions.js';
+import { PersonDirectory } from './services/persons.js';
 import { PolicyService } from './services/policies.js';
 import { RateLimiter, rateLimiterOutage, requestLimits, tokenCallLimits } from './services/rateLimits.js';
 import { loadSecretsKey, SecretBox } from './services/secretBox.js';
@@ -171,11 +175,21 @@ export async function startService(
   const policies = new PolicyService(db, audit, clock, config.DEFAULT_POLICY_ACTION, logger);
   await policies.load();
   if (config.POLICIES_FILE) await policies.loadFile(config.POLICIES_FILE);
+  // The persons who decide: APPROVER_LINKS and the approver accounts, held in memory.
+  const persons = new PersonDirectory(db, logger, config.APPROVER_LINKS ?? NO_LINKS);
+  await persons.load();
+  const approverAccounts = new ApproverService(
+    db,
+    audit,
+    clock,
+    new IdentitySyntax(channelIdentityShapes(plugins)),
+    persons.configured,
+  );
   const permissions = new PermissionService(db, audit, policies, clock, {
     approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
     requireActionDetails: config.REQUIRE_ACTION_DETAILS,
     allowPrivateWebhooks: config.WEBHOOK_ALLOW_PRIVATE,
-    approverLinks: config.APPROVER_LINKS,
+    approverLinks: persons.links,
   });
   const limiterOutage = rateLimiterOutage(logger);
   const rateLimiter = new RateLimiter(
@@ -197,7 +211,7 @@ export async function startService(
   );
   const jobs = new JobQueue(producer, `${prefix}:bull`, logger);
   const channels = new ChannelRegistry(plugins.map((c) => c.name));
-  const approvals = new ApprovalService(db, permissions, audit, channels, logger, config.APPROVER_LINKS);
+  const approvals = new ApprovalService(db, permissions, audit, channels, logger, persons.links);
   const messages = new ApprovalMessages(db, channels, clock, logger);
   const scheduler = new ApprovalScheduler(jobs, clock, () => channels.enabled);
   const erasure = new ErasureService(db, audit, permissions);
@@ -235,11 +249,13 @@ export async function startService(
   bus.subscribe('permission-changed', (id) => waiters.notify(id));
   bus.subscribe('agent-changed', (agentId) => auth.invalidateAgent(agentId));
   bus.subscribe('policies-changed', reloadPolicies);
+  bus.subscribe('approvers-changed', () => void persons.load());
   // Messages published while this instance was cut off from Redis are lost: catch up on
   // reconnecting, and meanwhile re-read every few seconds what other instances may have changed.
   const catchUp = () => {
     waiters.notifyAll();
     reloadPolicies();
+    void persons.load();
   };
   bus.onResubscribed(catchUp);
   const catchUpTimer = setInterval(() => {
@@ -260,6 +276,11 @@ export async function startService(
     publish('agent-changed', agentId);
   });
   policies.onChange(() => publish('policies-changed', '1'));
+  // This instance reloads before the operator's call answers; the others when told.
+  approverAccounts.onChange(async () => {
+    await persons.load();
+    publish('approvers-changed', '1');
+  });
   permissions.onChange(({ type, permission }) => {
     // A policy decides only at creation, when nobody can be waiting yet: skip the publish then
     // (it would cost every auto-approved request a Redis round trip for nothing).
@@ -355,6 +376,7 @@ export async function startService(
           ),
         (_route, server) => registerApprovalPage(server, permissions),
         (route) => registerPolicyRoutes(route, policies, agents),
+        (route) => registerApproverRoutes(route, approverAccounts),
         (route) => registerAuditRoutes(route, audit, erasure, agents),
         (route) => registerWebhookRoutes(route, webhooks, agents),
         (route, server) =>

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { CliError, OperatorClient, resolveClientOptions } from './client.js';
 import { registerAgentCommands } from './commands/agents.js';
+import { registerApproverCommands } from './commands/approvers.js';
 import { registerAuditCommands } from './commands/audit.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerDoctorCommand } from './commands/doctor.js';
@@ -97,6 +98,7 @@ export function buildProgram(): Command {
   };
   registerAgentCommands(program, getClient, print);
   registerPolicyCommands(program, getClient, print);
+  registerApproverCommands(program, getClient, print);
   registerPermissionCommands(program, getClient, print);
   registerAuditCommands(program, getClient, print);
   registerDoctorCommand(program, print);

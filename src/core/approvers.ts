@@ -18,7 +18,8 @@ export interface ApproverLinks {
 
 export const NO_LINKS: ApproverLinks = Object.freeze({ persons: new Map<string, string>() });
 
-const PERSON_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** A person's name, in APPROVER_LINKS and as a stored approver's name. */
+export const PERSON_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 /** A channel's registered name (`slack`, `discord`, `web`, …): also the prefix of its identities. */
 export const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,31}$/;
@@ -36,6 +37,32 @@ export interface IdentityShape {
 const OPERATOR_SHAPE: IdentityShape = { pattern: /^opk_[A-Za-z0-9]{1,64}$/, hint: 'operator:opk_…' };
 
 /**
+ * The identity syntax an operator may write, by channel (each channel's own, and operator keys),
+ * and the sentence naming it for errors: `expected slack:U…/W…, discord:<user id> or operator:opk_…`.
+ */
+export class IdentitySyntax {
+  private readonly known: Record<string, IdentityShape>;
+  readonly expected: string;
+
+  constructor(shapes: Readonly<Record<string, IdentityShape>>) {
+    this.known = { ...shapes, operator: OPERATOR_SHAPE };
+    const hints = Object.entries(this.known).map(([channel, shape]) =>
+      shape.hint.startsWith(`${channel}:`) ? shape.hint : `${channel}:${shape.hint}`,
+    );
+    this.expected = `${hints.slice(0, -1).join(', ')}${hints.length > 1 ? ' or ' : ''}${hints.at(-1)}`;
+  }
+
+  /** `slack:U123` is a channel's user id written as that channel writes it. */
+  accepts(identity: string): boolean {
+    const colon = identity.indexOf(':');
+    if (colon < 0) return false;
+    const channel = identity.slice(0, colon);
+    const shape = Object.hasOwn(this.known, channel) ? this.known[channel] : undefined;
+    return shape?.pattern.test(identity.slice(colon + 1)) ?? false;
+  }
+}
+
+/**
  * `alice=slack:U123,discord:123456789012345678;bob=slack:U9` → the links. Throws an Error
  * naming the first bad entry: an identity in two persons, or one person declared twice, is a
  * configuration mistake that would silently merge or split votes. `shapes`: the user-id syntax
@@ -45,11 +72,7 @@ export function parseApproverLinks(
   text: string,
   shapes: Readonly<Record<string, IdentityShape>>,
 ): ApproverLinks {
-  const known: Record<string, IdentityShape> = { ...shapes, operator: OPERATOR_SHAPE };
-  const hints = Object.entries(known).map(([channel, shape]) =>
-    shape.hint.startsWith(`${channel}:`) ? shape.hint : `${channel}:${shape.hint}`,
-  );
-  const expected = `${hints.slice(0, -1).join(', ')}${hints.length > 1 ? ' or ' : ''}${hints.at(-1)}`;
+  const syntax = new IdentitySyntax(shapes);
   const persons = new Map<string, string>();
   const seen = new Set<string>();
   for (const entry of text.split(';').map((s) => s.trim())) {
@@ -70,12 +93,8 @@ export function parseApproverLinks(
       .filter(Boolean);
     if (identities.length === 0) throw new Error(`person "${name}" has no identities`);
     for (const identity of identities) {
-      const colon = identity.indexOf(':');
-      const channel = identity.slice(0, colon);
-      const id = identity.slice(colon + 1);
-      const shape = Object.hasOwn(known, channel) ? known[channel] : undefined;
-      if (colon < 0 || !shape?.pattern.test(id)) {
-        throw new Error(`"${identity.slice(0, 80)}" (person "${name}"): expected ${expected}`);
+      if (!syntax.accepts(identity)) {
+        throw new Error(`"${identity.slice(0, 80)}" (person "${name}"): expected ${syntax.expected}`);
       }
       const other = persons.get(identity);
       if (other !== undefined) throw new Error(`${identity} is linked to both "${other}" and "${name}"`);
@@ -84,6 +103,15 @@ export function parseApproverLinks(
   }
   return Object.freeze({ persons });
 }
+
+/**
+ * Where the rules read the links from: a fixed set (APPROVER_LINKS alone), or the current one
+ * of a directory that follows stored approvers (a synchronous read of a cached value).
+ */
+export type LinksSource = ApproverLinks | (() => ApproverLinks);
+
+export const linksProvider = (source: LinksSource = NO_LINKS): (() => ApproverLinks) =>
+  typeof source === 'function' ? source : () => source;
 
 /** Actor platforms that are not channels a person clicks in: the API and the CLI act as operators. */
 const OPERATOR_PLATFORMS: ReadonlySet<string> = new Set(['api', 'cli']);

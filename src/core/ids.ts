@@ -24,6 +24,7 @@ export const ID_PREFIXES = {
   apiKey: 'key_',
   policy: 'pol_',
   operatorKey: 'opk_',
+  approver: 'apr_',
 } as const;
 
 export type IdKind = keyof typeof ID_PREFIXES;

@@ -39,7 +39,7 @@ export interface ErasureReport extends RedactionResult {
    */
   revoked: string[];
   /** Operator configuration still naming the subject, left for the operator to edit. */
-  leftInConfiguration: { agents: number; policies: number };
+  leftInConfiguration: { agents: number; policies: number; approvers: number };
 }
 
 type ErasureCopies = Omit<ErasureReport, keyof RedactionResult>;

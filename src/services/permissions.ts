@@ -6,7 +6,8 @@ import {
   displayName,
   distinctApprovals,
   isRequester,
-  NO_LINKS,
+  type LinksSource,
+  linksProvider,
 } from '../core/approvers.js';
 import type { Actor, AuditEventInput } from '../core/audit/index.js';
 import { WorkBudget } from '../core/budget.js';
@@ -142,8 +143,11 @@ export interface PermissionSettings {
   requireActionDetails: boolean;
   /** WEBHOOK_ALLOW_PRIVATE: accept private and loopback webhookUrl targets (default: refused). */
   allowPrivateWebhooks?: boolean;
-  /** APPROVER_LINKS: identities on several platforms that are one person (one vote). */
-  approverLinks?: ApproverLinks;
+  /**
+   * Identities on several platforms that are one person (one vote): APPROVER_LINKS alone, or the
+   * current persons of a PersonDirectory (stored approvers too), read at each decision.
+   */
+  approverLinks?: LinksSource;
 }
 
 const EXPIRE_BATCH = 500;
@@ -160,6 +164,8 @@ export const SELF_APPROVAL = SELF_APPROVAL_TEXT;
  */
 export class PermissionService {
   private readonly listeners: PermissionListener[] = [];
+  /** A cached value's getter: request, verify and use never read it; decide and progress do. */
+  private readonly links: () => ApproverLinks;
 
   constructor(
     private readonly db: Db,
@@ -167,7 +173,9 @@ export class PermissionService {
     private readonly policies: PolicyEvaluator,
     private readonly clock: Clock,
     private readonly settings: PermissionSettings,
-  ) {}
+  ) {
+    this.links = linksProvider(settings.approverLinks);
+  }
 
   onChange(listener: PermissionListener): void {
     this.listeners.push(listener);
@@ -357,7 +365,7 @@ export class PermissionService {
    */
   progress(permission: Permission): { approvals: ApprovalProgress; tokenState: TokenState } {
     return {
-      approvals: approvalProgress(permission, this.settings.approverLinks ?? NO_LINKS),
+      approvals: approvalProgress(permission, this.links()),
       tokenState: tokenState(permission, this.clock.now()),
     };
   }
@@ -565,7 +573,7 @@ export class PermissionService {
     assertStorable(input.scopeModifications, 'scopeModifications');
     assertStorable(input.approver, 'approver');
     const now = this.clock.now();
-    const links = this.settings.approverLinks ?? NO_LINKS;
+    const links = this.links();
     // One person, one vote: the key ignores the workspace/guild and follows the person's links.
     const approver = attributeApprover(input.approver, links);
     const key = approverKey(approver, links);

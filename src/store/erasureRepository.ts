@@ -201,22 +201,30 @@ export async function staleChatMessagesOf(
 }
 
 /**
- * Operator configuration naming the subject — agents (name, description, metadata, webhook URL)
- * and policies (name, definition) — which an erasure leaves for the operator to edit: a policy
- * condition is a rule, not a record, and rewriting it would change what is enforced.
+ * Operator configuration naming the subject — agents (name, description, metadata, webhook URL),
+ * policies (name, definition) and approver accounts (name, email, identities) — which an erasure
+ * leaves for the operator to edit: a policy condition is a rule, not a record, and rewriting it
+ * would change what is enforced; an account's identities are who counts as one person.
  */
 export async function configurationMentioning(
   db: Queryable,
   needles: Needles,
-): Promise<{ agents: number; policies: number }> {
+): Promise<{ agents: number; policies: number; approvers: number }> {
   const text = textHit(1);
   const inJson = jsonHit(2);
-  const { rows } = await db.query<{ agents: unknown; policies: unknown }>(
+  const { rows } = await db.query<{ agents: unknown; policies: unknown; approvers: unknown }>(
     `SELECT
        (SELECT count(*) FROM agents WHERE ${['name', 'description', 'webhook_url'].map(text).join(' OR ')}
                                       OR ${inJson('metadata')}) AS agents,
-       (SELECT count(*) FROM policies WHERE ${text('name')} OR ${inJson('definition')}) AS policies`,
+       (SELECT count(*) FROM policies WHERE ${text('name')} OR ${inJson('definition')}) AS policies,
+       (SELECT count(*) FROM approvers a WHERE ${['a.name', 'a.email'].map(text).join(' OR ')}
+          OR EXISTS (SELECT 1 FROM approver_identities i WHERE i.approver_id = a.id AND ${text('i.identity')}))
+         AS approvers`,
     [needles.text, needles.json],
   );
-  return { agents: toNumber(rows[0]?.agents ?? 0), policies: toNumber(rows[0]?.policies ?? 0) };
+  return {
+    agents: toNumber(rows[0]?.agents ?? 0),
+    policies: toNumber(rows[0]?.policies ?? 0),
+    approvers: toNumber(rows[0]?.approvers ?? 0),
+  };
 }

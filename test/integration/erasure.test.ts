@@ -185,7 +185,7 @@ describe.each(testDatabases())('erasure on $name', (database) => {
       },
       webhookDeliveries: 2,
       chatMessages: 1,
-      leftInConfiguration: { agents: 0, policies: 0 },
+      leftInConfiguration: { agents: 0, policies: 0, approvers: 0 },
     });
     expect(report.eventId).toMatch(/^evt_/);
 
@@ -338,6 +338,27 @@ describe.each(testDatabases())('erasure on $name', (database) => {
     // the message current with what it read before the erasure.
     await approvals.syncMessages(permission.id, { force: true });
     expect(updates).toHaveLength(2);
+  });
+
+  it('leaves approver accounts naming the subject to the operator, and counts them', async () => {
+    const at = new Date();
+    await db.query(
+      `INSERT INTO approvers (id, name, email, created_at, updated_at) VALUES
+         ('apr_erasure1', 'ada', 'ADA@example.com', $1, $1), ('apr_erasure2', 'bo', NULL, $1, $1)`,
+      [at],
+    );
+    await db.query(
+      `INSERT INTO approver_identities (identity, approver_id, created_at) VALUES ('slack:U0BO', 'apr_erasure2', $1)`,
+      [at],
+    );
+    try {
+      const byEmail = await erasure.erase(SUBJECT, OPERATOR, { dryRun: true });
+      expect(byEmail.leftInConfiguration.approvers).toBe(1);
+      const byIdentity = await erasure.erase('U0BO', OPERATOR, { dryRun: true });
+      expect(byIdentity.leftInConfiguration.approvers).toBe(1);
+    } finally {
+      await db.query(`DELETE FROM approvers WHERE id LIKE 'apr_erasure%'`);
+    }
   });
 
   it('refuses a subject too short to name one person', async () => {

@@ -224,6 +224,50 @@ describe('/openapi.json against real answers', () => {
     );
     expect((await call('DELETE', '/api/v1/agents/{id}', { params: { id: spare.data.id } })).status).toBe(200);
 
+    // ---- approver accounts ----
+    const approver = await call('POST', '/api/v1/approvers', {
+      body: { name: 'contract-alice', email: 'alice@example.com', identities: ['slack:U0ALICE'] },
+    });
+    expect(approver.status).toBe(201);
+    const approverId = approver.data.id as string;
+    expect((await call('POST', '/api/v1/approvers', { body: { name: 'CONTRACT-alice' } })).data.code).toBe(
+      'APPROVER_NAME_TAKEN',
+    );
+    expect(
+      (await call('POST', '/api/v1/approvers', { body: { name: 'bob', identities: ['slack:bob'] } })).status,
+    ).toBe(400);
+    expect((await call('POST', '/api/v1/approvers', { key: agentKey, body: { name: 'x' } })).status).toBe(
+      403,
+    );
+    expect((await call('GET', '/api/v1/approvers', { query: 'limit=1' })).data.approvers).toHaveLength(1);
+    expect((await call('GET', '/api/v1/approvers/{id}', { params: { id: 'contract-alice' } })).data.id).toBe(
+      approverId,
+    );
+    expect((await call('GET', '/api/v1/approvers/{id}', { params: { id: 'nobody' } })).status).toBe(404);
+    const patched = await call('PATCH', '/api/v1/approvers/{id}', {
+      params: { id: approverId },
+      body: { email: null, addIdentities: ['discord:111111111111111111'] },
+    });
+    expect(patched.data.identities).toEqual(['discord:111111111111111111', 'slack:U0ALICE']);
+    const other = await call('POST', '/api/v1/approvers', { body: { name: 'contract-bob' } });
+    expect(
+      (
+        await call('PATCH', '/api/v1/approvers/{id}', {
+          params: { id: other.data.id },
+          body: { addIdentities: ['slack:U0ALICE'] },
+        })
+      ).data.code,
+    ).toBe('APPROVER_IDENTITY_TAKEN');
+    expect(
+      (await call('POST', '/api/v1/approvers/{id}/disable', { params: { id: approverId } })).data.status,
+    ).toBe('disabled');
+    expect(
+      (await call('POST', '/api/v1/approvers/{id}/enable', { params: { id: approverId } })).data.status,
+    ).toBe('active');
+    expect((await call('DELETE', '/api/v1/approvers/{id}', { params: { id: other.data.id } })).status).toBe(
+      200,
+    );
+
     // ---- policies ----
     const payments = await call('POST', '/api/v1/policies', {
       body: {

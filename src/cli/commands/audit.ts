@@ -186,8 +186,10 @@ export function erasureSummary(r: ErasureReport): string {
   if (r.eventActorsKept)
     lines.push(`Kept: ${r.eventActorsKept} audit event actors (the hash chain covers them).`);
   const left = r.leftInConfiguration;
-  if (left.agents || left.policies)
-    lines.push(`Left for you to edit: ${left.agents} agents and ${left.policies} policies name the subject.`);
+  if (left.agents || left.policies || left.approvers)
+    lines.push(
+      `Left for you to edit: ${left.agents} agents, ${left.policies} policies and ${left.approvers} approver accounts name the subject.`,
+    );
   lines.push(r.dryRun ? 'Dry run: nothing was changed.' : `Recorded as ${r.eventId}.`);
   return lines.join('\n');
 }

@@ -23,6 +23,12 @@ export const AUDIT_EVENT_TYPES = [
   'agent.key_rotated',
   'agent.revoked',
   'agent.deleted',
+  // Approver accounts: the persons who decide.
+  'approver.created',
+  'approver.updated',
+  'approver.disabled',
+  'approver.enabled',
+  'approver.deleted',
   // Policies.
   'policy.created',
   'policy.updated',

@@ -122,7 +122,7 @@ const redactResponse = z.object({
   webhookDeliveries: z.number(),
   chatMessages: z.number(),
   revoked: z.array(z.string()),
-  leftInConfiguration: z.object({ agents: z.number(), policies: z.number() }),
+  leftInConfiguration: z.object({ agents: z.number(), policies: z.number(), approvers: z.number() }),
 });
 
 export function auditDto(e: StoredAuditEvent) {

@@ -1,6 +1,11 @@
 import type { ApprovalCard } from '../../core/approval/card.js';
 import { describeRefusal, type Refusal } from '../../core/approval/refusals.js';
-import { type ApproverLinks, attributeApprover, NO_LINKS } from '../../core/approvers.js';
+import {
+  type ApproverLinks,
+  attributeApprover,
+  type LinksSource,
+  linksProvider,
+} from '../../core/approvers.js';
 import type { Actor } from '../../core/audit/index.js';
 import { AppError } from '../../core/errors.js';
 import type { Permission } from '../../core/permission.js';
@@ -54,21 +59,25 @@ export function channelActor(user: ChannelUser): Actor {
  * refusals in their own idiom; none of them decides who may approve.
  */
 export class ApprovalService {
+  /** The persons now (APPROVER_LINKS and approver accounts): the audit names the person behind a channel identity. */
+  private readonly links: () => ApproverLinks;
+
   constructor(
     private readonly db: Db,
     private readonly permissions: PermissionService,
     private readonly audit: AuditService,
     private readonly channels: ChannelRegistry,
     private readonly logger: Logger,
-    /** APPROVER_LINKS: the audit names the person behind a channel identity. */
-    private readonly links: ApproverLinks = NO_LINKS,
-  ) {}
+    links?: LinksSource,
+  ) {
+    this.links = linksProvider(links);
+  }
 
   async decideAs(decider: Decider, input: DecisionInput): Promise<DecisionResult> {
     if (decider.kind === 'channel') {
       const permission = await findPermission(this.db, input.permissionId);
       if (!permission) return refused({ reason: 'not_found' }, permissionNotFound(input.permissionId));
-      const actor = attributeApprover(channelActor(decider.user), this.links);
+      const actor = attributeApprover(channelActor(decider.user), this.links());
       const refusal = await this.mayDecide(permission, decider.user);
       if (refusal) {
         await this.auditRefusal(permission, actor, refusal, input.approved);
@@ -100,7 +109,7 @@ export class ApprovalService {
   /**
    * May this channel user decide? Yes when the policy's approvers (else their channel's defaults)
    * name their identity on the channel they clicked in, or a group their channel says they are in.
-   * Links (APPROVER_LINKS) make one person of several identities for quorum and the self-approval
+   * Persons (APPROVER_LINKS, approver accounts) make one person of several identities for quorum and the self-approval
    * ban, but grant nothing: each identity is an approver only where it is listed.
    */
   private async mayDecide(permission: Permission, user: ChannelUser): Promise<Refusal | null> {
