@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 
 export const STAMP_FILE = '.build-stamp';
 // Files whose absence means dist/ is not usable, whatever the stamp says.
-const REQUIRED_OUTPUTS = ['cli/index.js', 'main.js', 'store/migrations'];
+const REQUIRED_OUTPUTS = ['cli/index.js', 'main.js', 'store/migrations', 'chat/web/assets'];
 
 // Generated or cached in src/ by builds and test runs (the SDK package's dist, Python's caches):
 // not inputs, and hashing them would make every build stale the moment it finished.
@@ -82,6 +82,10 @@ export function build(root) {
   const migrations = path.join(dist, 'store', 'migrations');
   rmSync(migrations, { recursive: true, force: true });
   cpSync(path.join(root, 'src', 'store', 'migrations'), migrations, { recursive: true });
+  // The web pages' own browser scripts and stylesheet, served as files (src/chat/web/assets.ts).
+  const assets = path.join(dist, 'chat', 'web', 'assets');
+  rmSync(assets, { recursive: true, force: true });
+  cpSync(path.join(root, 'src', 'chat', 'web', 'assets'), assets, { recursive: true });
   // The embedded database's template cluster (see src/store/pgliteInit.ts), when this project has one.
   const template = path.join(dist, 'store', 'pgliteTemplate.js');
   if (existsSync(template)) {
