@@ -4,11 +4,14 @@ import { CHANNELS, channelIdentityShapes } from './chat/channels.js';
 import { approvalGuidance } from './chat/guidance.js';
 import { ChatInteractions } from './chat/interactions.js';
 import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
+import { registerWebAssets } from './chat/web/assets.js';
+import { registerWebAuthRoutes, WEB_AUTH_ASSETS } from './chat/web/auth.js';
 import { type Config, loadConfig } from './config.js';
 import { IdentitySyntax, NO_LINKS } from './core/approvers.js';
 import { systemClock } from './core/clock.js';
 import { registerApprovalPage } from './http/routes/approvalPage.js';
 import { registerApproverRoutes } from './http/routes/approvers.js';
+import { registerApproverWebAuthRoutes } from './http/routes/approverWebAuth.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerMetricsRoutes } from './http/routes/metrics.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
@@ -38,6 +41,7 @@ import { PolicyService } from './services/policies.js';
 import { RateLimiter, rateLimiterOutage, requestLimits, tokenCallLimits } from './services/rateLimits.js';
 import { loadSecretsKey, SecretBox } from './services/secretBox.js';
 import { PermissionWaiters } from './services/waiters.js';
+import { WebAuthService } from './services/webAuth.js';
 import { WebhookSecrets } from './services/webhookSecrets.js';
 import { WebhookService } from './services/webhooks.js';
 import { Counters } from './store/counters.js';
@@ -185,6 +189,8 @@ export async function startService(
     new IdentitySyntax(channelIdentityShapes(plugins)),
     persons.configured,
   );
+  // Web sign-in with passkeys: its relying party is PUBLIC_URL (off, with a reason, without one).
+  const webAuth = new WebAuthService(db, audit, clock, approverAccounts, config.PUBLIC_URL);
   const permissions = new PermissionService(db, audit, policies, clock, {
     approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
     requireActionDetails: config.REQUIRE_ACTION_DETAILS,
@@ -377,6 +383,11 @@ export async function startService(
         (_route, server) => registerApprovalPage(server, permissions),
         (route) => registerPolicyRoutes(route, policies, agents),
         (route) => registerApproverRoutes(route, approverAccounts),
+        (route) => registerApproverWebAuthRoutes(route, webAuth),
+        (_route, server) => {
+          registerWebAssets(server, ['web.css', 'web.js', ...WEB_AUTH_ASSETS]);
+          registerWebAuthRoutes(server, webAuth);
+        },
         (route) => registerAuditRoutes(route, audit, erasure, agents),
         (route) => registerWebhookRoutes(route, webhooks, agents),
         (route, server) =>
