@@ -283,6 +283,7 @@ export async function startService(
   });
   policies.onChange(() => publish('policies-changed', '1'));
   // This instance reloads before the operator's call answers; the others when told.
+  approverAccounts.onChange((approverId) => webAuth.approverChanged(approverId));
   approverAccounts.onChange(async () => {
     await persons.load();
     publish('approvers-changed', '1');

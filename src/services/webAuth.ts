@@ -29,6 +29,7 @@ import {
   deleteExpired,
   deletePasskey,
   deleteSession,
+  deleteSessionsOf,
   findInvitation,
   findLiveSession,
   findPasskey,
@@ -111,7 +112,10 @@ export class WebAuthService implements WebSessions {
 
   private get rp(): RelyingParty {
     if (!this.rpResult.rp) {
-      throw new AppError('NOT_READY', `Web sign-in is off: ${this.rpResult.problem}`);
+      // A 409, not a 503: retrying does not help; the server's configuration has to change.
+      throw new AppError('CONFLICT', `Web sign-in is off on this server: ${this.rpResult.problem}`, {
+        setting: 'PUBLIC_URL',
+      });
     }
     return this.rpResult.rp;
   }
@@ -123,8 +127,8 @@ export class WebAuthService implements WebSessions {
     idOrName: string,
     origin: RequestOrigin,
   ): Promise<{ approver: ApproverAccount; url: string; expiresAt: Date }> {
-    const rp = this.rp;
     const { id } = await this.approvers.get(idOrName);
+    const rp = this.rp;
     const token = randomBytes(32).toString('base64url');
     const now = this.clock.now();
     const expiresAt = new Date(now.getTime() + INVITATION_TTL_MS);
@@ -469,6 +473,15 @@ export class WebAuthService implements WebSessions {
       },
     });
     return { refused: 'csrf' };
+  }
+
+  /**
+   * A disabled approver's sessions end for good (current() already refuses them while disabled;
+   * without this, enabling the account again would bring them back). Told by ApproverService.
+   */
+  async approverChanged(approverId: string): Promise<void> {
+    const approver = await findApprover(this.db, approverId);
+    if (approver?.status === 'disabled') await deleteSessionsOf(this.db, approverId);
   }
 
   /** Ends the request's session (its cookie is cleared by the caller). */

@@ -207,6 +207,10 @@ export async function deleteSession(tx: Queryable, idHash: string): Promise<bool
   return rows.length > 0;
 }
 
+export async function deleteSessionsOf(tx: Queryable, approverId: string): Promise<void> {
+  await tx.query('DELETE FROM web_sessions WHERE approver_id = $1', [approverId]);
+}
+
 /** Expired sessions and challenges: nothing reads them; removed now and then, on sign-in. */
 export async function deleteExpired(tx: Queryable, now: Date): Promise<void> {
   await tx.query('DELETE FROM web_sessions WHERE expires_at <= $1', [now]);
