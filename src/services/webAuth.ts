@@ -23,6 +23,7 @@ import type { Clock } from '../core/clock.js';
 import { sha256Hex } from '../core/credentials.js';
 import { AppError } from '../core/errors.js';
 import { type RelyingParty, relyingParty } from '../core/relyingParty.js';
+import { printable } from '../core/storable.js';
 import { type ApproverAccount, findApprover } from '../store/approverRepository.js';
 import type { Db, Queryable } from '../store/db.js';
 import {
@@ -561,7 +562,10 @@ function clientChallenge(clientDataJSON: unknown): string | null {
     const parsed = JSON.parse(Buffer.from(clientDataJSON, 'base64url').toString('utf8')) as {
       challenge?: unknown;
     };
-    return typeof parsed.challenge === 'string' && parsed.challenge.length <= 200 ? parsed.challenge : null;
+    // Ours are base64url; anything else is not one of ours (and must not reach a query).
+    return typeof parsed.challenge === 'string' && /^[A-Za-z0-9_-]{16,200}$/.test(parsed.challenge)
+      ? parsed.challenge
+      : null;
   } catch {
     return null;
   }
@@ -574,8 +578,14 @@ function sameSecret(presented: string, expected: string): boolean {
 }
 
 function cleanName(name: string | undefined): string | null {
-  const trimmed = name?.replace(/\s+/g, ' ').trim().slice(0, PASSKEY_NAME_MAX);
-  return trimmed ? trimmed : null;
+  // Control characters and lone surrogates (unstorable, or unreadable on the page) become spaces.
+  const trimmed = name
+    ? printable(name)
+        .replace(/[\p{Cc}\ufffd\s]+/gu, ' ')
+        .trim()
+    : '';
+  // By code point, so a cut never leaves half a surrogate pair.
+  return trimmed ? Array.from(trimmed).slice(0, PASSKEY_NAME_MAX).join('').trim() : null;
 }
 
 export type InvitationRefusal = 'unknown' | 'used' | 'expired' | 'disabled';

@@ -135,6 +135,63 @@ describe('web sign-in with a passkey, in Chromium', () => {
     await context.close();
   });
 
+  it('hostile input to the sign-in routes (not in /openapi.json) is a 4xx, never a 5xx', async () => {
+    const junkCredential = (patch: Record<string, unknown>) => ({
+      id: 'abc',
+      rawId: 'abc',
+      type: 'public-key',
+      clientExtensionResults: {},
+      response: { clientDataJSON: 'AA', authenticatorData: 'AA', signature: 'AA' },
+      ...patch,
+    });
+    const clientData = (challenge: string) =>
+      Buffer.from(JSON.stringify({ type: 'webauthn.get', challenge, origin: publicUrl })).toString(
+        'base64url',
+      );
+    const requests: [string, string, unknown?][] = [
+      ['GET', '/enrol/%00'],
+      ['GET', '/enrol/%ZZ'],
+      ['GET', `/enrol/${'a'.repeat(300)}`],
+      ['GET', '/login?next=%00'],
+      ['GET', '/login?next=//evil.example'],
+      ['POST', '/web/enrol/options', { token: '\u0000' }],
+      ['POST', '/web/enrol/options', { token: 'x', extra: 1 }],
+      ['POST', '/web/enrol/options', '{"token": '],
+      ['POST', '/web/enrol/verify', { token: 'x', response: junkCredential({}) }],
+      ['POST', '/web/enrol/verify', { token: 'x', response: junkCredential({ id: '\u0000' }) }],
+      ['POST', '/web/login/verify', { response: junkCredential({}) }],
+      ['POST', '/web/login/verify', { response: junkCredential({ id: 'a\ud800' }) }],
+      [
+        'POST',
+        '/web/login/verify',
+        { response: junkCredential({ response: { clientDataJSON: clientData('\u0000') } }) },
+      ],
+      [
+        'POST',
+        '/web/login/verify',
+        { response: junkCredential({ response: { clientDataJSON: clientData('A'.repeat(43)) } }) },
+      ],
+      ['POST', '/web/login/verify', { response: 'nope', next: 'x'.repeat(5000) }],
+      ['POST', '/logout', {}],
+      ['POST', '/web/passkeys/remove', { credentialId: '\u0000' }],
+    ];
+    for (const [method, path, body] of requests) {
+      const res = await fetch(`${server.url}${path}`, {
+        method,
+        redirect: 'manual',
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+      });
+      const text = await res.text();
+      expect(res.status, `${method} ${path}: ${text}`).toBeLessThan(500);
+      if (path.startsWith('/login')) {
+        // Only a local path is a place to return to: anything else falls back to the inbox.
+        expect(res.status).toBe(200);
+        expect(text).toContain('data-next="/inbox"');
+      } else expect(res.status, `${method} ${path}: ${text}`).toBeGreaterThanOrEqual(400);
+    }
+  });
+
   it('an expired invitation is refused', async () => {
     const invited = await cli(['approver:invite', '--name', 'bob']);
     expect(invited.code, invited.stderr).toBe(0);

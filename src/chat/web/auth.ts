@@ -12,10 +12,17 @@ export const WEB_AUTH_ASSETS = ['enrol.js', 'login.js', 'account.js'] as const;
 const SCRIPTS = (page: string) => ['webauthn.js', 'web.js', page];
 
 /** A WebAuthn response as the browser package sends it; the library checks the rest. */
+/** Credential ids are base64url (at most 1023 bytes): anything else is a 400 before any query. */
+export const credentialId = z
+  .string()
+  .min(1)
+  .max(1400)
+  .regex(/^[A-Za-z0-9_-]+$/, 'must be base64url');
+
 const credential = z
   .object({
-    id: z.string().min(1).max(1024),
-    rawId: z.string().min(1).max(1024),
+    id: credentialId,
+    rawId: credentialId,
     type: z.literal('public-key'),
     response: z.record(z.string(), z.unknown()),
     clientExtensionResults: z.record(z.string(), z.unknown()).default({}),
@@ -30,7 +37,7 @@ const enrolVerifyBody = z
   .strict();
 const loginVerifyBody = z.object({ response: credential, next: z.string().max(2000).optional() }).strict();
 const addVerifyBody = z.object({ response: credential, name: z.string().max(200).optional() }).strict();
-const removeBody = z.object({ credentialId: z.string().min(1).max(1024) }).strict();
+const removeBody = z.object({ credentialId }).strict();
 
 /**
  * Where to go after signing in: only a path on this server (`/approve/…`), never another site

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { credentialId } from '../../chat/web/auth.js';
 import type { WebAuthService } from '../../services/webAuth.js';
 import type { Passkey } from '../../store/webAuthRepository.js';
 import type { Router } from '../route.js';
@@ -68,7 +69,7 @@ export function registerApproverWebAuthRoutes(route: Router, webAuth: WebAuthSer
     summary:
       "Remove one of an approver's passkeys (a lost device); its web sessions end. Credential ids can be long, so it is named in the body",
     params: idOrName,
-    body: z.object({ credentialId: z.string().min(1).max(1400) }).strict(),
+    body: z.object({ credentialId }).strict(),
     response: passkeyResponse,
     async handler({ params, body, origin }) {
       return {
