@@ -42,9 +42,13 @@ describe('web sign-in with a passkey, in Chromium', () => {
     operator = apiClient(server.url, ADMIN);
   }, 180_000);
 
+  /** Servers replaced by a restart on the same data dir, stopped last. */
+  const retired: ServerProcess[] = [];
+
   afterAll(async () => {
     await browser?.close();
     await server?.stop();
+    for (const old of retired) await old.stop();
   });
 
   let usedLink = '';
@@ -193,8 +197,11 @@ describe('web sign-in with a passkey, in Chromium', () => {
   });
 
   it('an expired invitation is refused', async () => {
-    const invited = await cli(['approver:invite', '--name', 'bob']);
+    // Inviting an existing account, by name.
+    expect((await cli(['approver:create', '--name', 'bob'])).code).toBe(0);
+    const invited = await cli(['approver:invite', 'bob']);
     expect(invited.code, invited.stderr).toBe(0);
+    expect(invited.stdout).toMatch(/^Send this link to bob \(apr_\w+\); it works once, until /);
     const link = /(http:\/\/\S+\/enrol\/\S+)$/m.exec(invited.stdout)?.[1] as string;
 
     // The server keeps the time of the machine: age the invitation in its database instead.
@@ -214,10 +221,9 @@ describe('web sign-in with a passkey, in Chromium', () => {
       const db = await createPgliteDb(dataDir);
       await db.query(expire);
       await db.close();
-      const previous = server;
+      // The first handle owns the data dir: stopped after this one, it removes it.
+      retired.push(server);
       server = await start(dataDir);
-      // The new process cleans up its data dir; the old handle must not.
-      void previous;
     }
 
     const { context, page } = await newPage(browser);
