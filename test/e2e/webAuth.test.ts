@@ -103,16 +103,40 @@ describe('web sign-in with a passkey, in Chromium', () => {
     await expect.poll(() => page.textContent('#status')).toContain('only passkey');
     expect(await page.locator('#passkeys li').count()).toBe(1);
 
+    // A second device: it adds a passkey while signed in; then the first one can go.
+    await authenticator.cdp.send('WebAuthn.removeVirtualAuthenticator', {
+      authenticatorId: authenticator.authenticatorId,
+    });
+    const second = await addVirtualAuthenticator(page);
+    await page.click('#add-passkey');
+    await expect.poll(() => page.locator('#passkeys li').count()).toBe(2);
+    expect(await second.credentials()).toHaveLength(1);
+    await page.click('li:has-text("test phone") button.remove-passkey');
+    // The session stood on the removed passkey: it ended with it, and the page asks to sign in.
+    await page.waitForURL(`${publicUrl}/login?next=%2Faccount`);
+    await page.click('#sign-in');
+    await page.waitForURL(`${publicUrl}/account`);
+    expect(await page.locator('#passkeys li').allTextContents()).toEqual([
+      expect.stringMatching(/Passkey 2[\s\S]*signed in with this one/),
+    ]);
+
     const passkeys = await cli(['approver:passkeys', 'alice']);
     expect(passkeys.code, passkeys.stderr).toBe(0);
-    expect(passkeys.stdout).toMatch(/test phone/);
+    expect(passkeys.stdout).toMatch(/Passkey 2/);
+    expect(passkeys.stdout).not.toMatch(/test phone/);
 
     const audit = await operator<{
       events: { type: string; actor: { platform?: string; userId?: string } }[];
     }>('GET', '/api/v1/audit?limit=200');
     const types = audit.body.data.events.map((e) => e.type);
     expect(types).toEqual(
-      expect.arrayContaining(['approver.invited', 'passkey.enrolled', 'web.signed_out', 'web.signed_in']),
+      expect.arrayContaining([
+        'approver.invited',
+        'passkey.enrolled',
+        'web.signed_out',
+        'web.signed_in',
+        'passkey.removed',
+      ]),
     );
     const signedIn = audit.body.data.events.find((e) => e.type === 'web.signed_in');
     expect(signedIn?.actor).toMatchObject({ platform: 'web', userId: expect.stringMatching(/^apr_/) });
