@@ -242,10 +242,11 @@ describe.each(testDatabases())('web sign-in on $name', (database) => {
       expect(audited[0]?.details).toMatchObject({ approverId: alice.id, url: '/approve/:id/decision' });
       expect(audited[0]?.actor).toMatchObject({ type: 'approver', platform: 'web', userId: alice.id });
 
-      for (const headers of [
+      const accepted: Record<string, string>[] = [
         { cookie, 'x-csrf-token': csrfToken },
         { cookie, 'x-csrf-token': csrfToken, origin: PUBLIC_URL },
-      ]) {
+      ];
+      for (const headers of accepted) {
         expect(await web.forPost(fakeRequest(headers))).toMatchObject({ session: { approverId: alice.id } });
       }
     });
