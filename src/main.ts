@@ -4,10 +4,11 @@ import { CHANNELS, channelIdentityShapes } from './chat/channels.js';
 import { approvalGuidance } from './chat/guidance.js';
 import { ChatInteractions } from './chat/interactions.js';
 import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
+import { SIGNED_OUT } from './chat/web/channel.js';
+import type { WebSessions } from './chat/web/session.js';
 import { type Config, loadConfig } from './config.js';
 import { IdentitySyntax, NO_LINKS } from './core/approvers.js';
 import { systemClock } from './core/clock.js';
-import { registerApprovalPage } from './http/routes/approvalPage.js';
 import { registerApproverRoutes } from './http/routes/approvers.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerMetricsRoutes } from './http/routes/metrics.js';
@@ -25,7 +26,8 @@ import { AgentService } from './services/agents.js';
 import { ChannelRegistry } from './services/approvals/channel.js';
 import { ApprovalMessages } from './services/approvals/messages.js';
 import { ApprovalScheduler } from './services/approvals/scheduler.js';
-import { ApprovalService } from './services/approvals/service.js';
+import { ApprovalService, WEB_CHANNEL } from './services/approvals/service.js';
+import { WebApprovals } from './services/approvals/web.js';
 import { ApproverService } from './services/approvers.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
@@ -105,13 +107,15 @@ async function connectRedis(
 export interface ServiceOptions {
   /** The approval channels to offer (src/chat/channels.ts); each starts when configured. */
   channels?: readonly ChannelPlugin[];
+  /** Who is signed in on the web pages (passkey sessions); without it everyone is signed out. */
+  webSessions?: WebSessions;
 }
 
 export async function startService(
   config: Config,
   logger: Logger,
   roles: readonly Role[] = ALL_ROLES,
-  { channels: plugins = CHANNELS }: ServiceOptions = {},
+  { channels: plugins = CHANNELS, webSessions = SIGNED_OUT }: ServiceOptions = {},
 ): Promise<Running> {
   const clock = systemClock;
   const db = await openStorage(config, logger);
@@ -236,7 +240,17 @@ export async function startService(
   const interactions = new ChatInteractions(approvals, messages);
   const running: { name: string; channel: RunningChannel }[] = [];
   for (const plugin of plugins) {
-    const channel = await plugin.create({ config, roles, logger, interactions });
+    const channel = await plugin.create({
+      config,
+      roles,
+      logger,
+      interactions,
+      web: {
+        approvals,
+        requests: new WebApprovals(db, approvals, persons.links, clock, audit),
+        sessions: webSessions,
+      },
+    });
     if (!channel) continue;
     channels.register(channel.adapter);
     running.push({ name: plugin.name, channel });
@@ -372,9 +386,8 @@ export async function startService(
               waiters,
               agents,
             },
-            { publicUrl: config.PUBLIC_URL },
+            { publicUrl: config.PUBLIC_URL, approvalPage: channels.get(WEB_CHANNEL) !== undefined },
           ),
-        (_route, server) => registerApprovalPage(server, permissions),
         (route) => registerPolicyRoutes(route, policies, agents),
         (route) => registerApproverRoutes(route, approverAccounts),
         (route) => registerAuditRoutes(route, audit, erasure, agents),

@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { Role } from '../main.js';
 import type { ApprovalChannel } from '../services/approvals/channel.js';
 import type { ChatInteractions } from './interactions.js';
+import type { WebChannelDeps } from './web/channel.js';
 
 /**
  * An approval channel as a plug-in (DESIGN §13): one folder under src/chat and one line in
@@ -26,6 +27,11 @@ export interface ChannelPlugin {
     hint: string;
     /** Null when it is not configured; else whether it names default approvers. */
     state(config: Config): { defaultApprovers: boolean } | null;
+    /**
+     * False for a channel that asks nobody by itself (the web page: its approvers come from the
+     * other channels' lists): the setup guidance then does not offer it as a way to be asked.
+     */
+    asks?: boolean;
   };
   /**
    * The channel, when its settings are present (null otherwise). Loads its SDK lazily: a
@@ -40,6 +46,8 @@ export interface ChannelContext {
   roles: readonly Role[];
   logger: Logger;
   interactions: ChatInteractions;
+  /** What the web channel's pages need (src/chat/web/channel.ts); absent where no pages are served. */
+  web?: WebChannelDeps;
 }
 
 export interface RunningChannel {

@@ -13,6 +13,8 @@ export type Refusal =
   /** Neither the policy nor any channel's defaults name an approver. */
   | { reason: 'no_approvers' }
   | { reason: 'not_an_approver' }
+  /** A web approver whose account is disabled or deleted (their session ends with it). */
+  | { reason: 'account_disabled' }
   /** The person the agent acts for may not decide their own request. */
   | { reason: 'self_approval' }
   /** Decided, used, expired, revoked or cancelled already: nothing left to decide. */
@@ -30,6 +32,8 @@ export function describeRefusal(refusal: Refusal): string {
       return 'No approvers are configured for this request.';
     case 'not_an_approver':
       return 'You are not an approver for this request.';
+    case 'account_disabled':
+      return 'Your approver account is disabled: ask an operator to enable it.';
     case 'self_approval':
       return SELF_APPROVAL_TEXT;
     case 'closed':
