@@ -13,4 +13,4 @@ export const CHANNELS: readonly ChannelPlugin[] = [slackChannel, discordChannel,
 
 /** The user-id syntax of each channel, for APPROVER_LINKS. */
 export const channelIdentityShapes = (channels: readonly ChannelPlugin[] = CHANNELS) =>
-  Object.fromEntries(channels.map((c) => [c.name, c.identity]));
+  Object.fromEntries(channels.flatMap((c) => (c.identity ? [[c.name, c.identity]] : [])));

@@ -17,8 +17,11 @@ import type { WebChannelDeps } from './web/channel.js';
 export interface ChannelPlugin {
   /** Registered name: entries (`slack:C1`), identities (`slack:U1`) and stored messages use it. */
   readonly name: string;
-  /** How its user ids are written, for checking APPROVER_LINKS when the configuration loads. */
-  readonly identity: IdentityShape;
+  /**
+   * How its user ids are written, for checking APPROVER_LINKS and approver identities. Null when
+   * operators never write them: the web channel's `web:<approver id>` is implicit in each account.
+   */
+  readonly identity: IdentityShape | null;
   /** What `doctor`, `init` and the start log tell an operator about its setup. */
   readonly setup: {
     /** Its name for people (`Slack`). */

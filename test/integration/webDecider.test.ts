@@ -35,9 +35,13 @@ const SLACK_BOB = 'U0BOB';
 const SLACK_DAVE = 'U0DAVE';
 const PASSKEY = 'cred-alice-1';
 
+/**
+ * A millisecond per reading, across every test of the file (they share the tables): what happens
+ * later is newer, in the inbox's order.
+ */
+let ticks = 0;
+
 function harness(db: Db, approval: () => ApprovalSettings | undefined) {
-  // A millisecond per reading: requests made one after another are newer, in the inbox's order.
-  let ticks = 0;
   const clock: Clock = { now: () => new Date(T0.getTime() + ticks++) };
   const audit = new AuditService(db, clock);
   const agents = new AgentService(db, audit, clock);

@@ -58,7 +58,8 @@ export const webAdapter: ApprovalChannel = {
  */
 export const webChannel: ChannelPlugin = {
   name: WEB_CHANNEL,
-  identity: { pattern: /^apr_[A-Za-z0-9]{1,64}$/, hint: 'web:apr_…' },
+  // `web:<approver id>` belongs to its account alone (PersonDirectory adds it): not linkable.
+  identity: null,
   setup: {
     label: 'Web',
     hint: 'approver accounts (agent-otp approver:invite) linked to chat approvers',

@@ -25,7 +25,7 @@ export function registerApprovalPages(app: FastifyInstance, deps: WebChannelDeps
   app.get<{ Params: { id: string } }>('/approve/:id', async (request, reply) => {
     const id = request.params.id.slice(0, PARAM_MAX);
     const session = await deps.sessions.current(request);
-    const view = await deps.requests.request(session?.approverId ?? '', id);
+    const view = await deps.requests.request(session?.approverId ?? null, id);
     if (!view) {
       return sendPage(reply, 404, {
         title: 'Request not found',

@@ -77,17 +77,22 @@ export class WebApprovals {
     });
   }
 
-  /** The request as `approverId` sees it, or null when there is no such request. */
-  async request(approverId: string, permissionId: string): Promise<WebRequestView | null> {
+  /**
+   * The request as `approverId` sees it (null: signed out, refused as not an approver), or null
+   * when there is no such request.
+   */
+  async request(approverId: string | null, permissionId: string): Promise<WebRequestView | null> {
     const stored = await findPermission(this.db, permissionId);
     if (!stored) return null;
-    const account = await findApprover(this.db, approverId);
     const permission = effectivePermission(stored, this.clock.now());
+    const account = approverId === null ? null : await findApprover(this.db, approverId);
     return {
       permission,
       card: await this.approvals.card(permission),
       progress: approvalProgress(permission, this.links()),
-      refusal: await this.approvals.mayDecideOnWeb(permission, account),
+      refusal: account
+        ? await this.approvals.mayDecideOnWeb(permission, account)
+        : { reason: 'not_an_approver' },
     };
   }
 
