@@ -215,7 +215,12 @@ export async function startService(
   );
   const jobs = new JobQueue(producer, `${prefix}:bull`, logger);
   const channels = new ChannelRegistry(plugins.map((c) => c.name));
-  const approvals = new ApprovalService(db, permissions, audit, channels, logger, persons.links);
+  const publicUrl = config.PUBLIC_URL?.replace(/\/+$/, '');
+  const approvals = new ApprovalService(db, permissions, audit, channels, logger, persons.links, {
+    // Step-up hands a chat click over to the web page: its link needs PUBLIC_URL.
+    pageUrl: (id) => (publicUrl ? `${publicUrl}/approve/${encodeURIComponent(id)}` : null),
+    clock,
+  });
   const messages = new ApprovalMessages(db, channels, clock, logger);
   const scheduler = new ApprovalScheduler(jobs, clock, () => channels.enabled);
   const erasure = new ErasureService(db, audit, permissions);

@@ -22,7 +22,12 @@ export class FakeWebSessions implements WebSessions {
   constructor(private readonly db: Queryable) {}
 
   /** Signs the approver in; returns the Cookie header and the CSRF token a page would carry. */
-  signIn(approverId: string, approverName: string, credentialId = `cred-${approverName}`) {
+  signIn(
+    approverId: string,
+    approverName: string,
+    credentialId = `cred-${approverName}`,
+    verifiedAt = new Date(),
+  ) {
     this.next += 1;
     const value = `session-${this.next}`;
     const csrfToken = `csrf-${this.next}`;
@@ -30,7 +35,7 @@ export class FakeWebSessions implements WebSessions {
       approverId,
       approverName,
       credentialId,
-      verifiedAt: new Date(),
+      verifiedAt,
       csrfToken,
       expiresAt: new Date(Date.now() + 3600_000),
     });

@@ -79,6 +79,7 @@ function harness(db: Db, approval: () => ApprovalSettings | undefined) {
     channels,
     memoryLogger().logger,
     persons.links,
+    { pageUrl: (id) => `https://otp.example.com/approve/${id}`, clock },
   );
   const web = new WebApprovals(db, approvals, persons.links, clock, audit);
   return { audit, agents, accounts, persons, permissions, approvals, slack, channels, web };
@@ -120,9 +121,15 @@ describe.each(testDatabases())('deciding on the web on $name', (database) => {
     return permission;
   }
 
-  const onWeb = async (approverId: string, permissionId: string, approved = true, credentialId = PASSKEY) => {
+  const onWeb = async (
+    approverId: string,
+    permissionId: string,
+    approved = true,
+    credentialId = PASSKEY,
+    verifiedAt = T0,
+  ) => {
     const result = await h.approvals.decideAs(
-      { kind: 'web', approverId, credentialId },
+      { kind: 'web', approverId, credentialId, verifiedAt },
       { permissionId, approved },
     );
     return result.kind === 'refused'
@@ -264,5 +271,67 @@ describe.each(testDatabases())('deciding on the web on $name', (database) => {
     // Dave is no approver of any of them: nothing waits for him, and no decision is shown to him.
     const strangers = await h.web.inbox(dave.id, {});
     expect(strangers).toEqual({ pending: [], recent: [] });
+  });
+
+  describe('step-up: a policy with approval.passkey', () => {
+    const click = async (userId: string, permissionId: string, approved: boolean) => {
+      const result = await h.approvals.decideAs(
+        { kind: 'channel', user: h.slack.user(userId) },
+        { permissionId, approved },
+      );
+      return result.kind === 'refused'
+        ? { kind: 'refused', message: describeRefusal(result.refusal) }
+        : { kind: result.kind, status: result.permission.status };
+    };
+
+    it('a Slack Approve hands over to the page (audited); the passkey vote on the page approves', async () => {
+      const alice = await account('alice', [`slack:${SLACK_ALICE}`]);
+      approval = { passkey: true };
+      const p = await pending();
+      expect(await click(SLACK_ALICE, p.id, true)).toEqual({
+        kind: 'refused',
+        message: `This request needs a passkey confirmation: approve it on the web page https://otp.example.com/approve/${p.id}`,
+      });
+      expect(await status(p.id)).toBe('pending');
+      const [handOver] = await events('approval_step_up', p.id);
+      expect(handOver?.actor).toMatchObject({ platform: 'slack', userId: SLACK_ALICE, person: 'alice' });
+      expect(handOver?.details).toEqual({ approverId: alice.id });
+
+      expect(await onWeb(alice.id, p.id)).toEqual({ kind: 'decided', status: 'approved' });
+      const [approve] = await events('approve', p.id);
+      expect(approve?.actor).toMatchObject({ platform: 'web', credentialId: PASSKEY, person: 'alice' });
+    });
+
+    it('a clicker with no approver account is told to ask for an invitation; Deny stays one click', async () => {
+      approval = { passkey: true };
+      const p = await pending();
+      expect(await click(SLACK_BOB, p.id, true)).toEqual({
+        kind: 'refused',
+        message:
+          'This request needs a passkey confirmation on the web, and this account is linked to no approver account: ask an operator for an invitation.',
+      });
+      expect(await click(SLACK_BOB, p.id, false)).toEqual({ kind: 'decided', status: 'denied' });
+    });
+
+    it('on the page, an approval needs a fresh passkey assertion (a deny does not)', async () => {
+      const alice = await account('alice', [`slack:${SLACK_ALICE}`]);
+      approval = { passkey: true };
+      const p = await pending();
+      const old = new Date(T0.getTime() - 10 * 60_000);
+      expect(await onWeb(alice.id, p.id, true, PASSKEY, old)).toEqual({
+        kind: 'refused',
+        message:
+          'This request needs a fresh passkey confirmation: sign in with your passkey again, then approve.',
+      });
+      expect(await status(p.id)).toBe('pending');
+      expect(await onWeb(alice.id, p.id, false, PASSKEY, old)).toEqual({ kind: 'decided', status: 'denied' });
+      // Without step-up, an older session approves as usual.
+      approval = undefined;
+      const q = await pending();
+      expect(await onWeb(alice.id, q.id, true, PASSKEY, old)).toEqual({
+        kind: 'decided',
+        status: 'approved',
+      });
+    });
   });
 });

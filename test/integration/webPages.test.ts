@@ -47,6 +47,7 @@ describe.each(testDatabases())('web approval pages on $name', (database) => {
   let alice: ApproverAccount;
   let dave: ApproverAccount;
   let quorum = 1;
+  let passkey = false;
   const operator: RequestOrigin = {
     actor: { type: 'operator', id: 'opk_admin', name: 'admin', platform: 'api' },
   };
@@ -67,7 +68,7 @@ describe.each(testDatabases())('web approval pages on $name', (database) => {
           decision: 'require_approval',
           policy: { id: 'pol_pay', name: 'payments need a person' },
           reason: 'payments need a person',
-          approval: { quorum },
+          approval: { quorum, ...(passkey ? { passkey } : {}) },
         }),
       },
       clock,
@@ -103,6 +104,7 @@ describe.each(testDatabases())('web approval pages on $name', (database) => {
   });
   beforeEach(() => {
     quorum = 1;
+    passkey = false;
   });
 
   async function pending(context: Record<string, unknown> = { reason: 'Invoice INV-7 for ACME' }) {
@@ -327,5 +329,26 @@ describe.each(testDatabases())('web approval pages on $name', (database) => {
     expect(newest).toBeGreaterThan(0);
     expect(inbox.body.indexOf(`/approve/${older.id}`)).toBeGreaterThan(newest);
     expect((await get('/inbox?action=other.action', who.cookie)).body).toContain('Nothing waiting for you.');
+  });
+
+  it('step-up: the page says a passkey is needed; an old sign-in is sent to confirm again; Deny needs no fresh one', async () => {
+    passkey = true;
+    const p = await pending();
+    const old = sessions.signIn(alice.id, 'alice', 'cred-old', new Date(Date.now() - 10 * 60_000));
+    expect((await get(`/approve/${p.id}`, old.cookie)).body).toContain('needs a passkey confirmation');
+    const stale = await decide(p.id, { decision: 'approve' }, old);
+    expect(stale.statusCode).toBe(403);
+    expect(stale.json()).toMatchObject({
+      reason: 'passkey_stale',
+      login: `/login?next=${encodeURIComponent(`/approve/${p.id}`)}`,
+    });
+    expect((await stored(p.id)).status).toBe('pending');
+    const fresh = sessions.signIn(alice.id, 'alice', 'cred-fresh');
+    expect((await decide(p.id, { decision: 'approve' }, fresh)).json()).toMatchObject({ status: 'approved' });
+    const [approve] = await events('approve', p.id);
+    expect(approve?.actor.credentialId).toBe('cred-fresh');
+
+    const q = await pending();
+    expect((await decide(q.id, { decision: 'deny' }, old)).json()).toMatchObject({ status: 'denied' });
   });
 });

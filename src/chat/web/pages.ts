@@ -87,6 +87,7 @@ ${raw(statusLine(view))}
       kind: 'web',
       approverId: session.approverId,
       credentialId: session.credentialId,
+      verifiedAt: session.verifiedAt,
     } as const;
     if (decision !== 'approve' && decision !== 'deny' && decision !== 'approve_with_changes') {
       return json(reply, 400, {
@@ -100,6 +101,7 @@ ${raw(statusLine(view))}
       return answer(
         reply,
         await deps.approvals.decideAs(decider, { permissionId: id, approved: decision !== 'deny' }),
+        id,
       );
     }
     // The reason is checked as the chat modals check it; changes only for "approve with changes".
@@ -116,7 +118,7 @@ ${raw(statusLine(view))}
       ...(checkedForm.reason ? { reason: checkedForm.reason } : {}),
       ...(decision === 'approve_with_changes' ? { scopeModifications: checkedForm.scopeModifications } : {}),
     });
-    return answer(reply, result);
+    return answer(reply, result, id);
   });
 
   app.get<{ Querystring: { agent?: string; action?: string } }>('/inbox', async (request, reply) => {
@@ -160,7 +162,7 @@ function json(reply: FastifyReply, status: number, body: unknown): FastifyReply 
 }
 
 /** A decision's outcome in words (the chat notes' words), with the state the page now shows. */
-function answer(reply: FastifyReply, result: DecisionResult): FastifyReply {
+function answer(reply: FastifyReply, result: DecisionResult, id: string): FastifyReply {
   switch (result.kind) {
     case 'decided': {
       const p = result.permission;
@@ -185,6 +187,8 @@ function answer(reply: FastifyReply, result: DecisionResult): FastifyReply {
         outcome: 'refused',
         reason: result.refusal.reason,
         message: describeRefusal(result.refusal),
+        // A step-up approval with an old sign-in: where to confirm the passkey again.
+        ...(result.refusal.reason === 'passkey_stale' ? { login: loginLink(`/approve/${id}`) } : {}),
       });
     }
   }
@@ -262,6 +266,11 @@ function requestPage(view: WebRequestView, session: WebSession): string {
 <table>${raw(table)}</table>
 <h2>Votes <span id="progress">${s.approvals.count}/${s.approvals.required}</span></h2>
 <ul id="votes">${raw(votes)}</ul>
+${raw(
+  permission.approval?.passkey === true && pending
+    ? '<p class="notice">This request needs a passkey confirmation: approving asks you to sign in with your passkey again when your sign-in is more than 5 minutes old.</p>'
+    : '',
+)}
 <section id="decide" data-id="${permission.id}"${raw(pending ? '' : ' hidden')}>
 <label for="reason">Reason (optional; shown to the agent)</label>
 <textarea id="reason" rows="2" maxlength="2000"></textarea>

@@ -7,10 +7,11 @@ import {
   linksProvider,
 } from '../../core/approvers.js';
 import type { Actor } from '../../core/audit/index.js';
+import { type Clock, systemClock } from '../../core/clock.js';
 import { AppError } from '../../core/errors.js';
 import type { Permission } from '../../core/permission.js';
 import type { Logger } from '../../logger.js';
-import { type ApproverAccount, findApprover } from '../../store/approverRepository.js';
+import { type ApproverAccount, findApprover, identityOwners } from '../../store/approverRepository.js';
 import type { Db } from '../../store/db.js';
 import { findPermission } from '../../store/permissionRepository.js';
 import type { RequestOrigin } from '../agents.js';
@@ -18,6 +19,16 @@ import type { AuditService } from '../audit.js';
 import { type PermissionService, permissionNotFound } from '../permissions.js';
 import { buildCard } from './cards.js';
 import type { ChannelRegistry, ChannelUser } from './channel.js';
+
+/** How fresh a passkey assertion must be to approve a step-up request on the web. */
+export const STEP_UP_MAX_AGE_MS = 5 * 60_000;
+
+/** Step-up (a policy's `approval.passkey`): where chat clickers are sent, and the time now. */
+export interface StepUpOptions {
+  /** The web approval page of a request (`${PUBLIC_URL}/approve/<id>`), or null when unknown. */
+  pageUrl(permissionId: string): string | null;
+  clock: Clock;
+}
 
 /** The web channel's registered name: its identities are `web:<approver id>`. */
 export const WEB_CHANNEL = 'web';
@@ -37,6 +48,8 @@ export type Decider =
       approverId: string;
       /** The passkey whose session casts the vote, recorded in the audit. */
       credentialId: string;
+      /** When that passkey assertion was made: a step-up approval needs a fresh one. */
+      verifiedAt: Date;
     }
   | { kind: 'operator'; origin: RequestOrigin };
 
@@ -83,6 +96,7 @@ export class ApprovalService {
     private readonly channels: ChannelRegistry,
     private readonly logger: Logger,
     links?: LinksSource,
+    private readonly stepUp: StepUpOptions = { pageUrl: () => null, clock: systemClock },
   ) {
     this.links = linksProvider(links);
   }
@@ -97,10 +111,35 @@ export class ApprovalService {
         await this.auditRefusal(permission, actor, refusal, input.approved);
         return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
       }
+      if (input.approved && permission.status === 'pending' && permission.approval?.passkey === true) {
+        return this.handOver(permission, decider.user, actor);
+      }
       return this.decide(input, actor, { actor });
     }
     if (decider.kind === 'web') return this.decideOnWeb(decider, input);
     return this.decide(input, decider.origin.actor, decider.origin);
+  }
+
+  /**
+   * Step-up: a chat Approve on a request whose policy needs a passkey decides nothing. The clicker
+   * is sent to the web page (or told to ask for an invitation when no approver account holds their
+   * identity), and the click is audited, so the trail shows the click and, later, the passkey vote.
+   */
+  private async handOver(permission: Permission, user: ChannelUser, actor: Actor): Promise<DecisionResult> {
+    const [owner] = await identityOwners(this.db, [`${user.channel}:${user.userId}`]);
+    const refusal: Refusal = {
+      reason: 'passkey_required',
+      url: this.stepUp.pageUrl(permission.id),
+      linked: owner !== undefined,
+    };
+    await this.audit.append(this.db, {
+      type: 'approval_step_up',
+      actor,
+      agentId: permission.agentId,
+      permissionId: permission.id,
+      details: { approverId: owner?.approverId ?? null },
+    });
+    return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
   }
 
   private async decideOnWeb(
@@ -120,7 +159,11 @@ export class ApprovalService {
       },
       this.links(),
     );
-    const refusal = await this.mayDecideOnWeb(permission, account);
+    let refusal = await this.mayDecideOnWeb(permission, account);
+    const stale = this.stepUp.clock.now().getTime() - decider.verifiedAt.getTime() > STEP_UP_MAX_AGE_MS;
+    if (!refusal && input.approved && permission.approval?.passkey === true && stale) {
+      refusal = { reason: 'passkey_stale' };
+    }
     if (refusal) {
       await this.auditRefusal(permission, actor, refusal, input.approved);
       return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));

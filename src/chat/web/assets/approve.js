@@ -55,6 +55,13 @@
       } else {
         outcome.textContent = data.message || 'Something went wrong (' + res.status + ').';
         outcome.className = res.status === 200 ? 'muted' : 'error';
+        if (data.login) {
+          // A step-up approval with an old sign-in: confirm the passkey again, then come back.
+          const link = document.createElement('a');
+          link.href = data.login;
+          link.textContent = ' Sign in with your passkey again';
+          outcome.appendChild(link);
+        }
         await refresh();
       }
     } catch (_e) {
