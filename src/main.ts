@@ -4,12 +4,15 @@ import { CHANNELS, channelIdentityShapes } from './chat/channels.js';
 import { approvalGuidance } from './chat/guidance.js';
 import { ChatInteractions } from './chat/interactions.js';
 import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
-import { SIGNED_OUT } from './chat/web/channel.js';
+import { registerWebAssets } from './chat/web/assets.js';
+import { registerWebAuthRoutes, WEB_AUTH_ASSETS } from './chat/web/auth.js';
+import { WEB_PAGE_ASSETS } from './chat/web/channel.js';
 import type { WebSessions } from './chat/web/session.js';
 import { type Config, loadConfig } from './config.js';
 import { IdentitySyntax, NO_LINKS } from './core/approvers.js';
 import { systemClock } from './core/clock.js';
 import { registerApproverRoutes } from './http/routes/approvers.js';
+import { registerApproverWebAuthRoutes } from './http/routes/approverWebAuth.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
 import { registerMetricsRoutes } from './http/routes/metrics.js';
 import { registerPermissionRoutes } from './http/routes/permissions.js';
@@ -40,6 +43,7 @@ import { PolicyService } from './services/policies.js';
 import { RateLimiter, rateLimiterOutage, requestLimits, tokenCallLimits } from './services/rateLimits.js';
 import { loadSecretsKey, SecretBox } from './services/secretBox.js';
 import { PermissionWaiters } from './services/waiters.js';
+import { WebAuthService } from './services/webAuth.js';
 import { WebhookSecrets } from './services/webhookSecrets.js';
 import { WebhookService } from './services/webhooks.js';
 import { Counters } from './store/counters.js';
@@ -107,7 +111,7 @@ async function connectRedis(
 export interface ServiceOptions {
   /** The approval channels to offer (src/chat/channels.ts); each starts when configured. */
   channels?: readonly ChannelPlugin[];
-  /** Who is signed in on the web pages (passkey sessions); without it everyone is signed out. */
+  /** Who is signed in on the web pages: passkey sessions (WebAuthService) unless a test says otherwise. */
   webSessions?: WebSessions;
 }
 
@@ -115,7 +119,7 @@ export async function startService(
   config: Config,
   logger: Logger,
   roles: readonly Role[] = ALL_ROLES,
-  { channels: plugins = CHANNELS, webSessions = SIGNED_OUT }: ServiceOptions = {},
+  { channels: plugins = CHANNELS, webSessions }: ServiceOptions = {},
 ): Promise<Running> {
   const clock = systemClock;
   const db = await openStorage(config, logger);
@@ -189,6 +193,8 @@ export async function startService(
     new IdentitySyntax(channelIdentityShapes(plugins)),
     persons.configured,
   );
+  // Web sign-in with passkeys: its relying party is PUBLIC_URL (off, with a reason, without one).
+  const webAuth = new WebAuthService(db, audit, clock, approverAccounts, config.PUBLIC_URL);
   const permissions = new PermissionService(db, audit, policies, clock, {
     approvalTimeoutSeconds: config.APPROVAL_TIMEOUT_SECONDS,
     requireActionDetails: config.REQUIRE_ACTION_DETAILS,
@@ -253,7 +259,7 @@ export async function startService(
       web: {
         approvals,
         requests: new WebApprovals(db, approvals, persons.links, clock, audit),
-        sessions: webSessions,
+        sessions: webSessions ?? webAuth,
       },
     });
     if (!channel) continue;
@@ -296,6 +302,7 @@ export async function startService(
   });
   policies.onChange(() => publish('policies-changed', '1'));
   // This instance reloads before the operator's call answers; the others when told.
+  approverAccounts.onChange((approverId) => webAuth.approverChanged(approverId));
   approverAccounts.onChange(async () => {
     await persons.load();
     publish('approvers-changed', '1');
@@ -395,6 +402,11 @@ export async function startService(
           ),
         (route) => registerPolicyRoutes(route, policies, agents),
         (route) => registerApproverRoutes(route, approverAccounts),
+        (route) => registerApproverWebAuthRoutes(route, webAuth),
+        (_route, server) => {
+          registerWebAssets(server, ['web.css', 'web.js', ...WEB_AUTH_ASSETS, ...WEB_PAGE_ASSETS]);
+          registerWebAuthRoutes(server, webAuth);
+        },
         (route) => registerAuditRoutes(route, audit, erasure, agents),
         (route) => registerWebhookRoutes(route, webhooks, agents),
         (route, server) =>

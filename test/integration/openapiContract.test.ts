@@ -177,6 +177,8 @@ describe('/openapi.json against real answers', () => {
       HOST: '127.0.0.1',
       AGENT_OTP_DATA_DIR: dataDir,
       ADMIN_TOKEN: operatorKey,
+      // Invitation links are built on it (and passkeys bound to it).
+      PUBLIC_URL: 'https://otp.example.com',
       REDIS_URL: inject('redisUrl'),
       REDIS_KEY_PREFIX: `tc${Math.random().toString(36).slice(2, 10)}`,
     };
@@ -267,6 +269,38 @@ describe('/openapi.json against real answers', () => {
     expect((await call('DELETE', '/api/v1/approvers/{id}', { params: { id: other.data.id } })).status).toBe(
       200,
     );
+    const invitation = await call('POST', '/api/v1/approvers/{id}/invitations', {
+      params: { id: 'contract-alice' },
+    });
+    expect(invitation.status).toBe(201);
+    expect(invitation.data.url).toMatch(/^https:\/\/otp\.example\.com\/enrol\/[A-Za-z0-9_-]{43}$/);
+    expect(
+      (await call('POST', '/api/v1/approvers/{id}/invitations', { params: { id: 'nobody' } })).status,
+    ).toBe(404);
+    expect(
+      (await call('GET', '/api/v1/approvers/{id}/passkeys', { params: { id: approverId } })).data,
+    ).toEqual({
+      passkeys: [],
+    });
+    // A passkey is made in a browser (test/e2e/webAuth.test.ts); here one is stored as enrolment would.
+    await running.db.query(
+      `INSERT INTO passkeys (credential_id, approver_id, public_key, counter, transports, name, created_at)
+       VALUES ('contract-passkey', $1, 'AQ', 0, '{internal}', 'laptop', now())`,
+      [approverId],
+    );
+    const removed = await call('POST', '/api/v1/approvers/{id}/passkeys/remove', {
+      params: { id: 'contract-alice' },
+      body: { credentialId: 'contract-passkey' },
+    });
+    expect(removed.data).toMatchObject({ credentialId: 'contract-passkey', name: 'laptop' });
+    expect(
+      (
+        await call('POST', '/api/v1/approvers/{id}/passkeys/remove', {
+          params: { id: approverId },
+          body: { credentialId: 'no-such-passkey' },
+        })
+      ).status,
+    ).toBe(404);
 
     // ---- policies ----
     const payments = await call('POST', '/api/v1/policies', {

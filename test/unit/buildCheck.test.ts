@@ -29,6 +29,9 @@ function makeProject(): string {
     "import { answer } from '../main.js';\nexport const doubled = answer * 2;\n",
   );
   writeFileSync(path.join(root, 'src', 'store', 'migrations', '001_a.sql'), 'SELECT 1;\n');
+  // The web pages' own files, which the build copies like the migrations.
+  mkdirSync(path.join(root, 'src', 'chat', 'web', 'assets'), { recursive: true });
+  writeFileSync(path.join(root, 'src', 'chat', 'web', 'assets', 'web.css'), 'body {}\n');
   writeFileSync(
     path.join(root, 'tsconfig.json'),
     JSON.stringify({
@@ -133,7 +136,7 @@ describe('build staleness check (npm start / npm test skip tsc when dist is curr
 
   it('is stale after an edit to any input or a deleted output, and fresh again once reverted', () => {
     // A stamp written by hand: this test checks the comparison, not tsc.
-    for (const file of ['cli/index.js', 'main.js', 'store/migrations/001_a.sql']) {
+    for (const file of ['cli/index.js', 'main.js', 'store/migrations/001_a.sql', 'chat/web/assets/web.css']) {
       mkdirSync(path.dirname(path.join(root, 'dist', file)), { recursive: true });
       writeFileSync(path.join(root, 'dist', file), '');
     }

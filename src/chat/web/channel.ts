@@ -8,7 +8,6 @@ import type {
 import { type ApprovalService, WEB_CHANNEL } from '../../services/approvals/service.js';
 import type { WebApprovals } from '../../services/approvals/web.js';
 import type { ChannelPlugin } from '../plugin.js';
-import { registerWebAssets } from './assets.js';
 import { registerApprovalPages } from './pages.js';
 import type { WebSessions } from './session.js';
 
@@ -19,8 +18,8 @@ export interface WebChannelDeps {
   sessions: WebSessions;
 }
 
-/** Our page scripts and stylesheet (src/chat/web/assets, copied into dist by src/build.mjs). */
-export const WEB_ASSETS = ['web.css', 'web.js', 'approve.js', 'inbox.js'] as const;
+/** The approval page's and the inbox's scripts (src/chat/web/assets, copied into dist by src/build.mjs). */
+export const WEB_PAGE_ASSETS = ['approve.js', 'inbox.js'] as const;
 
 /**
  * The web channel's ApprovalChannel: it posts nothing. A pending request is already on the
@@ -71,10 +70,9 @@ export const webChannel: ChannelPlugin = {
     return {
       adapter: webAdapter,
       inbound: serves ? 'http' : 'off',
+      // The assets (ours among them, WEB_PAGE_ASSETS) are served once for every web page, in main.ts.
       mount: (server) => {
-        if (!web) return;
-        registerWebAssets(server, WEB_ASSETS);
-        registerApprovalPages(server, web);
+        if (web) registerApprovalPages(server, web);
       },
     };
   },

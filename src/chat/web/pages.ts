@@ -66,16 +66,14 @@ ${raw(statusLine(view))}
     const attempted = decision === 'deny' ? 'deny' : 'approve';
     const checked = await deps.sessions.forPost(request);
     if ('refused' in checked) {
-      await deps.requests.auditRefusedPost(
-        id,
-        await deps.sessions.current(request),
-        checked.refused,
-        attempted,
-        {
+      // A CSRF refusal is audited by the session store (web.csrf_refused); a POST without any
+      // session is audited here, against the request it tried to decide.
+      if (checked.refused === 'signed_out') {
+        await deps.requests.auditRefusedPost(id, attempted, {
           ip: request.ip,
           userAgent: request.headers['user-agent'] ?? null,
-        },
-      );
+        });
+      }
       const message =
         checked.refused === 'csrf'
           ? 'This page is out of date or was not sent by us: reload it and try again.'

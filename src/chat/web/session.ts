@@ -27,7 +27,8 @@ export interface WebSessions {
   current(request: FastifyRequest): Promise<WebSession | null>;
   /**
    * For a state-changing request: the session, with its CSRF token (header) and the request's
-   * Origin checked; otherwise why not — 'signed_out' or 'csrf' (the caller audits and refuses).
+   * Origin checked; otherwise why not — 'signed_out' or 'csrf'. A 'csrf' refusal is already
+   * audited (`web.csrf_refused`, by WebAuthService): the caller only refuses.
    */
   forPost(request: FastifyRequest): Promise<{ session: WebSession } | { refused: 'signed_out' | 'csrf' }>;
 }

@@ -13,6 +13,14 @@ interface ApproverDto {
   updatedAt: string;
 }
 
+interface PasskeyDto {
+  credentialId: string;
+  name: string;
+  transports: string[];
+  createdAt: string;
+  lastUsedAt: string | null;
+}
+
 /** Commander's way to take a flag several times: `--slack U1 --slack U2`. */
 const collect = (value: string, previous: string[]) => [...previous, value];
 
@@ -93,6 +101,81 @@ export function registerApproverCommands(
       });
       if (opts.json) return print(JSON.stringify(created, null, 2));
       print(show(created));
+    });
+
+  program
+    .command('approver:invite [approver]')
+    .description(
+      'Print a one-time link (valid 24 h) where an approver creates a passkey to approve on the web; with --name, create the approver first',
+    )
+    .option('--name <name>', 'create this approver, then invite them')
+    .option('--email <address>', 'with --name: their email address')
+    .option('--slack <userId>', 'with --name: a Slack user id (U…); repeatable', collect, [])
+    .option('--discord <userId>', 'with --name: a Discord user id; repeatable', collect, [])
+    .option('--operator <keyId>', 'with --name: an operator key id (opk_…); repeatable', collect, [])
+    .option('--identity <channel:id>', 'with --name: an identity on another channel; repeatable', collect, [])
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        ref: string | undefined,
+        opts: IdentityFlags & { name?: string; email?: string; json?: boolean },
+      ) => {
+        if ((ref === undefined) === (opts.name === undefined))
+          throw new CliError(
+            'Name the approver to invite (approver:invite alice), or create one with --name',
+          );
+        const flags = [opts.email, ...identitiesOf(opts)].filter((v) => v !== undefined);
+        if (ref !== undefined && flags.length)
+          throw new CliError(
+            '--email and the identity flags go with --name (a new approver); use approver:update',
+          );
+        let target = ref as string;
+        if (opts.name !== undefined) {
+          const created = await client().call<ApproverDto>('POST', '/api/v1/approvers', {
+            name: opts.name,
+            ...(opts.email === undefined ? {} : { email: opts.email }),
+            identities: identitiesOf(opts),
+          });
+          target = created.id;
+        }
+        const invitation = await client().call<{
+          approverId: string;
+          name: string;
+          url: string;
+          expiresAt: string;
+        }>('POST', `${path(target)}/invitations`);
+        if (opts.json) return print(JSON.stringify(invitation, null, 2));
+        print(
+          `Send this link to ${invitation.name} (${invitation.approverId}); it works once, until ${invitation.expiresAt}:\n${invitation.url}`,
+        );
+      },
+    );
+
+  program
+    .command('approver:passkeys <approver>')
+    .description("List an approver's passkeys (by id or name)")
+    .option('--json', 'print JSON')
+    .action(async (ref: string, opts: { json?: boolean }) => {
+      const { passkeys } = await client().call<{ passkeys: PasskeyDto[] }>('GET', `${path(ref)}/passkeys`);
+      if (opts.json) return print(JSON.stringify(passkeys, null, 2));
+      print(
+        table(
+          passkeys.map((p) => ({ ...p, lastUsedAt: p.lastUsedAt ?? 'never' })),
+          ['credentialId', 'name', 'createdAt', 'lastUsedAt'],
+        ),
+      );
+    });
+
+  program
+    .command('approver:passkey-remove <approver> <credentialId>')
+    .description("Remove one of an approver's passkeys (a lost device); its web sessions end")
+    .option('--json', 'print JSON')
+    .action(async (ref: string, credentialId: string, opts: { json?: boolean }) => {
+      const removed = await client().call<PasskeyDto>('POST', `${path(ref)}/passkeys/remove`, {
+        credentialId,
+      });
+      if (opts.json) return print(JSON.stringify(removed, null, 2));
+      print(`Removed the passkey "${removed.name}" (${removed.credentialId}).`);
     });
 
   program

@@ -1,5 +1,6 @@
 import { approvalGuidance } from '../../chat/guidance.js';
 import type { Config } from '../../config.js';
+import { relyingParty } from '../../core/relyingParty.js';
 import type { CheckResult } from './result.js';
 
 /** Bits of entropy per character (Shannon), and the share of the most frequent character. */
@@ -72,6 +73,20 @@ function checkPublicUrl(config: Config): CheckResult {
   return { check: 'PUBLIC_URL', status: 'pass', detail: config.PUBLIC_URL };
 }
 
+/** Web approval signs approvers in with passkeys, which browsers bind to PUBLIC_URL's host. */
+export function checkPasskeys(config: Config): CheckResult {
+  const { rp, problem } = relyingParty(config.PUBLIC_URL);
+  if (!rp) return { check: 'passkeys', status: 'warn', detail: `web sign-in is off: ${problem}` };
+  if (/^[\d.]+$|:/.test(rp.id)) {
+    return {
+      check: 'passkeys',
+      status: 'warn',
+      detail: `browsers refuse an IP address (${rp.id}) as a passkey's site: use a host name (localhost on this machine)`,
+    };
+  }
+  return { check: 'passkeys', status: 'pass', detail: `relying party ${rp.id}, origin ${rp.origin}` };
+}
+
 /** Alerts carry operational details, and their signature is only as good as the channel's secrecy. */
 function checkAlertWebhook(config: Config): CheckResult[] {
   if (!config.ALERT_WEBHOOK_URL) return [];
@@ -111,6 +126,7 @@ export function configChecks(config: Config): CheckResult[] {
     checkAdminToken(config.ADMIN_TOKEN),
     ...checkSecrets(config),
     checkPublicUrl(config),
+    checkPasskeys(config),
     ...checkAlertWebhook(config),
     checkApprovers(config),
   ];

@@ -31,6 +31,14 @@ export const AUDIT_EVENT_TYPES = [
   'approver.disabled',
   'approver.enabled',
   'approver.deleted',
+  'approver.invited',
+  // Signing in on the web with passkeys.
+  'passkey.enrolled',
+  'passkey.removed',
+  'web.signed_in',
+  'web.sign_in_failed',
+  'web.signed_out',
+  'web.csrf_refused',
   // Policies.
   'policy.created',
   'policy.updated',

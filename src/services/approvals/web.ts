@@ -46,32 +46,21 @@ export class WebApprovals {
   ) {}
 
   /**
-   * A decision POSTed without a valid session or CSRF token: refused, and recorded as an
-   * unauthorized approver event naming the signed-in approver when there is one.
+   * A decision POSTed with no session (signed out, expired, or the approver disabled meanwhile):
+   * refused, and recorded as an unauthorized approver event on the web against that request.
    */
   async auditRefusedPost(
     permissionId: string,
-    session: { approverId: string; approverName: string; credentialId: string } | null,
-    why: 'signed_out' | 'csrf',
     attempted: 'approve' | 'deny',
     client: { ip: string | null; userAgent: string | null },
   ): Promise<void> {
     const permission = await findPermission(this.db, permissionId);
     await this.audit.append(this.db, {
       type: 'unauthorized_approver',
-      actor: {
-        type: 'approver',
-        platform: WEB_CHANNEL,
-        ...(session
-          ? { userId: session.approverId, userName: session.approverName, credentialId: session.credentialId }
-          : {}),
-      },
+      actor: { type: 'approver', platform: WEB_CHANNEL },
       agentId: permission?.agentId ?? null,
       permissionId: permission?.id ?? null,
-      details: {
-        reason: why === 'csrf' ? 'missing or invalid CSRF token' : 'not signed in',
-        attempted,
-      },
+      details: { reason: 'not signed in', attempted },
       ip: client.ip,
       userAgent: client.userAgent,
     });
