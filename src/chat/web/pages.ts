@@ -214,7 +214,10 @@ function stateOf(view: WebRequestView) {
   const { card, progress, permission } = view;
   return {
     status: permission.status,
-    text: stateLine(card.state, webStyle) ?? `Waiting: ${stateInWords(card.state, webStyle.actor)}`,
+    // The chat's state line without its leading emoji: a page need not rely on an emoji font.
+    text:
+      stateLine(card.state, webStyle)?.replace(/^\p{Extended_Pictographic}\uFE0F?\s*/u, '') ??
+      `Waiting: ${stateInWords(card.state, webStyle.actor)}`,
     approvals: { count: progress.count, required: progress.required },
     votes: progress.votes.map((v) => `${v.decision === 'approve' ? 'Approved' : 'Denied'} by ${v.approver}`),
     expiresAt: permission.expiresAt.toISOString(),
