@@ -6,10 +6,11 @@ import { ChatInteractions } from './chat/interactions.js';
 import type { ChannelPlugin, RunningChannel } from './chat/plugin.js';
 import { registerWebAssets } from './chat/web/assets.js';
 import { registerWebAuthRoutes, WEB_AUTH_ASSETS } from './chat/web/auth.js';
+import { WEB_PAGE_ASSETS } from './chat/web/channel.js';
+import type { WebSessions } from './chat/web/session.js';
 import { type Config, loadConfig } from './config.js';
 import { IdentitySyntax, NO_LINKS } from './core/approvers.js';
 import { systemClock } from './core/clock.js';
-import { registerApprovalPage } from './http/routes/approvalPage.js';
 import { registerApproverRoutes } from './http/routes/approvers.js';
 import { registerApproverWebAuthRoutes } from './http/routes/approverWebAuth.js';
 import { registerAuditRoutes } from './http/routes/audit.js';
@@ -28,7 +29,8 @@ import { AgentService } from './services/agents.js';
 import { ChannelRegistry } from './services/approvals/channel.js';
 import { ApprovalMessages } from './services/approvals/messages.js';
 import { ApprovalScheduler } from './services/approvals/scheduler.js';
-import { ApprovalService } from './services/approvals/service.js';
+import { ApprovalService, WEB_CHANNEL } from './services/approvals/service.js';
+import { WebApprovals } from './services/approvals/web.js';
 import { ApproverService } from './services/approvers.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
@@ -109,13 +111,15 @@ async function connectRedis(
 export interface ServiceOptions {
   /** The approval channels to offer (src/chat/channels.ts); each starts when configured. */
   channels?: readonly ChannelPlugin[];
+  /** Who is signed in on the web pages: passkey sessions (WebAuthService) unless a test says otherwise. */
+  webSessions?: WebSessions;
 }
 
 export async function startService(
   config: Config,
   logger: Logger,
   roles: readonly Role[] = ALL_ROLES,
-  { channels: plugins = CHANNELS }: ServiceOptions = {},
+  { channels: plugins = CHANNELS, webSessions }: ServiceOptions = {},
 ): Promise<Running> {
   const clock = systemClock;
   const db = await openStorage(config, logger);
@@ -217,7 +221,12 @@ export async function startService(
   );
   const jobs = new JobQueue(producer, `${prefix}:bull`, logger);
   const channels = new ChannelRegistry(plugins.map((c) => c.name));
-  const approvals = new ApprovalService(db, permissions, audit, channels, logger, persons.links);
+  const publicUrl = config.PUBLIC_URL?.replace(/\/+$/, '');
+  const approvals = new ApprovalService(db, permissions, audit, channels, logger, persons.links, {
+    // Step-up hands a chat click over to the web page: its link needs PUBLIC_URL.
+    pageUrl: (id) => (publicUrl ? `${publicUrl}/approve/${encodeURIComponent(id)}` : null),
+    clock,
+  });
   const messages = new ApprovalMessages(db, channels, clock, logger);
   const scheduler = new ApprovalScheduler(jobs, clock, () => channels.enabled);
   const erasure = new ErasureService(db, audit, permissions);
@@ -242,7 +251,17 @@ export async function startService(
   const interactions = new ChatInteractions(approvals, messages);
   const running: { name: string; channel: RunningChannel }[] = [];
   for (const plugin of plugins) {
-    const channel = await plugin.create({ config, roles, logger, interactions });
+    const channel = await plugin.create({
+      config,
+      roles,
+      logger,
+      interactions,
+      web: {
+        approvals,
+        requests: new WebApprovals(db, approvals, persons.links, clock, audit),
+        sessions: webSessions ?? webAuth,
+      },
+    });
     if (!channel) continue;
     channels.register(channel.adapter);
     running.push({ name: plugin.name, channel });
@@ -379,14 +398,13 @@ export async function startService(
               waiters,
               agents,
             },
-            { publicUrl: config.PUBLIC_URL },
+            { publicUrl: config.PUBLIC_URL, approvalPage: channels.get(WEB_CHANNEL) !== undefined },
           ),
-        (_route, server) => registerApprovalPage(server, permissions),
         (route) => registerPolicyRoutes(route, policies, agents),
         (route) => registerApproverRoutes(route, approverAccounts),
         (route) => registerApproverWebAuthRoutes(route, webAuth),
         (_route, server) => {
-          registerWebAssets(server, ['web.css', 'web.js', ...WEB_AUTH_ASSETS]);
+          registerWebAssets(server, ['web.css', 'web.js', ...WEB_AUTH_ASSETS, ...WEB_PAGE_ASSETS]);
           registerWebAuthRoutes(server, webAuth);
         },
         (route) => registerAuditRoutes(route, audit, erasure, agents),

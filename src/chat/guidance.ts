@@ -9,10 +9,8 @@ import type { ChannelPlugin } from './plugin.js';
  * Per-policy approvers are not seen here: the message says so rather than guessing. Each
  * channel says whether it is configured and names default approvers (ChannelPlugin.setup).
  */
-export function approvalGuidance(
-  config: Config,
-  channels: readonly ChannelPlugin[] = CHANNELS,
-): string | null {
+export function approvalGuidance(config: Config, all: readonly ChannelPlugin[] = CHANNELS): string | null {
+  const channels = all.filter((c) => c.setup.asks !== false);
   if (config.DEFAULT_POLICY_ACTION !== 'require_approval') return null;
   const configured = channels.flatMap((c) => {
     const state = c.setup.state(config);

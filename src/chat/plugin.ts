@@ -5,6 +5,7 @@ import type { Logger } from '../logger.js';
 import type { Role } from '../main.js';
 import type { ApprovalChannel } from '../services/approvals/channel.js';
 import type { ChatInteractions } from './interactions.js';
+import type { WebChannelDeps } from './web/channel.js';
 
 /**
  * An approval channel as a plug-in (DESIGN §13): one folder under src/chat and one line in
@@ -16,8 +17,11 @@ import type { ChatInteractions } from './interactions.js';
 export interface ChannelPlugin {
   /** Registered name: entries (`slack:C1`), identities (`slack:U1`) and stored messages use it. */
   readonly name: string;
-  /** How its user ids are written, for checking APPROVER_LINKS when the configuration loads. */
-  readonly identity: IdentityShape;
+  /**
+   * How its user ids are written, for checking APPROVER_LINKS and approver identities. Null when
+   * operators never write them: the web channel's `web:<approver id>` is implicit in each account.
+   */
+  readonly identity: IdentityShape | null;
   /** What `doctor`, `init` and the start log tell an operator about its setup. */
   readonly setup: {
     /** Its name for people (`Slack`). */
@@ -26,6 +30,11 @@ export interface ChannelPlugin {
     hint: string;
     /** Null when it is not configured; else whether it names default approvers. */
     state(config: Config): { defaultApprovers: boolean } | null;
+    /**
+     * False for a channel that asks nobody by itself (the web page: its approvers come from the
+     * other channels' lists): the setup guidance then does not offer it as a way to be asked.
+     */
+    asks?: boolean;
   };
   /**
    * The channel, when its settings are present (null otherwise). Loads its SDK lazily: a
@@ -40,6 +49,8 @@ export interface ChannelContext {
   roles: readonly Role[];
   logger: Logger;
   interactions: ChatInteractions;
+  /** What the web channel's pages need (src/chat/web/channel.ts); absent where no pages are served. */
+  web?: WebChannelDeps;
 }
 
 export interface RunningChannel {

@@ -404,3 +404,17 @@ export async function listPermissions(db: Queryable, f: PermissionFilter): Promi
   );
   return rows.map(permissionFromRow);
 }
+
+/**
+ * Requests people decided lately, newest decision first (the web inbox's "recent decisions"):
+ * decisions by a policy at creation are left out, nobody was asked.
+ */
+export async function recentlyDecided(db: Queryable, limit: number): Promise<Permission[]> {
+  const { rows } = await db.query<PermissionRow>(
+    `SELECT * FROM permissions
+      WHERE decided_at IS NOT NULL AND decided_by->>'type' <> 'policy'
+      ORDER BY decided_at DESC, id DESC LIMIT $1`,
+    [limit],
+  );
+  return rows.map(permissionFromRow);
+}

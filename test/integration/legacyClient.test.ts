@@ -1,10 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { SIGNED_OUT } from '../../src/chat/web/channel.js';
+import { registerApprovalPages } from '../../src/chat/web/pages.js';
+import { NO_LINKS } from '../../src/core/approvers.js';
 import type { Clock } from '../../src/core/clock.js';
 import { newOperatorKey } from '../../src/core/credentials.js';
 import { hashToken, newToken } from '../../src/core/token.js';
-import { registerApprovalPage } from '../../src/http/routes/approvalPage.js';
 import { pendingLinks } from '../../src/http/routes/permissionLinks.js';
 import { registerPermissionRoutes } from '../../src/http/routes/permissions.js';
 import { registerPolicyRoutes } from '../../src/http/routes/policies.js';
@@ -12,6 +14,7 @@ import { AgentOTPClient } from '../../src/sdk/client.js';
 import { errorFromResponse, InvalidTokenError, PermissionDeniedError } from '../../src/sdk/errors.js';
 import type { PendingApprovalInfo } from '../../src/sdk/types.js';
 import { AgentService } from '../../src/services/agents.js';
+import { WebApprovals } from '../../src/services/approvals/web.js';
 import { AuditService } from '../../src/services/audit.js';
 import { PermissionService } from '../../src/services/permissions.js';
 import { PolicyService } from '../../src/services/policies.js';
@@ -82,6 +85,7 @@ describe.each(testDatabases())('SDK 0.1 wire contract on $name', (database) => {
     permissions.onChange((change) => waiters.notify(change.permission.id));
     const limiterClock = new FakeClock('2030-01-07T10:00:30.000Z');
     const limiters = testLimiters(redis, limiterClock);
+    const approvals = operatorApprovals(db, permissions, audit);
     server = await startRouteTestApp({
       db,
       redis,
@@ -92,12 +96,18 @@ describe.each(testDatabases())('SDK 0.1 wire contract on $name', (database) => {
         (route) =>
           registerPermissionRoutes(route, {
             permissions,
-            approvals: operatorApprovals(db, permissions, audit),
+            approvals,
             limiters,
             waiters,
             agents,
           }),
-        (_route, app) => registerApprovalPage(app, permissions),
+        // The approval page, signed out: what a browser without a passkey session sees.
+        (_route, app) =>
+          registerApprovalPages(app, {
+            approvals,
+            requests: new WebApprovals(db, approvals, () => NO_LINKS, clock, audit),
+            sessions: SIGNED_OUT,
+          }),
         (route) => registerPolicyRoutes(route, policies, agents),
       ],
     });
@@ -260,6 +270,11 @@ describe.each(testDatabases())('SDK 0.1 wire contract on $name', (database) => {
         webhookUrl: 'https://otp.example.com/api/v1/permissions/perm_x/events',
       });
       expect(pendingLinks({ ...permission, status: 'approved' }, 'https://otp.example.com', true)).toBeNull();
+      // With the web approval page (PUBLIC_URL set), the page is every pending request's approvalUrl.
+      expect(pendingLinks(permission, 'https://otp.example.com', false, true)).toEqual({
+        approvalUrl: 'https://otp.example.com/approve/perm_x',
+        eventsUrl: 'https://otp.example.com/api/v1/permissions/perm_x/events',
+      });
     });
 
     it('a decided request carries no links', async () => {

@@ -13,6 +13,16 @@ export type Refusal =
   /** Neither the policy nor any channel's defaults name an approver. */
   | { reason: 'no_approvers' }
   | { reason: 'not_an_approver' }
+  /**
+   * The policy needs a passkey to approve (step-up): a chat click is handed over to the web page
+   * at `url` (null without PUBLIC_URL); `linked` says whether the clicker's identity belongs to an
+   * approver account (one who can sign in there), else they need an invitation first.
+   */
+  | { reason: 'passkey_required'; url: string | null; linked: boolean }
+  /** On the web, the session's passkey assertion is too old for a step-up approval. */
+  | { reason: 'passkey_stale' }
+  /** A web approver whose account is disabled or deleted (their session ends with it). */
+  | { reason: 'account_disabled' }
   /** The person the agent acts for may not decide their own request. */
   | { reason: 'self_approval' }
   /** Decided, used, expired, revoked or cancelled already: nothing left to decide. */
@@ -30,6 +40,17 @@ export function describeRefusal(refusal: Refusal): string {
       return 'No approvers are configured for this request.';
     case 'not_an_approver':
       return 'You are not an approver for this request.';
+    case 'passkey_required':
+      if (!refusal.linked) {
+        return 'This request needs a passkey confirmation on the web, and this account is linked to no approver account: ask an operator for an invitation.';
+      }
+      return refusal.url
+        ? `This request needs a passkey confirmation: approve it on the web page ${refusal.url}`
+        : 'This request needs a passkey confirmation: approve it on the web page (its link is in the request).';
+    case 'passkey_stale':
+      return 'This request needs a fresh passkey confirmation: sign in with your passkey again, then approve.';
+    case 'account_disabled':
+      return 'Your approver account is disabled: ask an operator to enable it.';
     case 'self_approval':
       return SELF_APPROVAL_TEXT;
     case 'closed':

@@ -25,6 +25,8 @@ export interface Actor {
   userName?: string;
   /** The person an approver's identity is linked to (APPROVER_LINKS), shown beside the identity. */
   person?: string;
+  /** On the web channel: the passkey (base64url credential id) whose session cast the vote. */
+  credentialId?: string;
 }
 
 export interface AuditEventInput {

@@ -10,6 +10,8 @@ export const AUDIT_EVENT_TYPES = [
   'deny',
   'approval_vote',
   'unauthorized_approver',
+  // A chat Approve click on a request whose policy needs a passkey: handed over to the web page.
+  'approval_step_up',
   'token_issued',
   'verify',
   'use',

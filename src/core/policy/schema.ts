@@ -98,6 +98,7 @@ function approvalSchemaFor(mode: PolicyParseMode) {
     channels: list.optional(),
     approvers: list.optional(),
     quorum: int(mode, LIMIT.quorum).min(1).optional(),
+    passkey: z.boolean().optional(),
     remindAfter: delay.optional(),
     escalateAfter: delay.optional(),
     escalateTo: list.optional(),

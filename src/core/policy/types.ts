@@ -37,6 +37,11 @@ export interface ApprovalSettings {
   channels?: string[];
   approvers?: string[];
   quorum?: number;
+  /**
+   * Step-up: an approval needs a fresh passkey confirmation on the web page. A Slack or Discord
+   * Approve click then answers with the page's link instead of deciding; Deny stays one click.
+   */
+  passkey?: boolean;
   /** Seconds after the request before approvers are reminded. */
   remindAfter?: number;
   /** Seconds after the request before it is escalated to `escalateTo`. */

@@ -87,6 +87,7 @@ const actorResponse = z.object({
   userId: z.string().optional(),
   userName: z.string().optional(),
   person: z.string().optional(),
+  credentialId: z.string().optional(),
 });
 
 const eventResponse = z.object({

@@ -30,7 +30,10 @@ export function baseUrlOf(request: FastifyRequest, publicUrl: string | undefined
 }
 
 export interface PendingLinks {
-  /** Where a human decides: the chat message when one was posted, else this server's page. */
+  /**
+   * Where a human decides: the approval page (`/approve/<id>`) when PUBLIC_URL is set and the web
+   * channel serves it; otherwise the chat message when one was posted, else the page.
+   */
   approvalUrl: string;
   /** The request's Server-Sent Events stream: real-time status updates. */
   eventsUrl: string;
@@ -42,13 +45,22 @@ export interface PendingLinks {
   webhookUrl?: string;
 }
 
-/** The links of a pending answer; nothing once the request is no longer pending. */
-export function pendingLinks(p: Permission, base: string, legacy: boolean): PendingLinks | null {
+/**
+ * The links of a pending answer; nothing once the request is no longer pending. `pageFirst`: the
+ * approval page is every pending request's approvalUrl (the chat permalink stays on the chat card).
+ */
+export function pendingLinks(
+  p: Permission,
+  base: string,
+  legacy: boolean,
+  pageFirst = false,
+): PendingLinks | null {
   if (p.status !== 'pending') return null;
   const id = encodeURIComponent(p.id);
   const eventsUrl = `${base}/api/v1/permissions/${id}/events`;
+  const page = `${base}/approve/${id}`;
   return {
-    approvalUrl: p.approvalUrl ?? `${base}/approve/${id}`,
+    approvalUrl: pageFirst ? page : (p.approvalUrl ?? page),
     eventsUrl,
     ...(legacy ? { webhookUrl: eventsUrl } : {}),
   };
@@ -64,11 +76,15 @@ export function presenterFor(
   request: FastifyRequest,
   principal: Principal | null,
   publicUrl: string | undefined,
+  /** The web channel serves /approve/<id> with decisions (not only a status page). */
+  approvalPage = false,
 ): PermissionPresenter {
   const legacy = isLegacyAgentClient(request, principal);
   const base = baseUrlOf(request, publicUrl);
+  // Without PUBLIC_URL (a local try-out) the page's links would name whatever host was asked.
+  const pageFirst = approvalPage && publicUrl !== undefined;
   return {
     view: (p) => (legacy ? legacyPermissionView(p) : p),
-    links: (p) => pendingLinks(p, base, legacy),
+    links: (p) => pendingLinks(p, base, legacy, pageFirst),
   };
 }

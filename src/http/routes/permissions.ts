@@ -200,7 +200,7 @@ export function registerPermissionRoutes(
   route: Router,
   { permissions, approvals, limiters, waiters, agents }: PermissionRouteDeps,
   /** PUBLIC_URL: the base of the links in pending answers (else the request's own origin). */
-  options: { publicUrl?: string } = {},
+  options: { publicUrl?: string; approvalPage?: boolean } = {},
 ): void {
   route({
     method: 'POST',
@@ -216,7 +216,7 @@ export function registerPermissionRoutes(
       const agent = requireAgent(principal);
       const headers = rateLimitHeaders(await limiters.requests.consume(agent));
       const { permission, token } = await permissions.request(agent, body, origin);
-      const presenter = presenterFor(request, principal, options.publicUrl);
+      const presenter = presenterFor(request, principal, options.publicUrl, options.approvalPage);
       return {
         status: STATUS_CODE[permission.status] ?? 200,
         headers,
@@ -239,7 +239,7 @@ export function registerPermissionRoutes(
     response: operatorPermissionResponse,
     async handler({ params, query, principal, origin, reply, request }) {
       const who = readerOf(principal);
-      const presenter = presenterFor(request, principal, options.publicUrl);
+      const presenter = presenterFor(request, principal, options.publicUrl, options.approvalPage);
       const answer = (permission: Permission, token?: string) => ({
         data: {
           ...present(presenter, permission, token),
@@ -295,7 +295,7 @@ export function registerPermissionRoutes(
     },
     async handler({ params, principal, origin, reply, request }) {
       const who = readerOf(principal);
-      const presenter = presenterFor(request, principal, options.publicUrl);
+      const presenter = presenterFor(request, principal, options.publicUrl, options.approvalPage);
       await streamPermissionEvents({
         read: async () => {
           const read = await permissions.get(who, params.id, origin);

@@ -40,6 +40,17 @@ export interface ApprovalChannel {
    * channel claims them: Slack, because entries were Slack's before there were other channels.
    */
   readonly claimsBareTargets?: boolean;
+  /**
+   * False for a channel that posts no cards (the web channel: a pending request waits in the
+   * inbox and at its approvalUrl). Such a channel alone does not turn on posting, reminders and
+   * escalations, which all happen in posted messages.
+   */
+  readonly postsMessages?: boolean;
+  /**
+   * False when bare approver ids (`U123`) must not be read as this channel's: its approvers are
+   * named only with its prefix (`web:alice`), so an id written for Slack never grants on it.
+   */
+  readonly bareApprovers?: boolean;
   approverEntry(entry: string): ApproverEntry;
   targetEntry(entry: string): TargetEntry;
   post(channel: string, card: ApprovalCard): Promise<{ messageRef: string; permalink: string | null }>;
@@ -71,8 +82,9 @@ export class ChannelRegistry {
     this.known.add(channel.name);
   }
 
+  /** Does any configured channel post cards? (Posting, reminders and escalation need one.) */
   get enabled(): boolean {
-    return this.channels.size > 0;
+    return this.list().some((c) => c.postsMessages !== false);
   }
 
   get(name: string): ApprovalChannel | undefined {
@@ -114,7 +126,7 @@ export class ChannelRegistry {
   approverEntries(approval: ApprovalSettings | null, channel: ApprovalChannel): ApproverEntry[] {
     const fromPolicy = approval?.approvers;
     const entries = fromPolicy?.length
-      ? entriesFor(channel.name, fromPolicy, this.known, true)
+      ? entriesFor(channel.name, fromPolicy, this.known, channel.bareApprovers !== false)
       : channel.defaults.approvers;
     return entries.map((entry) => channel.approverEntry(entry));
   }

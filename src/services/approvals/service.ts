@@ -7,9 +7,11 @@ import {
   linksProvider,
 } from '../../core/approvers.js';
 import type { Actor } from '../../core/audit/index.js';
+import { type Clock, systemClock } from '../../core/clock.js';
 import { AppError } from '../../core/errors.js';
 import type { Permission } from '../../core/permission.js';
 import type { Logger } from '../../logger.js';
+import { type ApproverAccount, findApprover, identityOwners } from '../../store/approverRepository.js';
 import type { Db } from '../../store/db.js';
 import { findPermission } from '../../store/permissionRepository.js';
 import type { RequestOrigin } from '../agents.js';
@@ -18,13 +20,38 @@ import { type PermissionService, permissionNotFound } from '../permissions.js';
 import { buildCard } from './cards.js';
 import type { ChannelRegistry, ChannelUser } from './channel.js';
 
+/** How fresh a passkey assertion must be to approve a step-up request on the web. */
+export const STEP_UP_MAX_AGE_MS = 5 * 60_000;
+
+/** Step-up (a policy's `approval.passkey`): where chat clickers are sent, and the time now. */
+export interface StepUpOptions {
+  /** The web approval page of a request (`${PUBLIC_URL}/approve/<id>`), or null when unknown. */
+  pageUrl(permissionId: string): string | null;
+  clock: Clock;
+}
+
+/** The web channel's registered name: its identities are `web:<approver id>`. */
+export const WEB_CHANNEL = 'web';
+
 /**
  * Who is deciding. A channel user is checked against the request's approvers (its policy's, else
- * the channels' defaults); an operator key (the API, the CLI) is an administrator's and may decide
- * any request. Both then meet the same rules in PermissionService.decide: the self-approval ban,
- * one vote per person, quorum, narrowing only.
+ * the channels' defaults); a web approver (signed in with a passkey) through the identities of
+ * their account (mayDecideOnWeb); an operator key (the API, the CLI) is an administrator's and may
+ * decide any request. All then meet the same rules in PermissionService.decide: the self-approval
+ * ban, one vote per person, quorum, narrowing only.
  */
-export type Decider = { kind: 'channel'; user: ChannelUser } | { kind: 'operator'; origin: RequestOrigin };
+export type Decider =
+  | { kind: 'channel'; user: ChannelUser }
+  | {
+      kind: 'web';
+      /** The signed-in approver account (`apr_…`). */
+      approverId: string;
+      /** The passkey whose session casts the vote, recorded in the audit. */
+      credentialId: string;
+      /** When that passkey assertion was made: a step-up approval needs a fresh one. */
+      verifiedAt: Date;
+    }
+  | { kind: 'operator'; origin: RequestOrigin };
 
 export interface DecisionInput {
   permissionId: string;
@@ -69,6 +96,7 @@ export class ApprovalService {
     private readonly channels: ChannelRegistry,
     private readonly logger: Logger,
     links?: LinksSource,
+    private readonly stepUp: StepUpOptions = { pageUrl: () => null, clock: systemClock },
   ) {
     this.links = linksProvider(links);
   }
@@ -83,9 +111,104 @@ export class ApprovalService {
         await this.auditRefusal(permission, actor, refusal, input.approved);
         return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
       }
+      if (input.approved && permission.status === 'pending' && permission.approval?.passkey === true) {
+        return this.handOver(permission, decider.user, actor);
+      }
       return this.decide(input, actor, { actor });
     }
+    if (decider.kind === 'web') return this.decideOnWeb(decider, input);
     return this.decide(input, decider.origin.actor, decider.origin);
+  }
+
+  /**
+   * Step-up: a chat Approve on a request whose policy needs a passkey decides nothing. The clicker
+   * is sent to the web page (or told to ask for an invitation when no approver account holds their
+   * identity), and the click is audited, so the trail shows the click and, later, the passkey vote.
+   */
+  private async handOver(permission: Permission, user: ChannelUser, actor: Actor): Promise<DecisionResult> {
+    const [owner] = await identityOwners(this.db, [`${user.channel}:${user.userId}`]);
+    const refusal: Refusal = {
+      reason: 'passkey_required',
+      url: this.stepUp.pageUrl(permission.id),
+      linked: owner !== undefined,
+    };
+    await this.audit.append(this.db, {
+      type: 'approval_step_up',
+      actor,
+      agentId: permission.agentId,
+      permissionId: permission.id,
+      details: { approverId: owner?.approverId ?? null },
+    });
+    return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
+  }
+
+  private async decideOnWeb(
+    decider: Extract<Decider, { kind: 'web' }>,
+    input: DecisionInput,
+  ): Promise<DecisionResult> {
+    const permission = await findPermission(this.db, input.permissionId);
+    if (!permission) return refused({ reason: 'not_found' }, permissionNotFound(input.permissionId));
+    const account = await findApprover(this.db, decider.approverId);
+    const actor = attributeApprover(
+      {
+        type: 'approver',
+        platform: WEB_CHANNEL,
+        userId: decider.approverId,
+        ...(account ? { userName: account.name } : {}),
+        credentialId: decider.credentialId,
+      },
+      this.links(),
+    );
+    let refusal = await this.mayDecideOnWeb(permission, account);
+    const stale = this.stepUp.clock.now().getTime() - decider.verifiedAt.getTime() > STEP_UP_MAX_AGE_MS;
+    if (!refusal && input.approved && permission.approval?.passkey === true && stale) {
+      refusal = { reason: 'passkey_stale' };
+    }
+    if (refusal) {
+      await this.auditRefusal(permission, actor, refusal, input.approved);
+      return refused(refusal, new AppError('FORBIDDEN', describeRefusal(refusal)));
+    }
+    return this.decide(input, actor, { actor });
+  }
+
+  /**
+   * May this approver account decide on the web? The account must be active, and the request's
+   * approvers (its policy's, else every channel's defaults) must name one of its identities:
+   * `web:<approver id>` or `web:<approver name>` for the web channel itself, a linked
+   * `slack:U…`/`discord:…` id where that channel lists it, or a group that channel says the
+   * linked id is in (memberOfAny). Slack user groups are looked up by user id; Discord roles are
+   * known only from the member an interaction carries, so a Discord role never grants on the web
+   * (list the person's Discord user id, or `web:<name>`, instead). Only configured channels
+   * count, as in chat: an identity on a channel this process does not run grants nothing.
+   */
+  async mayDecideOnWeb(permission: Permission, account: ApproverAccount | null): Promise<Refusal | null> {
+    if (account?.status !== 'active') return { reason: 'account_disabled' };
+    const web = this.channels.get(WEB_CHANNEL);
+    if (!web) return { reason: 'channel_disabled' };
+    let anyApprover = false;
+    for (const channel of this.channels.list()) {
+      const listed = this.channels.approverEntries(permission.approval, channel);
+      if (listed.length > 0) anyApprover = true;
+      if (channel === web) {
+        const name = account.name.toLowerCase();
+        const named = (id: string) => id === account.id || id.toLowerCase() === name;
+        if (listed.some((e) => e.kind === 'user' && named(e.id))) return null;
+        continue;
+      }
+      const prefix = `${channel.name}:`;
+      const userIds = account.identities
+        .filter((i) => i.startsWith(prefix))
+        .map((i) => i.slice(prefix.length));
+      if (userIds.length === 0) continue;
+      if (listed.some((e) => e.kind === 'user' && userIds.includes(e.id))) return null;
+      const groups = listed.filter((e) => e.kind === 'group').map((e) => e.id);
+      if (groups.length === 0) continue;
+      for (const userId of userIds) {
+        const user: ChannelUser = { channel: channel.name, userId, userName: account.name };
+        if (await channel.memberOfAny(user, groups)) return null;
+      }
+    }
+    return { reason: anyApprover ? 'not_an_approver' : 'no_approvers' };
   }
 
   /**
