@@ -16,7 +16,8 @@
     var data = null;
     try {
       data = await res.json();
-    } catch (e) {
+    } catch {
+      // Not JSON (a proxy's error page): the status still tells the page what happened.
       data = null;
     }
     return { status: res.status, data: data };
