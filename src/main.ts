@@ -35,6 +35,7 @@ import { ApproverService } from './services/approvers.js';
 import { AuditService } from './services/audit.js';
 import { startAuditJobs } from './services/auditJobs.js';
 import { AuthService } from './services/auth.js';
+import { CeremonyLimiter } from './services/ceremonyLimit.js';
 import { ErasureService } from './services/erasure.js';
 import { ensureBootstrapOperatorKey } from './services/operators.js';
 import { PermissionService } from './services/permissions.js';
@@ -405,7 +406,7 @@ export async function startService(
         (route) => registerApproverWebAuthRoutes(route, webAuth),
         (_route, server) => {
           registerWebAssets(server, ['web.css', 'web.js', ...WEB_AUTH_ASSETS, ...WEB_PAGE_ASSETS]);
-          registerWebAuthRoutes(server, webAuth);
+          registerWebAuthRoutes(server, webAuth, new CeremonyLimiter(counters, clock));
         },
         (route) => registerAuditRoutes(route, audit, erasure, agents),
         (route) => registerWebhookRoutes(route, webhooks, agents),

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { AppError } from '../../core/errors.js';
+import type { CeremonyLimiter } from '../../services/ceremonyLimit.js';
 import type { BrowserOrigin, WebAuthService } from '../../services/webAuth.js';
 import { webActor } from '../../services/webAuth.js';
 import { html, raw, sendPage } from './page.js';
@@ -61,7 +62,12 @@ const browserOrigin = (request: FastifyRequest): BrowserOrigin => ({
  * nothing; every change is a JSON POST: signed-out ones (enrol, sign in) must come from our own
  * origin, signed-in ones carry the session's CSRF token too (WebSessions.forPost).
  */
-export function registerWebAuthRoutes(app: FastifyInstance, auth: WebAuthService): void {
+export function registerWebAuthRoutes(
+  app: FastifyInstance,
+  auth: WebAuthService,
+  /** Per client address: the ceremonies below answer anyone (see CeremonyLimiter). */
+  ceremonies: Pick<CeremonyLimiter, 'assertAllowed'>,
+): void {
   const unavailablePage = (reply: FastifyReply) =>
     sendPage(reply, 503, {
       title: 'Web sign-in is off',
@@ -131,12 +137,14 @@ face or PIN: that is what proves it is you each time you sign in.</p>
 
   app.post('/web/enrol/options', async (request) => {
     assertOwnOrigin(request);
+    await ceremonies.assertAllowed(request.ip);
     const body = enrolOptionsBody.parse(request.body);
     return { ok: true, options: await auth.registrationOptions({ token: body.token }) };
   });
 
   app.post('/web/enrol/verify', async (request, reply) => {
     assertOwnOrigin(request);
+    await ceremonies.assertAllowed(request.ip);
     const body = enrolVerifyBody.parse(request.body);
     const { signedIn } = await auth.registrationVerify(
       { token: body.token },
@@ -165,11 +173,13 @@ face or PIN: that is what proves it is you each time you sign in.</p>
 
   app.post('/web/login/options', async (request) => {
     assertOwnOrigin(request);
+    await ceremonies.assertAllowed(request.ip);
     return { ok: true, options: await auth.authenticationOptions() };
   });
 
   app.post('/web/login/verify', async (request, reply) => {
     assertOwnOrigin(request);
+    await ceremonies.assertAllowed(request.ip);
     const body = loginVerifyBody.parse(request.body);
     const signedIn = await auth.authenticationVerify(body.response as never, browserOrigin(request));
     reply.header('set-cookie', signedIn.cookie);
