@@ -445,40 +445,45 @@ export async function startService(
   const stop = () => {
     stopping ??= (async () => {
       // Which step a slow shutdown is waiting for, said every 2 s until it is done (the process
-      // is killed at 10 s: this is what tells an operator, or a test, where the time went).
+      // is killed at 10 s: this is what tells an operator, or a test, where the time went). Not
+      // unref'd, on purpose: while a step waits on something that holds no handle (a queue close
+      // with Redis down, bounded by an unref'd deadline), the process must not run out of work
+      // and exit before the audit is drained and the database closed.
       let step = 'timers';
       const watchdog = setInterval(() => logger.warn({ step }, 'shutdown is still waiting'), 2000);
-      watchdog.unref();
       const at = <T>(name: string, work: Promise<T>): Promise<T> => {
         step = name;
         return work;
       };
-      clearInterval(sealer);
-      clearInterval(catchUpTimer);
-      await at('audit jobs', auditJobs?.stop() ?? Promise.resolve());
-      // Waiting requests answer now rather than hold the shutdown until their deadline.
-      waiters.close();
-      await at('http server', app?.close() ?? Promise.resolve());
-      for (const { name, channel } of running)
-        await at(`channel ${name}`, channel.stop?.() ?? Promise.resolve());
-      // With Redis down a graceful close would wait for it: close at once instead (a job cut
-      // short is retried by BullMQ or repaired by the reconciler), and never wait past a deadline.
-      if (workers) {
-        const force = workerConnection?.status !== 'ready';
-        await at('queue workers', settleWithin(workers.close(force), QUEUE_CLOSE_DEADLINE_MS));
+      try {
+        clearInterval(sealer);
+        clearInterval(catchUpTimer);
+        await at('audit jobs', auditJobs?.stop() ?? Promise.resolve());
+        // Waiting requests answer now rather than hold the shutdown until their deadline.
+        waiters.close();
+        await at('http server', app?.close() ?? Promise.resolve());
+        for (const { name, channel } of running)
+          await at(`channel ${name}`, channel.stop?.() ?? Promise.resolve());
+        // With Redis down a graceful close would wait for it: close at once instead (a job cut
+        // short is retried by BullMQ or repaired by the reconciler), and never wait past a deadline.
+        if (workers) {
+          const force = workerConnection?.status !== 'ready';
+          await at('queue workers', settleWithin(workers.close(force), QUEUE_CLOSE_DEADLINE_MS));
+        }
+        await at('monitoring', monitoring.stop());
+        await at('queue producers', settleWithin(jobs.close(), QUEUE_CLOSE_DEADLINE_MS));
+        await at('audit drain', audit.drain());
+        await at(
+          'audit seal',
+          audit.sealPending().catch(() => undefined),
+        );
+        closing = true;
+        for (const conn of connections) conn.disconnect();
+        await at('database', db.close());
+        await at('embedded redis', embedded?.stop() ?? Promise.resolve());
+      } finally {
+        clearInterval(watchdog);
       }
-      await at('monitoring', monitoring.stop());
-      await at('queue producers', settleWithin(jobs.close(), QUEUE_CLOSE_DEADLINE_MS));
-      await at('audit drain', audit.drain());
-      await at(
-        'audit seal',
-        audit.sealPending().catch(() => undefined),
-      );
-      closing = true;
-      for (const conn of connections) conn.disconnect();
-      await at('database', db.close());
-      await at('embedded redis', embedded?.stop() ?? Promise.resolve());
-      clearInterval(watchdog);
     })();
     return stopping;
   };
