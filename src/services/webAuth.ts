@@ -11,13 +11,6 @@ import {
   verifyRegistrationResponse,
 } from '@simplewebauthn/server';
 import type { FastifyRequest } from 'fastify';
-import {
-  CSRF_HEADER,
-  readCookie,
-  SESSION_COOKIE,
-  type WebSession,
-  type WebSessions,
-} from '../chat/web/session.js';
 import type { Actor } from '../core/audit/index.js';
 import type { Clock } from '../core/clock.js';
 import { sha256Hex } from '../core/credentials.js';
@@ -48,6 +41,7 @@ import {
 import type { RequestOrigin } from './agents.js';
 import type { ApproverService } from './approvers.js';
 import type { AuditService } from './audit.js';
+import { CSRF_HEADER, readCookie, SESSION_COOKIE, type WebSession, type WebSessions } from './webSessions.js';
 
 export const INVITATION_TTL_MS = 24 * 3600_000;
 /** Short: a signed-in browser left open decides nothing for long. */

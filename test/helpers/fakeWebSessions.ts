@@ -1,12 +1,12 @@
 import type { FastifyRequest } from 'fastify';
+import type { AuditService } from '../../src/services/audit.js';
 import {
   CSRF_HEADER,
   readCookie,
   SESSION_COOKIE,
   type WebSession,
   type WebSessions,
-} from '../../src/chat/web/session.js';
-import type { AuditService } from '../../src/services/audit.js';
+} from '../../src/services/webSessions.js';
 import { findApprover } from '../../src/store/approverRepository.js';
 import type { Queryable } from '../../src/store/db.js';
 

@@ -4,8 +4,8 @@ import { AppError } from '../../core/errors.js';
 import type { CeremonyLimiter } from '../../services/ceremonyLimit.js';
 import type { BrowserOrigin, WebAuthService } from '../../services/webAuth.js';
 import { webActor } from '../../services/webAuth.js';
+import type { WebSession } from '../../services/webSessions.js';
 import { html, raw, sendPage } from './page.js';
-import type { WebSession } from './session.js';
 
 /** The page scripts of sign-in (listed for registerWebAssets). */
 export const WEB_AUTH_ASSETS = ['enrol.js', 'login.js', 'account.js'] as const;

@@ -7,9 +7,9 @@ import type {
 } from '../../services/approvals/channel.js';
 import { type ApprovalService, WEB_CHANNEL } from '../../services/approvals/service.js';
 import type { WebApprovals } from '../../services/approvals/web.js';
+import type { WebSessions } from '../../services/webSessions.js';
 import type { ChannelPlugin } from '../plugin.js';
 import { registerApprovalPages } from './pages.js';
-import type { WebSessions } from './session.js';
 
 /** What the pages need from the service: built in main.ts, where the other services are. */
 export interface WebChannelDeps {

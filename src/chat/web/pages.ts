@@ -3,11 +3,11 @@ import { describeRefusal, unchangedText } from '../../core/approval/refusals.js'
 import { approverName } from '../../core/permissionView.js';
 import type { DecisionResult } from '../../services/approvals/service.js';
 import type { WebRequestView } from '../../services/approvals/web.js';
+import type { WebSession } from '../../services/webSessions.js';
 import { type actorName, stateInWords, stateLine } from '../card.js';
 import { modificationsFromForm, type NarrowingInput, narrowingForm } from '../narrowing.js';
 import type { WebChannelDeps } from './channel.js';
 import { html, raw, sendPage } from './page.js';
-import type { WebSession } from './session.js';
 
 /** Longest id or filter value read from a URL: anything longer names nothing of ours. */
 const PARAM_MAX = 200;
