@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { AppError } from '../core/errors.js';
 import { isStorableDate, textProblem } from '../core/storable.js';
 
@@ -38,3 +39,9 @@ export function nextCursor(page: readonly { createdAt: Date; id: string }[], lim
   const last = page[page.length - 1];
   return page.length === limit && last ? encodeCursor(last) : null;
 }
+
+/** The query fields of every paged list: `limit` (1–200, 50 by default) and the opaque `cursor`. */
+export const pageFields = {
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(300).optional(),
+};

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AgentService } from '../../services/agents.js';
 import type { Agent } from '../../store/agentRepository.js';
-import { decodeCursor, nextCursor } from '../cursor.js';
+import { decodeCursor, nextCursor, pageFields } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const agentId = z.object({ id: z.string().max(64) }).strict();
@@ -50,8 +50,7 @@ const rotateBody = z
 
 const listQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().max(200).optional(),
+    ...pageFields,
   })
   .strict();
 

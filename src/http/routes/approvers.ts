@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { ApproverService } from '../../services/approvers.js';
 import { IDENTITIES_MAX } from '../../services/approvers.js';
 import type { ApproverAccount } from '../../store/approverRepository.js';
-import { decodeCursor, nextCursor } from '../cursor.js';
+import { decodeCursor, nextCursor, pageFields } from '../cursor.js';
 import type { Router } from '../route.js';
 
 /** An id (`apr_…`) or a name: the service tells them apart. */
@@ -30,8 +30,7 @@ const updateBody = z
 
 const listQuery = z
   .object({
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().max(200).optional(),
+    ...pageFields,
   })
   .strict();
 

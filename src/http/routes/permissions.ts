@@ -16,7 +16,7 @@ import { type RateLimiter, rateLimitHeaders } from '../../services/rateLimits.js
 import type { PermissionWaiters } from '../../services/waiters.js';
 import type { Agent } from '../../store/agentRepository.js';
 import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
-import { decodeCursor, nextCursor } from '../cursor.js';
+import { decodeCursor, nextCursor, pageFields } from '../cursor.js';
 import { type Router, requireAgent } from '../route.js';
 import { streamPermissionEvents } from './permissionEvents.js';
 import { type PendingLinks, type PermissionPresenter, presenterFor } from './permissionLinks.js';
@@ -64,8 +64,7 @@ const listQuery = z
     status: z.enum(PERMISSION_STATUSES).optional(),
     ...agentFilterFields,
     action: z.string().max(200).optional(),
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().max(300).optional(),
+    ...pageFields,
   })
   .strict();
 

@@ -3,15 +3,14 @@ import type { AgentService } from '../../services/agents.js';
 import { displayUrl, type WebhookService } from '../../services/webhooks.js';
 import { DELIVERY_STATUSES, type WebhookDelivery } from '../../store/webhookRepository.js';
 import { agentFilterFields, agentFilterOf } from '../agentFilter.js';
-import { decodeCursor, nextCursor } from '../cursor.js';
+import { decodeCursor, nextCursor, pageFields } from '../cursor.js';
 import type { Router } from '../route.js';
 
 const listQuery = z
   .object({
     status: z.enum(DELIVERY_STATUSES).optional(),
     ...agentFilterFields,
-    limit: z.coerce.number().int().min(1).max(200).default(50),
-    cursor: z.string().max(300).optional(),
+    ...pageFields,
   })
   .strict();
 
