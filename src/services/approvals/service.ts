@@ -18,7 +18,7 @@ import type { RequestOrigin } from '../agents.js';
 import type { AuditService } from '../audit.js';
 import { type PermissionService, permissionNotFound } from '../permissions.js';
 import { buildCard } from './cards.js';
-import type { ChannelRegistry, ChannelUser } from './channel.js';
+import type { ApprovalChannel, ApproverEntry, ChannelRegistry, ChannelUser } from './channel.js';
 
 /** How fresh a passkey assertion must be to approve a step-up request on the web. */
 export const STEP_UP_MAX_AGE_MS = 5 * 60_000;
@@ -185,10 +185,8 @@ export class ApprovalService {
     if (account?.status !== 'active') return { reason: 'account_disabled' };
     const web = this.channels.get(WEB_CHANNEL);
     if (!web) return { reason: 'channel_disabled' };
-    let anyApprover = false;
     for (const channel of this.channels.list()) {
       const listed = this.channels.approverEntries(permission.approval, channel);
-      if (listed.length > 0) anyApprover = true;
       if (channel === web) {
         const name = account.name.toLowerCase();
         const named = (id: string) => id === account.id || id.toLowerCase() === name;
@@ -196,19 +194,16 @@ export class ApprovalService {
         continue;
       }
       const prefix = `${channel.name}:`;
-      const userIds = account.identities
-        .filter((i) => i.startsWith(prefix))
-        .map((i) => i.slice(prefix.length));
-      if (userIds.length === 0) continue;
-      if (listed.some((e) => e.kind === 'user' && userIds.includes(e.id))) return null;
-      const groups = listed.filter((e) => e.kind === 'group').map((e) => e.id);
-      if (groups.length === 0) continue;
-      for (const userId of userIds) {
-        const user: ChannelUser = { channel: channel.name, userId, userName: account.name };
-        if (await channel.memberOfAny(user, groups)) return null;
+      for (const identity of account.identities.filter((i) => i.startsWith(prefix))) {
+        const user: ChannelUser = {
+          channel: channel.name,
+          userId: identity.slice(prefix.length),
+          userName: account.name,
+        };
+        if (await isListed(channel, listed, user)) return null;
       }
     }
-    return { reason: anyApprover ? 'not_an_approver' : 'no_approvers' };
+    return this.notListed(permission);
   }
 
   /**
@@ -238,12 +233,16 @@ export class ApprovalService {
   private async mayDecide(permission: Permission, user: ChannelUser): Promise<Refusal | null> {
     const channel = this.channels.get(user.channel);
     if (!channel) return { reason: 'channel_disabled' };
-    const listed = this.channels.approverEntries(permission.approval, channel);
-    if (listed.some((e) => e.kind === 'user' && e.id === user.userId)) return null;
-    const groups = listed.filter((e) => e.kind === 'group').map((e) => e.id);
-    if (groups.length && (await channel.memberOfAny(user, groups))) return null;
-    // no_approvers means nobody on any configured channel may decide (a configuration gap);
-    // approvers listed only on another channel make this user "not an approver", not that.
+    if (await isListed(channel, this.channels.approverEntries(permission.approval, channel), user))
+      return null;
+    return this.notListed(permission);
+  }
+
+  /**
+   * The refusal of someone no list names: no_approvers means nobody on any configured channel may
+   * decide (a configuration gap); approvers listed elsewhere make them "not an approver".
+   */
+  private notListed(permission: Permission): Refusal {
     const anyApprover = this.channels
       .list()
       .some((c) => this.channels.approverEntries(permission.approval, c).length > 0);
@@ -310,3 +309,14 @@ export class ApprovalService {
 }
 
 const refused = (refusal: Refusal, error: AppError): DecisionResult => ({ kind: 'refused', refusal, error });
+
+/** Is this channel user named in `listed`, directly or through a group their channel says they are in? */
+async function isListed(
+  channel: ApprovalChannel,
+  listed: ApproverEntry[],
+  user: ChannelUser,
+): Promise<boolean> {
+  if (listed.some((e) => e.kind === 'user' && e.id === user.userId)) return true;
+  const groups = listed.filter((e) => e.kind === 'group').map((e) => e.id);
+  return groups.length > 0 && (await channel.memberOfAny(user, groups));
+}
