@@ -4,9 +4,29 @@ import { describeScope } from '../../core/scope/index.js';
 import { findAgent } from '../../store/agentRepository.js';
 import type { Queryable } from '../../store/db.js';
 
+/** An agent's current name by id (null: deleted). */
+export type AgentNames = (agentId: string) => Promise<string | null>;
+
+/** Each agent read once: for a page of cards (the web inbox), not one query per card. */
+export function agentNames(db: Queryable): AgentNames {
+  const known = new Map<string, Promise<string | null>>();
+  return (agentId) => {
+    let name = known.get(agentId);
+    if (!name) {
+      name = findAgent(db, agentId).then((agent) => agent?.name ?? null);
+      known.set(agentId, name);
+    }
+    return name;
+  };
+}
+
 /** The card every channel renders for a permission, as stored now (the agent's current name). */
-export async function buildCard(db: Queryable, permission: Permission): Promise<ApprovalCard> {
-  const agent = await findAgent(db, permission.agentId);
+export async function buildCard(
+  db: Queryable,
+  permission: Permission,
+  nameOf: AgentNames = agentNames(db),
+): Promise<ApprovalCard> {
+  const agentName = await nameOf(permission.agentId);
   const context = Object.entries(permission.context);
   const reason = permission.context.reason;
   const ordered = [
@@ -16,7 +36,7 @@ export async function buildCard(db: Queryable, permission: Permission): Promise<
   const requestedBy = permission.context.user_id;
   return {
     permissionId: permission.id,
-    agentName: agent?.name ?? permission.agentId,
+    agentName: agentName ?? permission.agentId,
     agentId: permission.agentId,
     action: permission.action,
     resource: permission.resource,

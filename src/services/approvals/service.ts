@@ -17,7 +17,7 @@ import { findPermission } from '../../store/permissionRepository.js';
 import type { RequestOrigin } from '../agents.js';
 import type { AuditService } from '../audit.js';
 import { type PermissionService, permissionNotFound } from '../permissions.js';
-import { buildCard } from './cards.js';
+import { type AgentNames, buildCard } from './cards.js';
 import type { ApprovalChannel, ApproverEntry, ChannelRegistry, ChannelUser } from './channel.js';
 
 /** How fresh a passkey assertion must be to approve a step-up request on the web. */
@@ -220,8 +220,9 @@ export class ApprovalService {
     return { kind: 'open', card: await buildCard(this.db, permission) };
   }
 
-  card(permission: Permission): Promise<ApprovalCard> {
-    return buildCard(this.db, permission);
+  /** `nameOf`: a shared agent-name lookup when building many cards (see agentNames). */
+  card(permission: Permission, nameOf?: AgentNames): Promise<ApprovalCard> {
+    return buildCard(this.db, permission, nameOf);
   }
 
   /**

@@ -8,6 +8,7 @@ import { findApprover } from '../../store/approverRepository.js';
 import type { Db } from '../../store/db.js';
 import { findPermission, listPermissions, recentlyDecided } from '../../store/permissionRepository.js';
 import type { AuditService } from '../audit.js';
+import { agentNames } from './cards.js';
 import { type ApprovalService, WEB_CHANNEL } from './service.js';
 
 /** How many pending requests the inbox reads before keeping those the approver may decide. */
@@ -95,15 +96,18 @@ export class WebApprovals {
   ): Promise<{ pending: WebRequestView[]; recent: WebRequestView[] }> {
     const account = await findApprover(this.db, approverId);
     const now = this.clock.now();
-    const keep = async (list: Permission[], max: number) => {
+    const nameOf = agentNames(this.db);
+    /** The first `max` of `list` (as readers see them now, kept by `wanted`) this approver may decide. */
+    const keep = async (list: Permission[], max: number, wanted: (p: Permission) => boolean) => {
       const out: WebRequestView[] = [];
       for (const stored of list) {
         if (out.length >= max) break;
         const permission = effectivePermission(stored, now);
+        if (!wanted(permission)) continue;
         if (await this.approvals.mayDecideOnWeb(permission, account)) continue;
         out.push({
           permission,
-          card: await this.approvals.card(permission),
+          card: await this.approvals.card(permission, nameOf),
           progress: approvalProgress(permission, this.links()),
           refusal: null,
         });
@@ -119,8 +123,8 @@ export class WebApprovals {
     const recent = await recentlyDecided(this.db, RECENT_SCAN);
     return {
       // Past its deadline but not yet swept: no longer in the inbox.
-      pending: (await keep(pending, INBOX_MAX)).filter((v) => v.permission.status === 'pending'),
-      recent: await keep(recent, RECENT_MAX),
+      pending: await keep(pending, INBOX_MAX, (p) => p.status === 'pending'),
+      recent: await keep(recent, RECENT_MAX, () => true),
     };
   }
 }
