@@ -35,7 +35,7 @@ import {
   updateRedactedDetails,
 } from '../store/auditRepository.js';
 import { type Db, LOCK_SQL, LOCKS, type Queryable, TRY_LOCK_SQL } from '../store/db.js';
-import { GroupCommit } from './groupCommit.js';
+import { GroupCommit, isDataError } from './groupCommit.js';
 
 export interface RetentionResult {
   /** False when another instance holds the retention lock. */
@@ -76,16 +76,6 @@ function failureReason(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return `SQLSTATE ${code}`;
   return err instanceof Error ? err.message.slice(0, 200) : 'unknown error';
-}
-
-/**
- * Whether a failed write may be one event's fault: SQLSTATE classes 22 (data exception: a NUL, an
- * invalid escape), 23 (integrity constraint) and 54 (program limit exceeded: too large). Anything
- * else (a lost connection, a database shutting down) is no event's fault.
- */
-function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
 
 export interface VerifyResult {

@@ -11,9 +11,12 @@
  * unreachable) fails the whole batch at once: retrying halves would only multiply the statements
  * sent to a database that is down.
  */
-export interface GroupCommitOptions<T> {
-  /** Writes the items in one statement (one commit); rejects if none was written. */
-  write: (items: readonly T[]) => Promise<void>;
+export interface GroupCommitOptions<T, R> {
+  /**
+   * Writes the items in one statement (one commit); rejects if none was written. May answer each
+   * item, in order (what the statement said of it: inserted or not, its new row).
+   */
+  write: (items: readonly T[]) => Promise<[R] extends [undefined] ? void : readonly R[]>;
   /** Writes running at once; more items wait and go together in the next one. */
   maxInFlight: number;
   /** The most items in one write. */
@@ -24,22 +27,22 @@ export interface GroupCommitOptions<T> {
   causedByData?: (err: unknown) => boolean;
 }
 
-interface Entry<T> {
+interface Entry<T, R> {
   item: T;
-  resolve: () => void;
+  resolve: (result: R) => void;
   reject: (err: unknown) => void;
 }
 
-export class GroupCommit<T> {
-  private waiting: Entry<T>[] = [];
+export class GroupCommit<T, R = undefined> {
+  private waiting: Entry<T, R>[] = [];
   private inFlight = 0;
   private idle: (() => void)[] = [];
 
-  constructor(private readonly options: GroupCommitOptions<T>) {}
+  constructor(private readonly options: GroupCommitOptions<T, R>) {}
 
-  /** Resolves once the item is committed; rejects if it could not be written. */
-  submit(item: T): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+  /** Resolves with the item's answer once it is committed; rejects if it could not be written. */
+  submit(item: T): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
       this.waiting.push({ item, resolve, reject });
       this.pump();
     });
@@ -66,9 +69,10 @@ export class GroupCommit<T> {
   }
 
   /** Never rejects: every entry is settled, resolved or rejected on its own. */
-  private async commit(batch: Entry<T>[]): Promise<void> {
+  private async commit(batch: Entry<T, R>[]): Promise<void> {
+    let results: unknown;
     try {
-      await this.options.write(batch.map((e) => e.item));
+      results = await this.options.write(batch.map((e) => e.item));
     } catch (err) {
       const split = batch.length > 1 && (this.options.causedByData?.(err) ?? true);
       if (!split) {
@@ -80,10 +84,10 @@ export class GroupCommit<T> {
       await this.commit(batch.slice(half));
       return;
     }
-    for (const entry of batch) entry.resolve();
+    for (const [i, entry] of batch.entries()) entry.resolve((results as readonly R[] | undefined)?.[i] as R);
   }
 
-  private fail(entry: Entry<T>, err: unknown): void {
+  private fail(entry: Entry<T, R>, err: unknown): void {
     try {
       this.options.onItemFailed?.(entry.item, err);
     } catch {
@@ -91,4 +95,14 @@ export class GroupCommit<T> {
     }
     entry.reject(err);
   }
+}
+
+/**
+ * Whether a failed write may be one item's fault: SQLSTATE classes 22 (data exception: a NUL, an
+ * invalid escape), 23 (integrity constraint) and 54 (program limit exceeded: too large). Anything
+ * else (a lost connection, a database shutting down) is no item's fault.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }

@@ -58,8 +58,9 @@ import {
   expireDue,
   findByIdempotencyKey,
   findPermission,
-  insertPermission,
+  insertPermissions,
   listPermissions,
+  type NewPermission,
   type PermissionFilter,
   recordVote,
   releaseIdempotencyKey,
@@ -68,6 +69,7 @@ import {
 import { insertDeliveries, insertDelivery } from '../store/webhookRepository.js';
 import type { RequestOrigin } from './agents.js';
 import type { AuditService } from './audit.js';
+import { GroupCommit, isDataError } from './groupCommit.js';
 
 export interface PermissionRequestInput {
   action: string;
@@ -152,6 +154,15 @@ export interface PermissionSettings {
 
 const EXPIRE_BATCH = 500;
 
+/**
+ * Group commit of new permissions (requests): statements in flight at once on Postgres, and the
+ * most requests one statement carries. A lone request is written at once; under load, requests
+ * that arrive while statements are running go together in the next one, so the database sees
+ * fewer, larger commits. PGlite runs one statement at a time whatever this says.
+ */
+const INSERTS_IN_FLIGHT = 2;
+const INSERT_BATCH_MAX = 128;
+
 /** The refusal of the self-approval ban, as every channel words it. */
 /** The self-approval ban's refusal (one wording for every channel). */
 export const SELF_APPROVAL = SELF_APPROVAL_TEXT;
@@ -166,6 +177,8 @@ export class PermissionService {
   private readonly listeners: PermissionListener[] = [];
   /** A cached value's getter: request, verify and use never read it; decide and progress do. */
   private readonly links: () => ApproverLinks;
+  /** Each request answers only once its own permission is committed. */
+  private readonly inserts: GroupCommit<NewPermission, boolean>;
 
   constructor(
     private readonly db: Db,
@@ -175,6 +188,12 @@ export class PermissionService {
     private readonly settings: PermissionSettings,
   ) {
     this.links = linksProvider(settings.approverLinks);
+    this.inserts = new GroupCommit<NewPermission, boolean>({
+      write: (news) => insertPermissions(db, news),
+      maxInFlight: db.kind === 'pglite' ? 1 : INSERTS_IN_FLIGHT,
+      maxBatch: INSERT_BATCH_MAX,
+      causedByData: isDataError,
+    });
   }
 
   onChange(listener: PermissionListener): void {
@@ -304,12 +323,11 @@ export class PermissionService {
 
     // The decision's webhook, in the same statement: no crash after the commit can lose it.
     const delivery = permissionDelivery(status, permission, agentWebhookUrl(agent), now);
-    const inserted = await insertPermission(
-      this.db,
+    const inserted = await this.inserts.submit({
       permission,
-      events.map((e) => this.audit.build(e)),
+      events: events.map((e) => this.audit.build(e)),
       delivery,
-    );
+    });
     if (!inserted) {
       // Lost a race with the same idempotency key: answer with the winner.
       const earlier = input.idempotencyKey ? await this.findReplay(agent.id, input.idempotencyKey) : null;

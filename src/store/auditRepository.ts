@@ -96,22 +96,24 @@ export function auditInsertSql(
 }
 
 /**
- * One statement of the same text for any number of events (one prepared statement, where a
- * VALUES list would make a new one per count), column by column as arrays. An event already
- * stored (same id) is skipped: retrying a write whose outcome was lost with the connection
- * cannot store it twice.
+ * `INSERT INTO audit_events … SELECT … FROM unnest(…) AS v` of events passed column by column as
+ * arrays (auditEventArrays), parameters numbered from `firstParam`: one statement text for any
+ * number of events (one prepared statement, where a VALUES list would make a new one per count).
+ * Callers may append a WHERE over `v` (e.g. only the events of permissions a statement inserted).
  */
-const INSERT_EVENTS_SQL = `INSERT INTO audit_events (${INSERT_COLUMNS})
+export function auditEventsFromArraysSql(firstParam: number): string {
+  const p = (i: number) => `$${firstParam + i}`;
+  return `INSERT INTO audit_events (${INSERT_COLUMNS})
   SELECT v.id, v.occurred_at, v.type, v.permission_id, v.agent_id, v.actor_type, v.actor::jsonb,
          v.details::jsonb, v.ip, v.user_agent, v.details_hash
-    FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-      AS v(${INSERT_COLUMNS})
-  ON CONFLICT (id) DO NOTHING`;
+    FROM unnest(${p(0)}::text[], ${p(1)}::timestamptz[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
+                ${p(5)}::text[], ${p(6)}::text[], ${p(7)}::text[], ${p(8)}::text[], ${p(9)}::text[], ${p(10)}::text[])
+      AS v(${INSERT_COLUMNS})`;
+}
 
-export async function insertAuditEvents(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  await tx.query(INSERT_EVENTS_SQL, [
+/** The parameters of auditEventsFromArraysSql: 11 arrays, one per column. */
+export function auditEventArrays(events: readonly AuditEvent[]): unknown[] {
+  return [
     events.map((e) => e.id),
     events.map((e) => e.occurredAt.toISOString()),
     events.map((e) => e.type),
@@ -123,7 +125,19 @@ export async function insertAuditEvents(tx: Queryable, events: readonly AuditEve
     events.map((e) => e.ip),
     events.map((e) => e.userAgent),
     events.map((e) => e.detailsHash),
-  ]);
+  ];
+}
+
+/**
+ * An event already stored (same id) is skipped: retrying a write whose outcome was lost with the
+ * connection cannot store it twice.
+ */
+const INSERT_EVENTS_SQL = `${auditEventsFromArraysSql(1)}
+  ON CONFLICT (id) DO NOTHING`;
+
+export async function insertAuditEvents(tx: Queryable, events: readonly AuditEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await tx.query(INSERT_EVENTS_SQL, auditEventArrays(events));
 }
 
 /** The newest sealed link, or the retention checkpoint when the sealed rows were purged. */

@@ -1,9 +1,9 @@
 import type { Actor, AuditEvent } from '../core/audit/index.js';
 import type { ApprovalRecord, Permission, PermissionStatus } from '../core/permission.js';
 import type { NewWebhookDelivery } from '../core/webhook.js';
-import { auditInsertSql } from './auditRepository.js';
+import { auditEventArrays, auditEventsFromArraysSql, auditInsertSql } from './auditRepository.js';
 import type { Queryable } from './db.js';
-import { deliveryInsertSql } from './webhookRepository.js';
+import { deliveriesFromArraysSql, deliveryArrays, deliveryInsertSql } from './webhookRepository.js';
 
 interface PermissionRow {
   id: string;
@@ -101,65 +101,136 @@ const INSERT_COLUMNS = [
 
 const JSON_COLUMNS = new Set(['requested_scope', 'scope', 'context', 'decided_by', 'approval']);
 
-function insertValues(p: Permission): unknown[] {
+/** The element type each column's array is sent as (JSON travels as text, cast per element). */
+const ARRAY_TYPE: Record<(typeof INSERT_COLUMNS)[number], string> = {
+  id: 'text',
+  agent_id: 'text',
+  action: 'text',
+  resource: 'text',
+  requested_scope: 'text',
+  scope: 'text',
+  context: 'text',
+  status: 'text',
+  ttl_seconds: 'integer',
+  policy_id: 'text',
+  policy_name: 'text',
+  decision_reason: 'text',
+  decided_by: 'text',
+  decided_at: 'timestamptz',
+  expires_at: 'timestamptz',
+  token_hash: 'text',
+  client_token: 'boolean',
+  max_uses: 'integer',
+  uses_remaining: 'integer',
+  approval: 'text',
+  webhook_url: 'text',
+  idempotency_key: 'text',
+  request_hash: 'text',
+  created_at: 'timestamptz',
+  updated_at: 'timestamptz',
+};
+
+/** The permissions' columns as arrays, in INSERT_COLUMNS order. */
+function permissionArrays(ps: readonly Permission[]): unknown[] {
   const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
+  const iso = (d: Date | null) => (d === null ? null : d.toISOString());
   return [
-    p.id,
-    p.agentId,
-    p.action,
-    p.resource,
-    json(p.requestedScope),
-    json(p.scope),
-    json(p.context),
-    p.status,
-    p.ttlSeconds,
-    p.policyId,
-    p.policyName,
-    p.decisionReason,
-    json(p.decidedBy),
-    p.decidedAt,
-    p.expiresAt,
-    p.tokenHash,
-    p.clientToken,
-    p.maxUses,
-    p.usesRemaining,
-    json(p.approval),
-    p.webhookUrl,
-    p.idempotencyKey,
-    p.requestHash,
-    p.createdAt,
-    p.updatedAt,
+    ps.map((p) => p.id),
+    ps.map((p) => p.agentId),
+    ps.map((p) => p.action),
+    ps.map((p) => p.resource),
+    ps.map((p) => json(p.requestedScope)),
+    ps.map((p) => json(p.scope)),
+    ps.map((p) => json(p.context)),
+    ps.map((p) => p.status),
+    ps.map((p) => p.ttlSeconds),
+    ps.map((p) => p.policyId),
+    ps.map((p) => p.policyName),
+    ps.map((p) => p.decisionReason),
+    ps.map((p) => json(p.decidedBy)),
+    ps.map((p) => iso(p.decidedAt)),
+    ps.map((p) => iso(p.expiresAt)),
+    ps.map((p) => p.tokenHash),
+    ps.map((p) => p.clientToken),
+    ps.map((p) => p.maxUses),
+    ps.map((p) => p.usesRemaining),
+    ps.map((p) => json(p.approval)),
+    ps.map((p) => p.webhookUrl),
+    ps.map((p) => p.idempotencyKey),
+    ps.map((p) => p.requestHash),
+    ps.map((p) => iso(p.createdAt)),
+    ps.map((p) => iso(p.updatedAt)),
   ];
 }
 
+/** A new permission as a request writes it: the row, its audit events, its decision's webhook. */
+export interface NewPermission {
+  permission: Permission;
+  events: readonly AuditEvent[];
+  delivery: NewWebhookDelivery | null;
+}
+
+const AUDIT_PARAM = INSERT_COLUMNS.length + 1;
+const DELIVERY_PARAM = AUDIT_PARAM + 11;
+
 /**
- * Inserts the permission, its audit events and, when it has a webhook target, the delivery of
- * its decision, in ONE statement (the request hot path: one round trip, no transaction). A
- * permission without a delivery runs the statement without that part: it costs nothing extra.
- * With an idempotency key already used by this agent nothing is written and false is returned.
+ * Any number of new permissions, their audit events and their decisions' webhook deliveries in
+ * ONE statement of fixed text (column arrays): one round trip and one commit for a whole group of
+ * requests. A permission whose agent already used its idempotency key is not written, and
+ * neither are its events nor its delivery. A group with no delivery runs the text without that
+ * part, so a permission without a webhook target costs nothing extra.
  */
+function insertPermissionsSql(withDeliveries: boolean): string {
+  return `WITH inserted AS (
+   INSERT INTO permissions (${INSERT_COLUMNS.join(', ')})
+   SELECT ${INSERT_COLUMNS.map((c) => (JSON_COLUMNS.has(c) ? `v.${c}::jsonb` : `v.${c}`)).join(', ')}
+     FROM unnest(${INSERT_COLUMNS.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c]}[]`).join(', ')})
+       AS v(${INSERT_COLUMNS.join(', ')})
+   ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+   RETURNING id
+ ), audited AS (
+   ${auditEventsFromArraysSql(AUDIT_PARAM)}
+    WHERE v.permission_id IN (SELECT id FROM inserted)
+ )${
+   withDeliveries
+     ? `, delivered AS (
+   ${deliveriesFromArraysSql(DELIVERY_PARAM)}
+    WHERE v.permission_id IN (SELECT id FROM inserted)
+ )`
+     : ''
+ }
+ SELECT id FROM inserted`;
+}
+const INSERT_PERMISSIONS_SQL = insertPermissionsSql(false);
+const INSERT_PERMISSIONS_WITH_DELIVERIES_SQL = insertPermissionsSql(true);
+
+/**
+ * Writes the permissions (see insertPermissionsSql) and answers, for each in order, whether it
+ * was written (false: its idempotency key was taken, by an earlier request or one in this group).
+ */
+export async function insertPermissions(db: Queryable, news: readonly NewPermission[]): Promise<boolean[]> {
+  const params = [
+    ...permissionArrays(news.map((n) => n.permission)),
+    ...auditEventArrays(news.flatMap((n) => n.events)),
+  ];
+  const deliveries = news.flatMap((n) => (n.delivery ? [n.delivery] : []));
+  const { rows } = await db.query<{ id: string }>(
+    deliveries.length > 0 ? INSERT_PERMISSIONS_WITH_DELIVERIES_SQL : INSERT_PERMISSIONS_SQL,
+    deliveries.length > 0 ? [...params, ...deliveryArrays(deliveries)] : params,
+  );
+  const written = new Set(rows.map((r) => r.id));
+  return news.map((n) => written.has(n.permission.id));
+}
+
+/** One new permission (see insertPermissions); false when its idempotency key was taken. */
 export async function insertPermission(
   db: Queryable,
   p: Permission,
   events: readonly AuditEvent[],
   delivery: NewWebhookDelivery | null = null,
 ): Promise<boolean> {
-  const values = insertValues(p);
-  const placeholders = INSERT_COLUMNS.map((c, i) => `$${i + 1}${JSON_COLUMNS.has(c) ? '::jsonb' : ''}`);
-  const audit = auditInsertSql(events, values.length + 1);
-  const outbox = delivery ? deliveryInsertSql(delivery, values.length + audit.params.length + 1) : null;
-  const { rows } = await db.query<{ id: string }>(
-    `WITH inserted AS (
-       INSERT INTO permissions (${INSERT_COLUMNS.join(', ')}) VALUES (${placeholders.join(', ')})
-       ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
-       RETURNING id
-     ), audited AS (
-       ${audit.sql} WHERE EXISTS (SELECT 1 FROM inserted)
-     )${outbox ? `, delivered AS (${outbox.sql} WHERE EXISTS (SELECT 1 FROM inserted))` : ''}
-     SELECT id FROM inserted`,
-    [...values, ...audit.params, ...(outbox?.params ?? [])],
-  );
-  return rows.length > 0;
+  const [written] = await insertPermissions(db, [{ permission: p, events, delivery }]);
+  return written === true;
 }
 
 export async function findPermission(

@@ -135,24 +135,39 @@ export function deliveryInsertSql(
   };
 }
 
-/** New deliveries in one statement of fixed text (column arrays), e.g. a batch of expiries. */
+/**
+ * `INSERT INTO webhook_deliveries … SELECT … FROM unnest(…) AS v` of new (pending, due now)
+ * deliveries passed column by column (deliveryArrays), parameters numbered from `firstParam`:
+ * one statement text for any number. Callers may append a WHERE over `v`.
+ */
+export function deliveriesFromArraysSql(firstParam: number): string {
+  const p = (i: number) => `$${firstParam + i}`;
+  return `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
+     SELECT v.id, v.permission_id, v.agent_id, v.url, v.event_type, v.payload::jsonb, v.created_at, v.created_at
+       FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
+                   ${p(5)}::text[], ${p(6)}::timestamptz[])
+         AS v(id, permission_id, agent_id, url, event_type, payload, created_at)`;
+}
+
+/** The parameters of deliveriesFromArraysSql: 7 arrays, one per column. */
+export function deliveryArrays(ds: readonly NewWebhookDelivery[]): unknown[] {
+  return [
+    ds.map((d) => d.id),
+    ds.map((d) => d.permissionId),
+    ds.map((d) => d.agentId),
+    ds.map((d) => d.url),
+    ds.map((d) => d.eventType),
+    ds.map((d) => JSON.stringify(d.payload)),
+    ds.map((d) => d.createdAt.toISOString()),
+  ];
+}
+
+const INSERT_DELIVERIES_SQL = deliveriesFromArraysSql(1);
+
+/** New deliveries in one statement of fixed text, e.g. a batch of expiries. */
 export async function insertDeliveries(db: Queryable, ds: readonly NewWebhookDelivery[]): Promise<void> {
   if (ds.length === 0) return;
-  await db.query(
-    `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
-     SELECT v.id, v.permission_id, v.agent_id, v.url, v.event_type, v.payload::jsonb, v.created_at, v.created_at
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[])
-         AS v(id, permission_id, agent_id, url, event_type, payload, created_at)`,
-    [
-      ds.map((d) => d.id),
-      ds.map((d) => d.permissionId),
-      ds.map((d) => d.agentId),
-      ds.map((d) => d.url),
-      ds.map((d) => d.eventType),
-      ds.map((d) => JSON.stringify(d.payload)),
-      ds.map((d) => d.createdAt.toISOString()),
-    ],
-  );
+  await db.query(INSERT_DELIVERIES_SQL, deliveryArrays(ds));
 }
 
 export function insertDelivery(db: Queryable, d: NewWebhookDelivery): Promise<void> {

@@ -932,6 +932,75 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
     });
   });
 
+  describe('requests written together (group commit)', () => {
+    /** The harness over a database that counts the statements inserting permissions. */
+    function counted() {
+      const counter = { inserts: 0 };
+      const countingDb: Db = {
+        ...db,
+        query(sql, params) {
+          if (sql.includes('INSERT INTO permissions')) counter.inserts += 1;
+          return db.query(sql, params);
+        },
+      };
+      return { counter, h: harness(countingDb) };
+    }
+
+    it('answers each of many concurrent requests with its own committed permission, in fewer statements', async () => {
+      const { counter, h: grouped } = counted();
+      const outcomes = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => grouped.request(agent, { context: { n: i } })),
+      );
+      expect(new Set(outcomes.map((o) => o.permission.id)).size).toBe(40);
+      expect(new Set(outcomes.map((o) => o.token)).size).toBe(40);
+      expect(counter.inserts).toBeLessThan(40);
+      for (const [i, o] of outcomes.entries()) {
+        const stored = await h.current(o.permission.id);
+        expect(stored.context).toEqual({ n: i });
+        expect(stored.tokenHash).toBe(sha256(o.token ?? ''));
+        expect(await h.trail(o.permission.id)).toEqual(['request:agent', 'approve:policy']);
+      }
+    });
+
+    it('writes one permission for concurrent requests sharing an idempotency key; the others replay it', async () => {
+      h.state.decision = requireApproval();
+      const outcomes = await Promise.all(
+        Array.from({ length: 6 }, () => h.request(agent, { idempotencyKey: 'together-1' })),
+      );
+      expect(outcomes.filter((o) => !o.replayed)).toHaveLength(1);
+      expect(new Set(outcomes.map((o) => o.permission.id)).size).toBe(1);
+      const { rows } = await db.query<{ n: unknown }>(
+        'SELECT count(*) AS n FROM permissions WHERE agent_id = $1',
+        [agent.id],
+      );
+      expect(Number(rows[0]?.n)).toBe(1);
+      expect(await h.trail(outcomes[0]?.permission.id ?? '')).toEqual(['request:agent']);
+    });
+
+    it('fails only the request the database refuses; the others in its group are written', async () => {
+      const stranger: Agent = { ...agent, id: 'agent_NotInTheDatabase0000' };
+      const settled = await Promise.allSettled([
+        ...Array.from({ length: 8 }, () => h.request(agent)),
+        h.request(stranger),
+        ...Array.from({ length: 8 }, () => h.request(agent)),
+      ]);
+      expect(settled.map((s) => s.status)).toEqual([
+        ...Array(8).fill('fulfilled'),
+        'rejected',
+        ...Array(8).fill('fulfilled'),
+      ]);
+      for (const s of settled) {
+        if (s.status === 'fulfilled')
+          expect(await h.trail(s.value.permission.id)).toEqual(['request:agent', 'approve:policy']);
+      }
+      const { rows } = await db.query<{ n: unknown }>(
+        'SELECT count(*) AS n FROM audit_events WHERE agent_id = $1',
+        [stranger.id],
+      );
+      expect(Number(rows[0]?.n)).toBe(0);
+    });
+  });
+
   describe('idempotencyKey', () => {
     const rowsFor = async (agentId: string) => {
       const { rows } = await db.query<{ n: unknown }>(
