@@ -59,56 +59,20 @@ const INSERT_COLUMNS = `id, occurred_at, type, permission_id, agent_id, actor_ty
   details_hash`;
 
 /**
- * `INSERT INTO audit_events … SELECT … FROM (VALUES …)` for the given events, with parameters
- * numbered from `firstParam`. Callers may append a WHERE clause, e.g. `WHERE EXISTS (SELECT 1
- * FROM changed)`, so the audit row is written by the same statement as the change and only if
- * the change happened: one round trip, one atomic unit.
- */
-export function auditInsertSql(
-  events: readonly AuditEvent[],
-  firstParam: number,
-): { sql: string; params: unknown[] } {
-  const params: unknown[] = [];
-  const tuples = events.map((e) => {
-    const base = firstParam + params.length;
-    params.push(
-      e.id,
-      e.occurredAt,
-      e.type,
-      e.permissionId,
-      e.agentId,
-      e.actor.type,
-      JSON.stringify(e.actor),
-      JSON.stringify(e.details),
-      e.ip,
-      e.userAgent,
-      e.detailsHash,
-    );
-    const p = (i: number) => `$${base + i}`;
-    return `(${p(0)}::text, ${p(1)}::timestamptz, ${p(2)}::text, ${p(3)}::text, ${p(4)}::text, ${p(5)}::text,
-      ${p(6)}::jsonb, ${p(7)}::jsonb, ${p(8)}::text, ${p(9)}::text, ${p(10)}::text)`;
-  });
-  return {
-    sql: `INSERT INTO audit_events (${INSERT_COLUMNS})
-      SELECT * FROM (VALUES ${tuples.join(', ')}) AS v(${INSERT_COLUMNS})`,
-    params,
-  };
-}
-
-/**
  * `INSERT INTO audit_events … SELECT … FROM unnest(…) AS v` of events passed column by column as
  * arrays (auditEventArrays), parameters numbered from `firstParam`: one statement text for any
  * number of events (one prepared statement, where a VALUES list would make a new one per count).
- * Callers may append a WHERE over `v` (e.g. only the events of permissions a statement inserted).
+ * Callers may append a WHERE over `v` (e.g. only the events of permissions a statement inserted);
+ * `withOrdinality` adds `v.ord`, each event's position (from 1) in the arrays.
  */
-export function auditEventsFromArraysSql(firstParam: number): string {
+export function auditEventsFromArraysSql(firstParam: number, withOrdinality = false): string {
   const p = (i: number) => `$${firstParam + i}`;
   return `INSERT INTO audit_events (${INSERT_COLUMNS})
   SELECT v.id, v.occurred_at, v.type, v.permission_id, v.agent_id, v.actor_type, v.actor::jsonb,
          v.details::jsonb, v.ip, v.user_agent, v.details_hash
     FROM unnest(${p(0)}::text[], ${p(1)}::timestamptz[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
                 ${p(5)}::text[], ${p(6)}::text[], ${p(7)}::text[], ${p(8)}::text[], ${p(9)}::text[], ${p(10)}::text[])
-      AS v(${INSERT_COLUMNS})`;
+      ${withOrdinality ? `WITH ORDINALITY AS v(${INSERT_COLUMNS}, ord)` : `AS v(${INSERT_COLUMNS})`}`;
 }
 
 /** The parameters of auditEventsFromArraysSql: 11 arrays, one per column. */

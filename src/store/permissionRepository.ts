@@ -1,9 +1,9 @@
 import type { Actor, AuditEvent } from '../core/audit/index.js';
 import type { ApprovalRecord, Permission, PermissionStatus } from '../core/permission.js';
 import type { NewWebhookDelivery } from '../core/webhook.js';
-import { auditEventArrays, auditEventsFromArraysSql, auditInsertSql } from './auditRepository.js';
+import { auditEventArrays, auditEventsFromArraysSql } from './auditRepository.js';
 import type { Queryable } from './db.js';
-import { deliveriesFromArraysSql, deliveryArrays, deliveryInsertSql } from './webhookRepository.js';
+import { deliveriesFromArraysSql, deliveryArrays } from './webhookRepository.js';
 
 interface PermissionRow {
   id: string;
@@ -245,6 +245,18 @@ export async function findPermission(
   return rows[0] ? permissionFromRow(rows[0]) : null;
 }
 
+/**
+ * Several permissions by id in one statement (a group of concurrent reads): for each id, in
+ * order, its permission or null.
+ */
+export async function findPermissions(db: Queryable, ids: readonly string[]): Promise<(Permission | null)[]> {
+  const { rows } = await db.query<PermissionRow>('SELECT * FROM permissions WHERE id = ANY($1::text[])', [
+    ids,
+  ]);
+  const byId = new Map(rows.map((r) => [r.id, permissionFromRow(r)]));
+  return ids.map((id) => byId.get(id) ?? null);
+}
+
 export async function findByIdempotencyKey(
   db: Queryable,
   agentId: string,
@@ -262,65 +274,84 @@ export async function releaseIdempotencyKey(db: Queryable, id: string): Promise<
   await db.query('UPDATE permissions SET idempotency_key = NULL WHERE id = $1', [id]);
 }
 
+/** One use to spend (see spendTokens). */
+export interface TokenSpend {
+  id: string;
+  agentId: string;
+  tokenHash: string;
+  now: Date;
+  /** Per-field increments for max_total_<f> caps, e.g. {amount: 40}. */
+  increments: Record<string, number>;
+  event: AuditEvent;
+  /** The permission.used delivery: written only if this use spends the last one. */
+  lastUseDelivery?: NewWebhookDelivery | null;
+}
+
 /**
- * Spends one use of a token: one statement that checks everything (agent, hash, status, expiry,
- * uses left, cumulative caps), decrements, adds to the totals and writes the audit row. Under
- * any concurrency, on any number of instances, a token with N uses is spent at most N times,
- * because the row update is a compare-and-swap serialised by the row lock.
+ * Spends one use of each token in a group, in ONE statement: spend_tokens (migration 016) checks
+ * everything for each use (agent, hash, status, expiry, uses left, cumulative caps) against the
+ * row as the uses before it left it, decrements and adds to the totals; the same statement
+ * writes the audit row of each use that was spent, and the permission.used delivery of the one
+ * that spent the last. Under any concurrency, on any number of instances, a token with N uses
+ * is spent at most N times, because each use is a compare-and-swap serialised by the row lock.
+ * The uses go in ordered by permission id (stable, so one permission's uses keep their order):
+ * every statement takes its row locks in the same order, so two groups never deadlock.
  */
-export async function spendToken(
+function spendTokensSql(withDeliveries: boolean): string {
+  return `WITH spent AS (
+     SELECT s.ord, (s.spent).*
+       FROM spend_tokens($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) s
+   ), audited AS (
+     ${auditEventsFromArraysSql(6, true)}
+      WHERE v.ord IN (SELECT ord FROM spent)
+   )${
+     withDeliveries
+       ? `, delivered AS (
+     ${deliveriesFromArraysSql(17, true)}
+      WHERE v.id IS NOT NULL AND v.ord IN (SELECT ord FROM spent WHERE status = 'used')
+   )`
+       : ''
+   }
+   SELECT * FROM spent`;
+}
+const SPEND_TOKENS_SQL = spendTokensSql(false);
+const SPEND_TOKENS_WITH_DELIVERIES_SQL = spendTokensSql(true);
+
+/** Spends the uses (see spendTokensSql); for each, in order, the row it left, or null if refused. */
+export async function spendTokens(
   db: Queryable,
-  args: {
-    id: string;
-    agentId: string;
-    tokenHash: string;
-    now: Date;
-    /** Per-field increments for max_total_<f> caps, e.g. {amount: 40}. */
-    increments: Record<string, number>;
-    event: AuditEvent;
-    /** The permission.used delivery: written only if this use spends the last one. */
-    lastUseDelivery?: NewWebhookDelivery | null;
-  },
-): Promise<Permission | null> {
-  const audit = auditInsertSql([args.event], 6);
-  const outbox = args.lastUseDelivery
-    ? deliveryInsertSql(args.lastUseDelivery, 6 + audit.params.length)
-    : null;
-  const { rows } = await db.query<PermissionRow>(
-    `WITH spent AS (
-       UPDATE permissions p SET
-         uses_remaining = p.uses_remaining - 1,
-         status = CASE WHEN p.uses_remaining = 1 THEN 'used' ELSE p.status END,
-         totals = p.totals || COALESCE((
-           SELECT jsonb_object_agg(i.key, COALESCE((p.totals ->> i.key)::numeric, 0) + i.value::numeric)
-             FROM jsonb_each_text($5::jsonb) i), '{}'::jsonb),
-         last_used_at = $4,
-         updated_at = $4
-       WHERE p.id = $1 AND p.agent_id = $2 AND p.token_hash = $3
-         AND p.status = 'approved' AND p.expires_at > $4 AND p.uses_remaining > 0
-         -- A scalar subquery, not NOT EXISTS: Postgres plans NOT EXISTS as an anti-join that
-         -- is not re-evaluated against the newest row version when a concurrent use updated
-         -- the row first, which let concurrent uses overspend a max_total cap.
-         AND NOT COALESCE((
-           SELECT bool_or(COALESCE((p.totals ->> i.key)::numeric, 0) + i.value::numeric
-                          > (p.scope ->> ('max_total_' || i.key))::numeric)
-             FROM jsonb_each_text($5::jsonb) i), false)
-       RETURNING p.*
-     ), audited AS (
-       ${audit.sql} WHERE EXISTS (SELECT 1 FROM spent)
-     )${outbox ? `, delivered AS (${outbox.sql} WHERE EXISTS (SELECT 1 FROM spent WHERE status = 'used'))` : ''}
-     SELECT * FROM spent`,
-    [
-      args.id,
-      args.agentId,
-      args.tokenHash,
-      args.now,
-      JSON.stringify(args.increments),
-      ...audit.params,
-      ...(outbox?.params ?? []),
-    ],
+  uses: readonly TokenSpend[],
+): Promise<(Permission | null)[]> {
+  const order = uses.map((_, i) => i).sort((a, b) => compareIds(uses[a]?.id, uses[b]?.id) || a - b);
+  const sorted = order.map((i) => uses[i] as TokenSpend);
+  const params = [
+    sorted.map((u) => u.id),
+    sorted.map((u) => u.agentId),
+    sorted.map((u) => u.tokenHash),
+    sorted.map((u) => u.now.toISOString()),
+    sorted.map((u) => JSON.stringify(u.increments)),
+    ...auditEventArrays(sorted.map((u) => u.event)),
+  ];
+  const withDeliveries = sorted.some((u) => u.lastUseDelivery);
+  const { rows } = await db.query<PermissionRow & { ord: number }>(
+    withDeliveries ? SPEND_TOKENS_WITH_DELIVERIES_SQL : SPEND_TOKENS_SQL,
+    withDeliveries ? [...params, ...deliveryArrays(sorted.map((u) => u.lastUseDelivery ?? null))] : params,
   );
-  return rows[0] ? permissionFromRow(rows[0]) : null;
+  const results: (Permission | null)[] = uses.map(() => null);
+  for (const row of rows) {
+    const original = order[Number(row.ord) - 1];
+    if (original !== undefined) results[original] = permissionFromRow(row);
+  }
+  return results;
+}
+
+/** Code-unit order: the same on every instance, whatever the database's collation. */
+const compareIds = (a = '', b = '') => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Spends one use of a token (see spendTokens): the row it left, or null if refused. */
+export async function spendToken(db: Queryable, use: TokenSpend): Promise<Permission | null> {
+  const [spent] = await spendTokens(db, [use]);
+  return spent ?? null;
 }
 
 /** Sets the hash of a token minted on the agent's first read after a human approval (once). */

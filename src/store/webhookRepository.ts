@@ -118,47 +118,30 @@ const deliveryFromRow = (r: DeliveryRow): WebhookDelivery => ({
 const DELIVERY_COLUMNS = 'id, permission_id, agent_id, url, event_type, payload, created_at, next_attempt_at';
 
 /**
- * `INSERT INTO webhook_deliveries … SELECT …` of one new (pending, due now) delivery, with
- * parameters numbered from `firstParam`, for a statement that also makes the change causing it:
- * callers append a WHERE clause, e.g. `WHERE EXISTS (SELECT 1 FROM spent WHERE status = 'used')`.
- */
-export function deliveryInsertSql(
-  d: NewWebhookDelivery,
-  firstParam: number,
-): { sql: string; params: unknown[] } {
-  const p = (i: number) => `$${firstParam + i}`;
-  return {
-    sql: `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
-      SELECT ${p(0)}::text, ${p(1)}::text, ${p(2)}::text, ${p(3)}::text, ${p(4)}::text, ${p(5)}::jsonb,
-             ${p(6)}::timestamptz, ${p(6)}::timestamptz`,
-    params: [d.id, d.permissionId, d.agentId, d.url, d.eventType, JSON.stringify(d.payload), d.createdAt],
-  };
-}
-
-/**
  * `INSERT INTO webhook_deliveries … SELECT … FROM unnest(…) AS v` of new (pending, due now)
  * deliveries passed column by column (deliveryArrays), parameters numbered from `firstParam`:
- * one statement text for any number. Callers may append a WHERE over `v`.
+ * one statement text for any number. Callers may append a WHERE over `v`; `withOrdinality`
+ * adds `v.ord`, each delivery's position (from 1), and a null entry (no id) stands for none.
  */
-export function deliveriesFromArraysSql(firstParam: number): string {
+export function deliveriesFromArraysSql(firstParam: number, withOrdinality = false): string {
   const p = (i: number) => `$${firstParam + i}`;
   return `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
      SELECT v.id, v.permission_id, v.agent_id, v.url, v.event_type, v.payload::jsonb, v.created_at, v.created_at
        FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
                    ${p(5)}::text[], ${p(6)}::timestamptz[])
-         AS v(id, permission_id, agent_id, url, event_type, payload, created_at)`;
+         ${withOrdinality ? 'WITH ORDINALITY AS v(id, permission_id, agent_id, url, event_type, payload, created_at, ord)' : 'AS v(id, permission_id, agent_id, url, event_type, payload, created_at)'}`;
 }
 
-/** The parameters of deliveriesFromArraysSql: 7 arrays, one per column. */
-export function deliveryArrays(ds: readonly NewWebhookDelivery[]): unknown[] {
+/** The parameters of deliveriesFromArraysSql: 7 arrays, one per column (null: no delivery). */
+export function deliveryArrays(ds: readonly (NewWebhookDelivery | null)[]): unknown[] {
   return [
-    ds.map((d) => d.id),
-    ds.map((d) => d.permissionId),
-    ds.map((d) => d.agentId),
-    ds.map((d) => d.url),
-    ds.map((d) => d.eventType),
-    ds.map((d) => JSON.stringify(d.payload)),
-    ds.map((d) => d.createdAt.toISOString()),
+    ds.map((d) => d?.id ?? null),
+    ds.map((d) => d?.permissionId ?? null),
+    ds.map((d) => d?.agentId ?? null),
+    ds.map((d) => d?.url ?? null),
+    ds.map((d) => d?.eventType ?? null),
+    ds.map((d) => (d ? JSON.stringify(d.payload) : null)),
+    ds.map((d) => d?.createdAt.toISOString() ?? null),
   ];
 }
 
