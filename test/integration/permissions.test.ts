@@ -1248,6 +1248,37 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
         expect(stored.usesRemaining).toBe(47);
       });
 
+      it('two instances spending the same tokens in opposite orders all succeed: no deadlock, no lost use', async () => {
+        // Each instance groups the uses that arrive together into one statement; groups lock
+        // rows in one order, so two instances' groups never wait for each other.
+        const second = createPostgresDb({ connectionString: url, poolSize: 20, schema });
+        try {
+          const other = harness(second);
+          c.state.decision = autoApprove();
+          const grants = [];
+          for (let i = 0; i < 60; i += 1) {
+            const { permission, token } = await c.request(racer, { scope: { max_uses: 1000 } });
+            if (!token) throw new Error('expected a token');
+            grants.push({ id: permission.id, token });
+          }
+          const rounds = 4;
+          const forward = Array.from({ length: rounds }, () => grants).flat();
+          const backward = [...forward].reverse();
+          const results = await Promise.allSettled([
+            ...forward.map((g) => c.use(racer, g.id, g.token)),
+            ...backward.map((g) => other.use(racer, g.id, g.token)),
+          ]);
+          expect(results.filter((r) => r.status === 'rejected').map((r) => String(r.reason))).toEqual([]);
+          for (const g of grants) {
+            const stored = await c.current(g.id);
+            expect(stored.usesRemaining).toBe(1000 - 2 * rounds);
+            expect((await c.events(g.id)).filter((e) => e.type === 'use')).toHaveLength(2 * rounds);
+          }
+        } finally {
+          await second.close();
+        }
+      });
+
       it('20 concurrent decisions on one pending request: exactly one wins, the others ALREADY_DECIDED', async () => {
         c.state.decision = requireApproval();
         const { permission } = await c.request(racer);
