@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { pooledRandomBytes } from './randomPool.js';
 
 /** Source of randomness; injectable so tests can be deterministic. */
 export type RandomBytes = (size: number) => Buffer;
@@ -6,7 +6,7 @@ export type RandomBytes = (size: number) => Buffer;
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
 
 /** Unbiased base62 string (rejection sampling: 248 = 62 * 4). */
-export function randomBase62(length: number, random: RandomBytes = randomBytes): string {
+export function randomBase62(length: number, random: RandomBytes = pooledRandomBytes): string {
   let out = '';
   while (out.length < length) {
     for (const byte of random(length * 2)) {
@@ -29,7 +29,7 @@ export const ID_PREFIXES = {
 
 export type IdKind = keyof typeof ID_PREFIXES;
 
-export function newId(kind: IdKind, random: RandomBytes = randomBytes): string {
+export function newId(kind: IdKind, random: RandomBytes = pooledRandomBytes): string {
   return ID_PREFIXES[kind] + randomBase62(22, random);
 }
 

@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { sha256Hex } from './credentials.js';
 import type { RandomBytes } from './ids.js';
+import { pooledRandomBytes } from './randomPool.js';
 
 /**
  * One-time tokens (DESIGN §4): `otp_v1_` + 43 base64url characters (32 random bytes). Only
@@ -10,7 +10,7 @@ export const TOKEN_PREFIX = 'otp_v1_';
 const TOKEN_SHAPE = /^otp_v1_[A-Za-z0-9_-]{43}$/;
 const HASH_SHAPE = /^[0-9a-f]{64}$/;
 
-export function newToken(random: RandomBytes = randomBytes): string {
+export function newToken(random: RandomBytes = pooledRandomBytes): string {
   return TOKEN_PREFIX + random(32).toString('base64url');
 }
 
