@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { RE2JS } from 're2js';
-import { api } from './api.mjs';
+import { api, processCpuMs } from './helpers.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -14,16 +14,6 @@ const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // since the per-call work limit lets smaller patterns read longer values); the input is the
 // longest the work limit accepts for that size, shaped to be each family's worst case. Every
 // call uses a pattern source not seen before, so compiling it (a cache miss) is in the figure.
-
-/** CPU milliseconds a process has used so far (Linux /proc; null elsewhere). */
-function processCpuMs(pid) {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime, 100 ticks/s
-  } catch {
-    return null;
-  }
-}
 
 const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))];
 let seed = 7;

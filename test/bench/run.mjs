@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { api } from './api.mjs';
+import { api, processCpuMs } from './helpers.mjs';
 import { hostilePatternsOverHttp, hostilePure } from './hostile.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -77,10 +77,12 @@ async function sql(query, params) {
  * One row: autocannon for DURATION seconds. `perRound` HTTP calls make one unit of the row (2 for
  * a request → use pair), so req/s is units per second; p50/p99 are per HTTP call.
  */
-function run(key, name, opts, perRound = 1) {
+function run(key, name, opts, perRound = 1, serverPid = null) {
+  const cpuBefore = serverPid ? processCpuMs(serverPid) : null;
   return new Promise((resolve, reject) => {
     autocannon({ connections: CONNECTIONS, duration: DURATION, ...opts }, (err, result) => {
       if (err) return reject(err);
+      const cpuAfter = serverPid ? processCpuMs(serverPid) : null;
       resolve({
         key,
         name,
@@ -88,6 +90,11 @@ function run(key, name, opts, perRound = 1) {
         p50: result.latency.p50,
         p99: result.latency.p99,
         non2xx: result.non2xx + result.errors,
+        // The server's CPU per unit (µs): what a row costs the process, whatever else ran.
+        cpuUs:
+          cpuBefore === null || cpuAfter === null
+            ? null
+            : ((cpuAfter - cpuBefore) * 1000) / (result.requests.total / perRound),
       });
     });
   });
@@ -158,10 +165,10 @@ async function prepare(base, permissionCount) {
 }
 
 /** The hot paths against one running server; `prefix` names the rows ('' or 'embedded '). */
-async function hotPaths(base, { headers, tokens }, prefix, keys) {
+async function hotPaths(base, pid, { headers, tokens }, prefix, keys) {
   const rows = [];
-  const row = (key, name, opts, perRound) =>
-    run(`${prefix}${key}`, `${prefix}${name}`, { url: base, ...opts }, perRound);
+  const row = (key, name, opts, perRound = 1) =>
+    run(`${prefix}${key}`, `${prefix}${name}`, { url: base, ...opts }, perRound, pid);
   if (keys.has('request'))
     rows.push(
       await row('request', 'request (auto-approved)', {
@@ -357,11 +364,11 @@ function printTable(results) {
   console.log(
     `\n${CONNECTIONS} connections, ${DURATION} s each, Postgres ${new URL(DB_URL).host}, Redis ${new URL(REDIS_URL).host}\n`,
   );
-  const cells = ['path', 'req/s', 'p50 ms', 'p99 ms', '× limit', 'goal', '', 'non-2xx'];
-  const widths = [38, 9, 8, 8, 8, 22, 4, 8];
+  const cells = ['path', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs', '× limit', 'goal', '', 'non-2xx'];
+  const widths = [38, 9, 8, 8, 8, 8, 36, 4, 8];
   const line = (values) =>
     values
-      .map((v, i) => (i === 0 || i === 5 ? String(v).padEnd(widths[i]) : String(v).padStart(widths[i])))
+      .map((v, i) => (i === 0 || i === 6 ? String(v).padEnd(widths[i]) : String(v).padStart(widths[i])))
       .join(' ');
   console.log(line(cells));
   let missed = 0;
@@ -389,6 +396,7 @@ function printTable(results) {
         r.rps.toFixed(0),
         r.p50,
         r.p99,
+        r.cpuUs ? r.cpuUs.toFixed(0) : '',
         limit && r.key !== 'hello' ? (r.rps / limit).toFixed(2) : '',
         goalText,
         ok === null ? '' : ok ? 'ok' : 'MISS',
@@ -397,7 +405,7 @@ function printTable(results) {
     );
   }
   console.log(
-    `\nreq/s of the pairs row counts pairs (two calls each); p50/p99 are per HTTP call. ${missed ? `${missed} goal(s) missed.` : 'Every goal met.'}`,
+    `\nreq/s of the pairs row counts pairs (two calls each); p50/p99 are per HTTP call; CPU µs is the server process's CPU time per unit. ${missed ? `${missed} goal(s) missed.` : 'Every goal met.'}`,
   );
 }
 
@@ -430,7 +438,7 @@ async function main() {
     );
     const setup = await prepare(server.url, 1000);
     if (wanted('limit')) results.push(await limitRow(schema, setup.agent.id));
-    results.push(...(await hotPaths(server.url, setup, '', new Set(ROWS.filter(wanted)))));
+    results.push(...(await hotPaths(server.url, server.child.pid, setup, '', new Set(ROWS.filter(wanted)))));
     if (HOSTILE)
       hostileHttp = await hostilePatternsOverHttp(server.url, setup.agent.apiKey, server.child.pid);
     await stop(server.child);
@@ -441,7 +449,7 @@ async function main() {
       embedded = await startServer(serverEnv(embeddedDir, `${schema}e`, {}));
       const embeddedSetup = await prepare(embedded.url, 200);
       const keys = new Set(['request', 'verify', 'use', 'pairs']);
-      results.push(...(await hotPaths(embedded.url, embeddedSetup, 'embedded ', keys)));
+      results.push(...(await hotPaths(embedded.url, embedded.child.pid, embeddedSetup, 'embedded ', keys)));
     }
   } finally {
     if (server) await stop(server.child);
