@@ -1,5 +1,5 @@
 // Helpers shared by the bench's modules.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** One JSON API call of the bench's setup; throws on anything but a success envelope. */
 export async function api(base, key, method, route, body) {
@@ -21,4 +21,34 @@ export function processCpuMs(pid) {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU milliseconds used so far by each process named `name` on this machine, by pid (Linux /proc;
+ * null elsewhere): the database server's processes, say. See cpuSince.
+ */
+export function processesCpuMs(name) {
+  try {
+    const byPid = new Map();
+    for (const pid of readdirSync('/proc')) {
+      if (!/^[0-9]+$/.test(pid)) continue;
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== name) continue;
+        byPid.set(pid, processCpuMs(pid) ?? 0);
+      } catch {
+        // Gone between the listing and the read.
+      }
+    }
+    return byPid;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU ms those processes used since `before` (processesCpuMs); one that exited meanwhile is missed. */
+export function cpuSince(before, after) {
+  if (!before || !after) return null;
+  let total = 0;
+  for (const [pid, ms] of after) total += ms - (before.get(pid) ?? 0);
+  return total;
 }
