@@ -72,6 +72,7 @@ import { insertDeliveries, insertDelivery } from '../store/webhookRepository.js'
 import type { RequestOrigin } from './agents.js';
 import type { AuditService } from './audit.js';
 import { GroupCommit, isDataError } from './groupCommit.js';
+import { SpendableCache } from './spendableCache.js';
 
 export interface PermissionRequestInput {
   action: string;
@@ -193,6 +194,8 @@ export class PermissionService {
   private readonly inserts: GroupCommit<NewPermission, boolean>;
   private readonly spends: GroupCommit<TokenSpend, Permission | null>;
   private readonly reads: GroupCommit<string, Permission | null>;
+  /** Approved permissions seen a moment ago, so use can skip its read (see SpendableCache). */
+  private readonly spendable = new SpendableCache();
 
   constructor(
     private readonly db: Db,
@@ -236,6 +239,8 @@ export class PermissionService {
     const change: PermissionChange = delivery
       ? { type, permission, deliveryId: delivery.id }
       : { type, permission };
+    // Revoked, used, expired (an erasure revokes what it touches): no copy outlives the change.
+    if (type !== 'requested' && type !== 'approved') this.spendable.forget(permission.id);
     for (const listener of this.listeners) listener(change);
   }
 
@@ -367,6 +372,7 @@ export class PermissionService {
         throw new AppError('CONFLICT', 'A request with this idempotencyKey is being processed; retry');
       return { permission: assertSameReplay(earlier, input, requestHash), replayed: true };
     }
+    this.spendable.remember(permission, now.getTime());
     this.emit(status === 'pending' ? 'requested' : status, permission, delivery);
     return { permission, token, replayed: false };
   }
@@ -479,15 +485,36 @@ export class PermissionService {
     origin: RequestOrigin,
     admitted?: Promise<unknown>,
   ): Promise<Permission> {
-    const permission = await this.findAdmitted(agent, id, admitted);
+    // A copy this instance holds saves the read; the limiter's refusal still comes first.
+    const copy = this.spendable.get(agent.id, id, this.clock.now().getTime());
+    if (copy && admitted) await admitted;
+    let permission = copy ?? (await this.findAdmitted(agent, id, admitted));
     const now = this.clock.now();
     const problem = this.tokenProblem(permission, token, now);
-    if (problem) return this.rejectUse(permission, origin, problem);
+    if (problem) {
+      // A refusal is explained from the row, never from a copy that may be behind.
+      if (copy) permission = await this.find({ agent }, id);
+      return this.rejectUse(
+        permission,
+        origin,
+        (copy && this.tokenProblem(permission, token, now)) || problem,
+      );
+    }
     if (actionDetails === undefined && this.settings.requireActionDetails) {
       throw new AppError('VALIDATION_ERROR', 'actionDetails is required (REQUIRE_ACTION_DETAILS=true)');
     }
     const violation = scopeViolation(this.violations(permission, actionDetails, now));
-    if (violation) return this.rejectUse(permission, origin, violation);
+    if (violation) {
+      // The copy's scope is the row's (it never changes once approved), so the violation stands,
+      // unless the row now fails the token first, as a read would have said.
+      if (copy) permission = await this.find({ agent }, id);
+      return this.rejectUse(
+        permission,
+        origin,
+        (copy && this.tokenProblem(permission, token, now)) || violation,
+      );
+    }
+    this.spendable.remember(permission, now.getTime());
 
     const event = this.audit.build({
       ...this.eventBase(permission, origin),
@@ -513,9 +540,11 @@ export class PermissionService {
       lastUseDelivery: lastUse,
     });
     if (spent) {
+      this.spendable.remember(spent, now.getTime());
       if (spent.status === 'used') this.emit('used', spent, lastUse);
       return spent;
     }
+    this.spendable.forget(id);
     // Lost to a concurrent use, an expiry or a revoke, or a cumulative cap: say which.
     const current = await this.find({ agent }, id);
     const reason =

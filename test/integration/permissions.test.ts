@@ -1001,6 +1001,65 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
     });
   });
 
+  describe('a use right after the request (the copy this instance keeps)', () => {
+    /** A second instance on the same database: its changes never reach the first's memory. */
+    const elsewhere = () => harness(db);
+
+    function counting() {
+      const seen = { selects: 0 };
+      const countingDb: Db = {
+        ...db,
+        query(sql, params) {
+          if (/^\s*SELECT \* FROM permissions/.test(sql)) seen.selects += 1;
+          return db.query(sql, params);
+        },
+      };
+      return { seen, h: harness(countingDb) };
+    }
+
+    it('spends without reading the permission again', async () => {
+      const { seen, h: local } = counting();
+      const { permission, token } = await local.request(agent, { scope: { max_uses: 2 } });
+      const spent = await local.use(agent, permission.id, token ?? '');
+      expect(spent.usesRemaining).toBe(1);
+      expect(seen.selects).toBe(0);
+    });
+
+    it('refuses a token revoked on another instance, and spends nothing', async () => {
+      const { permission, token } = await h.request(agent, { scope: { max_uses: 5 } });
+      await elsewhere().permissions.revoke({ operator: true }, permission.id, operatorOrigin);
+      const err = await appError(h.use(agent, permission.id, token ?? ''));
+      expect(err.code).toBe('TOKEN_REVOKED');
+      const stored = await h.current(permission.id);
+      expect(stored.usesRemaining).toBe(5);
+      expect(await h.trail(permission.id)).toEqual([
+        'request:agent',
+        'approve:policy',
+        'revoke:operator',
+        'use_rejected:agent',
+      ]);
+    });
+
+    it('refuses a token used up on another instance as TOKEN_USED', async () => {
+      const { permission, token } = await h.request(agent);
+      await elsewhere().use(agent, permission.id, token ?? '');
+      expect((await appError(h.use(agent, permission.id, token ?? ''))).code).toBe('TOKEN_USED');
+    });
+
+    it('names the revocation, not the scope, when a revoked token is also used out of scope', async () => {
+      const { permission, token } = await h.request(agent, { scope: { max_amount: 10 } });
+      await elsewhere().permissions.revoke({ operator: true }, permission.id, operatorOrigin);
+      const err = await appError(h.use(agent, permission.id, token ?? '', { amount: 50 }));
+      expect(err.code).toBe('TOKEN_REVOKED');
+    });
+
+    it("never another agent's permission, even one it holds a copy of", async () => {
+      const { permission, token } = await h.request(agent);
+      expect((await appError(h.use(other, permission.id, token ?? ''))).code).toBe('NOT_FOUND');
+      expect((await h.current(permission.id)).usesRemaining).toBe(1);
+    });
+  });
+
   describe('idempotencyKey', () => {
     const rowsFor = async (agentId: string) => {
       const { rows } = await db.query<{ n: unknown }>(
