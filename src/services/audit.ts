@@ -121,6 +121,7 @@ export class AuditService {
     this.standalone = new GroupCommit<AuditEvent>({
       write: (events) => insertAuditEvents(this.db, events),
       maxInFlight: RECORD_IN_FLIGHT,
+      gatherTurn: true,
       maxBatch: RECORD_BATCH_MAX,
       onItemFailed: (event, err) => this.reportFailure(event, err),
       causedByData: isDataError,

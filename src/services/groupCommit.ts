@@ -1,9 +1,10 @@
 /**
  * Group commit: each caller hands in one item and waits until the statement that holds it has
  * committed, while one statement carries the items of many callers. An idle writer writes at
- * once (no timer); while `maxInFlight` writes are running, new items gather for the next one.
- * So a lone caller pays one round trip, and under load the number of commits per second stays
- * bounded while every caller still waits for its own item to be durable.
+ * once, or with `gatherTurn` at the end of the current event-loop turn (no timer); while
+ * `maxInFlight` writes are running, new items gather for the next one. So a lone caller pays one
+ * round trip, and under load the number of commits per second stays bounded while every caller
+ * still waits for its own item to be durable. Reads by key can be grouped the same way.
  *
  * A write that failed because of its data is split in two and each half retried, one after the
  * other (bisection), so an item the database refuses fails alone, after about 2·log2(n) extra
@@ -23,6 +24,12 @@ export interface GroupCommitOptions<T, R> {
   maxBatch: number;
   /** An item that could not be written even on its own: its caller's promise rejects too. */
   onItemFailed?: (item: T, err: unknown) => void;
+  /**
+   * Start a write on the next turn of the event loop rather than at once, so that every item
+   * submitted during this turn (the requests whose bytes arrived together) goes in one write.
+   * Costs a lone caller one turn (no timer); saves a statement per item under load.
+   */
+  gatherTurn?: boolean;
   /** Whether a failed write may be one item's fault, so that splitting it can help (default: yes). */
   causedByData?: (err: unknown) => boolean;
 }
@@ -37,6 +44,7 @@ export class GroupCommit<T, R = undefined> {
   private waiting: Entry<T, R>[] = [];
   private inFlight = 0;
   private idle: (() => void)[] = [];
+  private gathering = false;
 
   constructor(private readonly options: GroupCommitOptions<T, R>) {}
 
@@ -44,7 +52,13 @@ export class GroupCommit<T, R = undefined> {
   submit(item: T): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       this.waiting.push({ item, resolve, reject });
-      this.pump();
+      if (!this.options.gatherTurn) return this.pump();
+      if (this.gathering) return;
+      this.gathering = true;
+      setImmediate(() => {
+        this.gathering = false;
+        this.pump();
+      });
     });
   }
 

@@ -206,6 +206,7 @@ export class PermissionService {
   ) {
     this.links = linksProvider(settings.approverLinks);
     const grouping = {
+      gatherTurn: true,
       maxInFlight: db.kind === 'pglite' ? 1 : WRITES_IN_FLIGHT,
       maxBatch: WRITE_BATCH_MAX,
       causedByData: isDataError,
@@ -224,6 +225,7 @@ export class PermissionService {
     });
     this.reads = new GroupCommit<string, Permission | null>({
       write: (ids) => findPermissions(db, ids),
+      gatherTurn: true,
       maxInFlight: db.kind === 'pglite' ? 1 : READS_IN_FLIGHT,
       maxBatch: WRITE_BATCH_MAX,
       // A read that failed failed for all: no id can make a SELECT by ids fail.

@@ -40,6 +40,30 @@ describe('group commit', () => {
     expect(settled).toEqual([1, 2, 3, 4]);
   });
 
+  it('with gatherTurn, puts everything submitted in one turn of the event loop into one write', async () => {
+    const w = heldWriter();
+    const group = new GroupCommit<number>({
+      write: w.write,
+      maxInFlight: 2,
+      maxBatch: 100,
+      gatherTurn: true,
+    });
+    const first = [1, 2, 3].map((n) => group.submit(n));
+    // Nothing in flight, yet nothing written during the turn that submitted.
+    expect(w.writes).toEqual([]);
+    await tick();
+    expect(w.writes.map((x) => x.items)).toEqual([[1, 2, 3]]);
+    const second = [4, 5].map((n) => group.submit(n));
+    await tick();
+    // A free slot: the next turn's items go at once, in their own write.
+    expect(w.writes.map((x) => x.items)).toEqual([
+      [1, 2, 3],
+      [4, 5],
+    ]);
+    for (const write of w.writes) write.finish();
+    await Promise.all([...first, ...second]);
+  });
+
   it('runs up to maxInFlight writes at once and caps a write at maxBatch items', async () => {
     const w = heldWriter();
     const group = new GroupCommit<number>({ write: w.write, maxInFlight: 2, maxBatch: 3 });
