@@ -1314,7 +1314,7 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
         try {
           const other = harness(second);
           c.state.decision = autoApprove();
-          const grants = [];
+          const grants: { id: string; token: string }[] = [];
           for (let i = 0; i < 60; i += 1) {
             const { permission, token } = await c.request(racer, { scope: { max_uses: 1000 } });
             if (!token) throw new Error('expected a token');
