@@ -85,7 +85,13 @@ export interface VerifyResult {
   firstBroken?: { id: string; chainIndex: number; reason: string };
 }
 
-const SEAL_BATCH = 1000;
+/**
+ * Events linked per sealer transaction. Hashing and parsing a batch runs on the event loop (1 000
+ * took 10–20 ms), which every request waiting behind it pays: 200 keeps each pause to a few
+ * milliseconds. Bench, interleaved, p99 of request/verify/use/hot use: 1 000 → 31–39 ms,
+ * 200 → 22–31 ms, for the same throughput.
+ */
+const SEAL_BATCH = 200;
 /**
  * Group commit of standalone events (verify, audit.exported): writes in flight at once, and the
  * most events one INSERT carries. One write in flight did best: verify with 32 connections on
