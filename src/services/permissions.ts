@@ -490,32 +490,15 @@ export class PermissionService {
     // A copy this instance holds saves the read; the limiter's refusal still comes first.
     const copy = this.spendable.get(agent.id, id, this.clock.now().getTime());
     if (copy && admitted) await admitted;
-    let permission = copy ?? (await this.findAdmitted(agent, id, admitted));
+    const permission = copy ?? (await this.findAdmitted(agent, id, admitted));
     const now = this.clock.now();
     const problem = this.tokenProblem(permission, token, now);
-    if (problem) {
-      // A refusal is explained from the row, never from a copy that may be behind.
-      if (copy) permission = await this.find({ agent }, id);
-      return this.rejectUse(
-        permission,
-        origin,
-        (copy && this.tokenProblem(permission, token, now)) || problem,
-      );
-    }
+    if (problem) return this.refuseUse(agent, token, permission, copy !== null, origin, problem, now);
     if (actionDetails === undefined && this.settings.requireActionDetails) {
       throw new AppError('VALIDATION_ERROR', 'actionDetails is required (REQUIRE_ACTION_DETAILS=true)');
     }
     const violation = scopeViolation(this.violations(permission, actionDetails, now));
-    if (violation) {
-      // The copy's scope is the row's (it never changes once approved), so the violation stands,
-      // unless the row now fails the token first, as a read would have said.
-      if (copy) permission = await this.find({ agent }, id);
-      return this.rejectUse(
-        permission,
-        origin,
-        (copy && this.tokenProblem(permission, token, now)) || violation,
-      );
-    }
+    if (violation) return this.refuseUse(agent, token, permission, copy !== null, origin, violation, now);
     this.spendable.remember(permission, now.getTime());
 
     const event = this.audit.build({
@@ -554,6 +537,26 @@ export class PermissionService {
       scopeViolation(this.violations(current, actionDetails, this.clock.now())) ??
       new AppError('TOKEN_USED', 'The token has no uses left');
     return this.rejectUse(current, origin, reason);
+  }
+
+  /**
+   * Refuses a use. A refusal is explained from the row, never from a copy that may be behind: when
+   * the check ran on a copy, the row is read, and a token problem it shows (revoked, used up
+   * elsewhere) comes first, as a read would have said; otherwise the copy's reason stands (its
+   * token and scope are the row's: they never change once approved).
+   */
+  private async refuseUse(
+    agent: Agent,
+    token: string,
+    checked: Permission,
+    fromCopy: boolean,
+    origin: RequestOrigin,
+    reason: AppError,
+    now: Date,
+  ): Promise<never> {
+    if (!fromCopy) return this.rejectUse(checked, origin, reason);
+    const row = await this.find({ agent }, checked.id);
+    return this.rejectUse(row, origin, this.tokenProblem(row, token, now) ?? reason);
   }
 
   private async rejectUse(permission: Permission, origin: RequestOrigin, error: AppError): Promise<never> {
