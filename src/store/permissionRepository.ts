@@ -71,97 +71,42 @@ export function permissionFromRow(r: PermissionRow): Permission {
   };
 }
 
-const INSERT_COLUMNS = [
-  'id',
-  'agent_id',
-  'action',
-  'resource',
-  'requested_scope',
-  'scope',
-  'context',
-  'status',
-  'ttl_seconds',
-  'policy_id',
-  'policy_name',
-  'decision_reason',
-  'decided_by',
-  'decided_at',
-  'expires_at',
-  'token_hash',
-  'client_token',
-  'max_uses',
-  'uses_remaining',
-  'approval',
-  'webhook_url',
-  'idempotency_key',
-  'request_hash',
-  'created_at',
-  'updated_at',
-] as const;
+const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
+const iso = (d: Date | null) => (d === null ? null : d.toISOString());
 
-const JSON_COLUMNS = new Set(['requested_scope', 'scope', 'context', 'decided_by', 'approval']);
-
-/** The element type each column's array is sent as (JSON travels as text, cast per element). */
-const ARRAY_TYPE: Record<(typeof INSERT_COLUMNS)[number], string> = {
-  id: 'text',
-  agent_id: 'text',
-  action: 'text',
-  resource: 'text',
-  requested_scope: 'text',
-  scope: 'text',
-  context: 'text',
-  status: 'text',
-  ttl_seconds: 'integer',
-  policy_id: 'text',
-  policy_name: 'text',
-  decision_reason: 'text',
-  decided_by: 'text',
-  decided_at: 'timestamptz',
-  expires_at: 'timestamptz',
-  token_hash: 'text',
-  client_token: 'boolean',
-  max_uses: 'integer',
-  uses_remaining: 'integer',
-  approval: 'text',
-  webhook_url: 'text',
-  idempotency_key: 'text',
-  request_hash: 'text',
-  created_at: 'timestamptz',
-  updated_at: 'timestamptz',
-};
-
-/** The permissions' columns as arrays, in INSERT_COLUMNS order. */
-function permissionArrays(ps: readonly Permission[]): unknown[] {
-  const json = (v: unknown) => (v === null ? null : JSON.stringify(v));
-  const iso = (d: Date | null) => (d === null ? null : d.toISOString());
-  return [
-    ps.map((p) => p.id),
-    ps.map((p) => p.agentId),
-    ps.map((p) => p.action),
-    ps.map((p) => p.resource),
-    ps.map((p) => json(p.requestedScope)),
-    ps.map((p) => json(p.scope)),
-    ps.map((p) => json(p.context)),
-    ps.map((p) => p.status),
-    ps.map((p) => p.ttlSeconds),
-    ps.map((p) => p.policyId),
-    ps.map((p) => p.policyName),
-    ps.map((p) => p.decisionReason),
-    ps.map((p) => json(p.decidedBy)),
-    ps.map((p) => iso(p.decidedAt)),
-    ps.map((p) => iso(p.expiresAt)),
-    ps.map((p) => p.tokenHash),
-    ps.map((p) => p.clientToken),
-    ps.map((p) => p.maxUses),
-    ps.map((p) => p.usesRemaining),
-    ps.map((p) => json(p.approval)),
-    ps.map((p) => p.webhookUrl),
-    ps.map((p) => p.idempotencyKey),
-    ps.map((p) => p.requestHash),
-    ps.map((p) => iso(p.createdAt)),
-    ps.map((p) => iso(p.updatedAt)),
-  ];
-}
+/**
+ * The columns a new permission writes: each with the element type its array is sent as (JSON
+ * travels as text and is cast per element) and how the value is read off the Permission. One
+ * list, so the statement and its parameters cannot fall out of step.
+ */
+const INSERTED: readonly { column: string; type: string; jsonb?: true; of: (p: Permission) => unknown }[] = [
+  { column: 'id', type: 'text', of: (p) => p.id },
+  { column: 'agent_id', type: 'text', of: (p) => p.agentId },
+  { column: 'action', type: 'text', of: (p) => p.action },
+  { column: 'resource', type: 'text', of: (p) => p.resource },
+  { column: 'requested_scope', type: 'text', jsonb: true, of: (p) => json(p.requestedScope) },
+  { column: 'scope', type: 'text', jsonb: true, of: (p) => json(p.scope) },
+  { column: 'context', type: 'text', jsonb: true, of: (p) => json(p.context) },
+  { column: 'status', type: 'text', of: (p) => p.status },
+  { column: 'ttl_seconds', type: 'integer', of: (p) => p.ttlSeconds },
+  { column: 'policy_id', type: 'text', of: (p) => p.policyId },
+  { column: 'policy_name', type: 'text', of: (p) => p.policyName },
+  { column: 'decision_reason', type: 'text', of: (p) => p.decisionReason },
+  { column: 'decided_by', type: 'text', jsonb: true, of: (p) => json(p.decidedBy) },
+  { column: 'decided_at', type: 'timestamptz', of: (p) => iso(p.decidedAt) },
+  { column: 'expires_at', type: 'timestamptz', of: (p) => iso(p.expiresAt) },
+  { column: 'token_hash', type: 'text', of: (p) => p.tokenHash },
+  { column: 'client_token', type: 'boolean', of: (p) => p.clientToken },
+  { column: 'max_uses', type: 'integer', of: (p) => p.maxUses },
+  { column: 'uses_remaining', type: 'integer', of: (p) => p.usesRemaining },
+  { column: 'approval', type: 'text', jsonb: true, of: (p) => json(p.approval) },
+  { column: 'webhook_url', type: 'text', of: (p) => p.webhookUrl },
+  { column: 'idempotency_key', type: 'text', of: (p) => p.idempotencyKey },
+  { column: 'request_hash', type: 'text', of: (p) => p.requestHash },
+  { column: 'created_at', type: 'timestamptz', of: (p) => iso(p.createdAt) },
+  { column: 'updated_at', type: 'timestamptz', of: (p) => iso(p.updatedAt) },
+];
+const INSERT_COLUMNS = INSERTED.map((c) => c.column).join(', ');
 
 /** A new permission as a request writes it: the row, its audit events, its decision's webhook. */
 export interface NewPermission {
@@ -170,7 +115,7 @@ export interface NewPermission {
   delivery: NewWebhookDelivery | null;
 }
 
-const AUDIT_PARAM = INSERT_COLUMNS.length + 1;
+const AUDIT_PARAM = INSERTED.length + 1;
 const DELIVERY_PARAM = AUDIT_PARAM + 11;
 
 /**
@@ -182,10 +127,10 @@ const DELIVERY_PARAM = AUDIT_PARAM + 11;
  */
 function insertPermissionsSql(withDeliveries: boolean): string {
   return `WITH inserted AS (
-   INSERT INTO permissions (${INSERT_COLUMNS.join(', ')})
-   SELECT ${INSERT_COLUMNS.map((c) => (JSON_COLUMNS.has(c) ? `v.${c}::jsonb` : `v.${c}`)).join(', ')}
-     FROM unnest(${INSERT_COLUMNS.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c]}[]`).join(', ')})
-       AS v(${INSERT_COLUMNS.join(', ')})
+   INSERT INTO permissions (${INSERT_COLUMNS})
+   SELECT ${INSERTED.map((c) => (c.jsonb ? `v.${c.column}::jsonb` : `v.${c.column}`)).join(', ')}
+     FROM unnest(${INSERTED.map((c, i) => `$${i + 1}::${c.type}[]`).join(', ')})
+       AS v(${INSERT_COLUMNS})
    ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
    RETURNING id
  ), audited AS (
@@ -210,7 +155,7 @@ const INSERT_PERMISSIONS_WITH_DELIVERIES_SQL = insertPermissionsSql(true);
  */
 export async function insertPermissions(db: Queryable, news: readonly NewPermission[]): Promise<boolean[]> {
   const params = [
-    ...permissionArrays(news.map((n) => n.permission)),
+    ...INSERTED.map((c) => news.map((n) => c.of(n.permission))),
     ...auditEventArrays(news.flatMap((n) => n.events)),
   ];
   const deliveries = news.flatMap((n) => (n.delivery ? [n.delivery] : []));
@@ -220,17 +165,6 @@ export async function insertPermissions(db: Queryable, news: readonly NewPermiss
   );
   const written = new Set(rows.map((r) => r.id));
   return news.map((n) => written.has(n.permission.id));
-}
-
-/** One new permission (see insertPermissions); false when its idempotency key was taken. */
-export async function insertPermission(
-  db: Queryable,
-  p: Permission,
-  events: readonly AuditEvent[],
-  delivery: NewWebhookDelivery | null = null,
-): Promise<boolean> {
-  const [written] = await insertPermissions(db, [{ permission: p, events, delivery }]);
-  return written === true;
 }
 
 export async function findPermission(
@@ -347,12 +281,6 @@ export async function spendTokens(
 
 /** Code-unit order: the same on every instance, whatever the database's collation. */
 const compareIds = (a = '', b = '') => (a < b ? -1 : a > b ? 1 : 0);
-
-/** Spends one use of a token (see spendTokens): the row it left, or null if refused. */
-export async function spendToken(db: Queryable, use: TokenSpend): Promise<Permission | null> {
-  const [spent] = await spendTokens(db, [use]);
-  return spent ?? null;
-}
 
 /** Sets the hash of a token minted on the agent's first read after a human approval (once). */
 export async function claimMintedToken(

@@ -244,14 +244,14 @@ async function hotPaths(base, pid, { headers, tokens }, prefix, keys) {
 }
 
 /**
- * The limit row: the request's own INSERT (permission, its two audit events) built by the
+ * The limit row: the request's own INSERT (permission, its two audit events), one per call, built by the
  * server's own code and run by the server's own driver wrapper and pool size, CONNECTIONS at a
  * time, with no HTTP, no Redis and no policy: what the database allows one request here.
  */
 async function limitRow(schema, agentId) {
   const dist = (p) => import(path.join(ROOT, 'dist', p));
   const { createPostgresDb } = await dist('store/postgres.js');
-  const { insertPermission } = await dist('store/permissionRepository.js');
+  const { insertPermissions } = await dist('store/permissionRepository.js');
   const { hashDetails } = await dist('core/audit/event.js');
   const { newId } = await dist('core/ids.js');
   const { hashToken, newToken } = await dist('core/token.js');
@@ -303,7 +303,7 @@ async function limitRow(schema, agentId) {
       lastUsedAt: null,
     };
     const actor = { type: 'agent', id: agentId, name: 'bench' };
-    await insertPermission(db, p, [
+    const events = [
       event(p, 'request', actor, {
         action: p.action,
         resource: null,
@@ -318,7 +318,8 @@ async function limitRow(schema, agentId) {
         expiresAt: p.expiresAt.toISOString(),
         maxUses: 1,
       }),
-    ]);
+    ];
+    await insertPermissions(db, [{ permission: p, events, delivery: null }]);
   };
   try {
     return await closedLoop('limit', 'limit: the request INSERT from Node', insertOne);
