@@ -35,7 +35,7 @@ import {
   updateRedactedDetails,
 } from '../store/auditRepository.js';
 import { type Db, LOCK_SQL, LOCKS, type Queryable, TRY_LOCK_SQL } from '../store/db.js';
-import { GroupCommit, isDataError } from './groupCommit.js';
+import { GroupCommit, isDataError, sqlState } from './groupCommit.js';
 
 export interface RetentionResult {
   /** False when another instance holds the retention lock. */
@@ -73,7 +73,7 @@ export type RedactCopies<T extends Record<string, unknown>> = (
  * SQLSTATE is kept when there is one; errors without one (a lost connection) carry no data.
  */
 function failureReason(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = sqlState(err);
   if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return `SQLSTATE ${code}`;
   return err instanceof Error ? err.message.slice(0, 200) : 'unknown error';
 }

@@ -117,6 +117,9 @@ export class GroupCommit<T, R = undefined> {
  * else (a lost connection, a database shutting down) is no item's fault.
  */
 export function isDataError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
+  const code = sqlState(err);
   return typeof code === 'string' && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
+
+/** The SQLSTATE a database error carries (pg and PGlite put it in `code`), if any. */
+export const sqlState = (err: unknown): unknown => (err as { code?: unknown } | null)?.code;

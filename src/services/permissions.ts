@@ -71,7 +71,7 @@ import {
 import { insertDeliveries, insertDelivery } from '../store/webhookRepository.js';
 import type { RequestOrigin } from './agents.js';
 import type { AuditService } from './audit.js';
-import { GroupCommit, isDataError } from './groupCommit.js';
+import { GroupCommit, isDataError, sqlState } from './groupCommit.js';
 import { SpendableCache } from './spendableCache.js';
 
 export interface PermissionRequestInput {
@@ -174,7 +174,6 @@ const WRITE_BATCH_MAX = 128;
  */
 const READS_IN_FLIGHT = 1;
 const DEADLOCK_DETECTED = '40P01';
-const sqlState = (err: unknown) => (err as { code?: unknown } | null)?.code;
 
 /** The refusal of the self-approval ban, as every channel words it. */
 /** The self-approval ban's refusal (one wording for every channel). */
@@ -499,7 +498,6 @@ export class PermissionService {
     }
     const violation = scopeViolation(this.violations(permission, actionDetails, now));
     if (violation) return this.refuseUse(agent, token, permission, copy !== null, origin, violation, now);
-    this.spendable.remember(permission, now.getTime());
 
     const event = this.audit.build({
       ...this.eventBase(permission, origin),
