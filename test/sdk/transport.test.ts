@@ -21,9 +21,12 @@ function client(replies: Reply[], config: Partial<AgentOTPClientConfig> = {}) {
 /**
  * Waits, on real macrotasks, until the fake fetch saw `n` calls: requestPermission hashes its
  * token with Web Crypto first, which completes on a real thread that fake timers do not drive.
+ * The bound is real time (performance.now is not faked), not a count of turns: on a loaded CI
+ * machine the thread pool can take longer than a thousand event-loop turns to answer.
  */
 async function untilCalls(calls: unknown[], n: number): Promise<void> {
-  for (let i = 0; i < 1000 && calls.length < n; i += 1) await new Promise((r) => setImmediate(r));
+  const deadline = performance.now() + 10_000;
+  while (calls.length < n && performance.now() < deadline) await new Promise((r) => setImmediate(r));
   expect(calls).toHaveLength(n);
 }
 
