@@ -17,6 +17,7 @@ import {
   countActorsMentioning,
   countAuditEvents,
   countUnsealed,
+  type EventToRecord,
   type ExportedAuditEvent,
   eachAuditEventAfterSeq,
   earliestCheckpoint,
@@ -24,6 +25,8 @@ import {
   eventsMentioning,
   forwardedThrough,
   insertAuditEvents,
+  insertAuditEventsWhile,
+  type PermissionAsSeen,
   purgeThrough,
   queryAuditEvents,
   redactionRecords,
@@ -118,18 +121,18 @@ export interface AuditWriteFailure {
  */
 export class AuditService {
   private readonly failureListeners: ((failure: AuditWriteFailure) => void)[] = [];
-  private readonly standalone: GroupCommit<AuditEvent>;
+  private readonly standalone: GroupCommit<EventToRecord, boolean>;
 
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
   ) {
-    this.standalone = new GroupCommit<AuditEvent>({
-      write: (events) => insertAuditEvents(this.db, events),
+    this.standalone = new GroupCommit<EventToRecord, boolean>({
+      write: (items) => insertAuditEventsWhile(this.db, items),
       maxInFlight: RECORD_IN_FLIGHT,
       gatherTurn: true,
       maxBatch: RECORD_BATCH_MAX,
-      onItemFailed: (event, err) => this.reportFailure(event, err),
+      onItemFailed: (item, err) => this.reportFailure(item.event, err),
       causedByData: isDataError,
     });
   }
@@ -171,15 +174,30 @@ export class AuditService {
    */
   async record(input: AuditEventInput): Promise<AuditEvent> {
     const event = this.build(input);
+    await this.submit({ event });
+    return event;
+  }
+
+  /**
+   * record(), for an answer decided from a copy of a permission: the event is written, and the
+   * call may be answered, only if the row still stands as `seen` (status, uses left, token) when
+   * the statement runs. Null when it no longer does: nothing was written, and the caller decides
+   * again from a fresh read. The check rides in the event's own statement, so it costs no round trip.
+   */
+  async recordWhile(input: AuditEventInput, seen: PermissionAsSeen): Promise<AuditEvent | null> {
+    const event = this.build(input);
+    return (await this.submit({ event, seen })) ? event : null;
+  }
+
+  private async submit(item: EventToRecord): Promise<boolean> {
     try {
-      await this.standalone.submit(event);
+      return await this.standalone.submit(item);
     } catch {
       throw new AppError(
         'INTERNAL_ERROR',
-        `The audit event ${event.id} (${event.type}) could not be recorded`,
+        `The audit event ${item.event.id} (${item.event.type}) could not be recorded`,
       );
     }
-    return event;
   }
 
   /** Resolves when every recorded event has been written or refused (shutdown). */

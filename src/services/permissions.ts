@@ -443,6 +443,12 @@ export class PermissionService {
   /**
    * Checks a token and actionDetails against the scope without consuming anything. `admitted`
    * is the caller's rate limiter (verify/use); a refusal from it wins before any work is done.
+   *
+   * Answered only once its `verify` event is committed (concurrent verifies share one INSERT).
+   * With a copy of the permission this instance holds (SpendableCache), the answer is decided
+   * from the copy and its event is written only while the row still stands as the copy says:
+   * one statement instead of a read and then a write. If the row changed meanwhile (a use, a
+   * revoke, on any instance), nothing is written and the answer is decided again from a read.
    */
   async verify(
     agent: Agent,
@@ -452,29 +458,56 @@ export class PermissionService {
     origin: RequestOrigin,
     admitted?: Promise<unknown>,
   ): Promise<VerifyOutcome> {
+    const copy = this.spendable.get(agent.id, id, this.clock.now().getTime());
+    if (copy) {
+      if (admitted) await admitted;
+      const now = this.clock.now();
+      const outcome = this.verdict(effectivePermission(copy, now), token, actionDetails, now);
+      const seen = {
+        permissionId: copy.id,
+        status: copy.status,
+        usesRemaining: copy.usesRemaining,
+        tokenHash: copy.tokenHash,
+      };
+      if (await this.audit.recordWhile(this.verifyEvent(outcome, origin), seen)) {
+        this.spendable.remember(copy, now.getTime());
+        return outcome;
+      }
+      this.spendable.forget(id);
+    }
     const now = this.clock.now();
     const permission = effectivePermission(await this.findAdmitted(agent, id, admitted), now);
-    let outcome: VerifyOutcome;
+    const outcome = this.verdict(permission, token, actionDetails, now);
+    await this.audit.record(this.verifyEvent(outcome, origin));
+    // Verified once, it is likely verified again or spent soon: the next call skips the read.
+    this.spendable.remember(permission, now.getTime());
+    return outcome;
+  }
+
+  private verdict(
+    permission: Permission,
+    token: string,
+    actionDetails: Record<string, unknown> | undefined,
+    now: Date,
+  ): VerifyOutcome {
     const tokenProblem = this.tokenProblem(permission, token, now);
-    if (tokenProblem) {
-      outcome = { valid: false, permission, reason: tokenProblem.code };
-    } else {
-      const violations = this.violations(permission, actionDetails, now);
-      outcome = violations.length
-        ? { valid: false, permission, reason: 'SCOPE_VIOLATION', violations }
-        : { valid: true, permission };
-    }
-    // Answered only once its event is committed; concurrent verifies share one INSERT.
-    await this.audit.record({
-      ...this.eventBase(permission, origin),
+    if (tokenProblem) return { valid: false, permission, reason: tokenProblem.code };
+    const violations = this.violations(permission, actionDetails, now);
+    return violations.length
+      ? { valid: false, permission, reason: 'SCOPE_VIOLATION', violations }
+      : { valid: true, permission };
+  }
+
+  private verifyEvent(outcome: VerifyOutcome, origin: RequestOrigin): AuditEventInput {
+    return {
+      ...this.eventBase(outcome.permission, origin),
       type: 'verify',
       details: {
         valid: outcome.valid,
         reason: outcome.reason ?? null,
         violations: keysOf(outcome.violations),
       },
-    });
-    return outcome;
+    };
   }
 
   /** Spends one use of the token, atomically, after checking actionDetails against the scope. */

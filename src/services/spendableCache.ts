@@ -4,12 +4,15 @@ const TTL_MS = 5000;
 const MAX_ENTRIES = 10_000;
 
 /**
- * Approved permissions this instance wrote or read a moment ago, so that `use` can skip its read
- * (an agent asks, then spends at once: the read was half of the use path's statements).
+ * Approved permissions this instance wrote or read a moment ago, so that `use` and `verify` can
+ * skip their read (an agent asks, then checks or spends at once: the read was half of the
+ * statements on those paths).
  *
- * Safe because the database stays the judge: the spend statement re-checks everything that can
- * change (status, expiry, uses left, totals, token, agent) and a refused spend is explained from a
- * fresh read. What `use` checks here from the copy never changes once a permission is approved
+ * Safe because the database stays the judge. For use, the spend statement re-checks everything
+ * that can change (status, expiry, uses left, totals, token, agent) and a refused spend is
+ * explained from a fresh read. For verify, the event is written only while the row still has
+ * the copy's status, uses left and token (AuditService.recordWhile), else the answer is decided
+ * again from a read. What is checked from the copy never changes once a permission is approved
  * and has a token: its agent, token hash, expiry and scope. Kept only for scopes without
  * max_total_ caps, whose check also reads the running totals, which do change. Entries live 5 s
  * (the auth cache's bound), and this instance forgets one as soon as it changes it.

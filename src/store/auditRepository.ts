@@ -104,6 +104,59 @@ export async function insertAuditEvents(tx: Queryable, events: readonly AuditEve
   await tx.query(INSERT_EVENTS_SQL, auditEventArrays(events));
 }
 
+/**
+ * What a caller saw of a permission when it decided the answer an event records: the event is
+ * written only while the row still stands so (see insertAuditEventsWhile).
+ */
+export interface PermissionAsSeen {
+  permissionId: string;
+  status: string;
+  usesRemaining: number;
+  tokenHash: string | null;
+}
+
+/** An event to write, unconditionally or only while its permission stands as `seen`. */
+export interface EventToRecord {
+  event: AuditEvent;
+  seen?: PermissionAsSeen;
+}
+
+/**
+ * Events with a `seen` permission are written only if, when the statement runs, that row still
+ * has the status, uses left and token hash the caller saw; the others always. Answers, per event
+ * in order, whether its condition held (an event already stored by a retried write still counts).
+ * One statement: the check and the write see one snapshot, as a read then a write would not.
+ */
+const INSERT_EVENTS_WHILE_SQL = `WITH held AS (
+    SELECT g.ord FROM unnest($12::text[], $13::text[], $14::int[], $15::text[])
+                      WITH ORDINALITY AS g(permission_id, status, uses_remaining, token_hash, ord)
+     WHERE g.status IS NULL
+        OR EXISTS (SELECT 1 FROM permissions p
+                    WHERE p.id = g.permission_id AND p.status = g.status
+                      AND p.uses_remaining = g.uses_remaining AND p.token_hash = g.token_hash)
+  ), written AS (
+    ${auditEventsFromArraysSql(1, true)}
+     WHERE v.ord IN (SELECT ord FROM held)
+    ON CONFLICT (id) DO NOTHING
+  )
+  SELECT ord FROM held`;
+
+export async function insertAuditEventsWhile(
+  db: Queryable,
+  items: readonly EventToRecord[],
+): Promise<boolean[]> {
+  if (items.length === 0) return [];
+  const { rows } = await db.query<{ ord: unknown }>(INSERT_EVENTS_WHILE_SQL, [
+    ...auditEventArrays(items.map((i) => i.event)),
+    items.map((i) => i.seen?.permissionId ?? null),
+    items.map((i) => i.seen?.status ?? null),
+    items.map((i) => i.seen?.usesRemaining ?? null),
+    items.map((i) => i.seen?.tokenHash ?? null),
+  ]);
+  const held = new Set(rows.map((r) => toNumber(r.ord)));
+  return items.map((_, i) => held.has(i + 1));
+}
+
 /** The newest sealed link, or the retention checkpoint when the sealed rows were purged. */
 export async function chainHead(tx: Queryable): Promise<{ chainIndex: number; hash: string } | null> {
   const { rows } = await tx.query<{ chain_index: unknown; hash: string }>(

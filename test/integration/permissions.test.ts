@@ -1058,6 +1058,59 @@ describe.each(testDatabases())('PermissionService on $name', (database) => {
       expect((await appError(h.use(other, permission.id, token ?? ''))).code).toBe('NOT_FOUND');
       expect((await h.current(permission.id)).usesRemaining).toBe(1);
     });
+
+    it('verifies from its copy without reading the permission, and records the verify', async () => {
+      const { seen, h: local } = counting();
+      const { permission, token } = await local.request(agent, { scope: { max_uses: 2, max_amount: 10 } });
+      const ok = await local.verify(agent, permission.id, token ?? '', { amount: 5 });
+      const over = await local.verify(agent, permission.id, token ?? '', { amount: 50 });
+      expect(seen.selects).toBe(0);
+      expect([ok.valid, ok.permission.usesRemaining]).toEqual([true, 2]);
+      expect([over.valid, over.reason]).toEqual([false, 'SCOPE_VIOLATION']);
+      expect(
+        (await h.events(permission.id)).filter((e) => e.type === 'verify').map((e) => e.details),
+      ).toEqual([
+        { valid: true, reason: null, violations: null },
+        { valid: false, reason: 'SCOPE_VIOLATION', violations: ['max_amount'] },
+      ]);
+    });
+
+    it('answers a verify from the row when another instance used the token meanwhile', async () => {
+      const { permission, token } = await h.request(agent, { scope: { max_uses: 3 } });
+      await elsewhere().use(agent, permission.id, token ?? '');
+      const after = await h.verify(agent, permission.id, token ?? '');
+      expect([after.valid, after.permission.usesRemaining]).toEqual([true, 2]);
+      // The copy said 3 uses left: its event was not written, and the read's was, once.
+      expect(await h.trail(permission.id)).toEqual([
+        'request:agent',
+        'approve:policy',
+        'use:agent',
+        'verify:agent',
+      ]);
+    });
+
+    it('says TOKEN_REVOKED to a verify after a revoke on another instance, and records that answer', async () => {
+      const { permission, token } = await h.request(agent, { scope: { max_uses: 5 } });
+      await h.verify(agent, permission.id, token ?? '');
+      await elsewhere().permissions.revoke({ operator: true }, permission.id, operatorOrigin);
+      const after = await h.verify(agent, permission.id, token ?? '');
+      expect([after.valid, after.reason]).toEqual([false, 'TOKEN_REVOKED']);
+      const verifies = (await h.events(permission.id)).filter((e) => e.type === 'verify');
+      expect(verifies.map((e) => e.details)).toEqual([
+        { valid: true, reason: null, violations: null },
+        { valid: false, reason: 'TOKEN_REVOKED', violations: null },
+      ]);
+    });
+
+    it('keeps a copy of what a verify read: the next verify or use reads nothing', async () => {
+      const { permission, token } = await elsewhere().request(agent, { scope: { max_uses: 2 } });
+      const { seen, h: local } = counting();
+      await local.verify(agent, permission.id, token ?? '');
+      expect(seen.selects).toBe(1);
+      await local.verify(agent, permission.id, token ?? '');
+      expect((await local.use(agent, permission.id, token ?? '')).usesRemaining).toBe(1);
+      expect(seen.selects).toBe(1);
+    });
   });
 
   describe('idempotencyKey', () => {
