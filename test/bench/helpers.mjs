@@ -45,6 +45,23 @@ export function processesCpuMs(name) {
   }
 }
 
+/**
+ * The whole machine's CPU time so far, busy and in all, in ms summed over its cores (Linux
+ * /proc/stat; null elsewhere): busy counts every process (the load generator, Redis, the kernel's
+ * loopback TCP), not only the server and Postgres.
+ */
+export function machineCpuMs() {
+  try {
+    const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).map(Number);
+    // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = ticks;
+    const busy = user + nice + system + irq + softirq + steal;
+    return { busy: busy * 10, total: (busy + idle + iowait) * 10 }; // 100 ticks/s
+  } catch {
+    return null;
+  }
+}
+
 /** CPU ms those processes used since `before` (processesCpuMs); one that exited meanwhile is missed. */
 export function cpuSince(before, after) {
   if (!before || !after) return null;

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { api, cpuSince, processCpuMs, processesCpuMs } from './helpers.mjs';
+import { api, cpuSince, machineCpuMs, processCpuMs, processesCpuMs } from './helpers.mjs';
 import { hostilePatternsOverHttp, hostilePure } from './hostile.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -82,11 +82,13 @@ async function sql(query, params) {
 function run(key, name, opts, perRound = 1, serverPid = null) {
   const cpuBefore = serverPid ? processCpuMs(serverPid) : null;
   const dbBefore = processesCpuMs('postgres');
+  const machineBefore = machineCpuMs();
   return new Promise((resolve, reject) => {
     autocannon({ connections: CONNECTIONS, duration: DURATION, ...opts }, (err, result) => {
       if (err) return reject(err);
       const cpuAfter = serverPid ? processCpuMs(serverPid) : null;
       const dbAfter = processesCpuMs('postgres');
+      const machineAfter = machineCpuMs();
       const units = result.requests.total / perRound;
       resolve({
         key,
@@ -100,6 +102,15 @@ function run(key, name, opts, perRound = 1, serverPid = null) {
         // Postgres's processes' CPU per unit (µs): zero for the embedded default, whose database
         // runs inside the server process.
         dbUs: dbBefore && dbAfter ? (cpuSince(dbBefore, dbAfter) * 1000) / units : null,
+        // The whole machine's busy CPU per unit (µs), the load generator included, and the share
+        // of the cores left idle: a row with cores idle was held back by waiting, not by work.
+        boxUs:
+          machineBefore && machineAfter ? ((machineAfter.busy - machineBefore.busy) * 1000) / units : null,
+        idlePct:
+          machineBefore && machineAfter
+            ? 100 *
+              (1 - (machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total))
+            : null,
       });
     });
   });
@@ -382,6 +393,8 @@ function medians(results) {
     p99: median(rounds.map((r) => r.p99)),
     cpuUs: rounds.every((r) => r.cpuUs != null) ? median(rounds.map((r) => r.cpuUs)) : null,
     dbUs: rounds.every((r) => r.dbUs != null) ? median(rounds.map((r) => r.dbUs)) : null,
+    boxUs: rounds.every((r) => r.boxUs != null) ? median(rounds.map((r) => r.boxUs)) : null,
+    idlePct: rounds.every((r) => r.idlePct != null) ? median(rounds.map((r) => r.idlePct)) : null,
     non2xx: rounds.reduce((sum, r) => sum + r.non2xx, 0),
   }));
 }
@@ -392,11 +405,27 @@ function printTable(results) {
   console.log(
     `\n${CONNECTIONS} connections, ${ROUNDS} rounds of ${DURATION} s per row (medians), Postgres ${new URL(DB_URL).host}, Redis ${new URL(REDIS_URL).host}\n`,
   );
-  const cells = ['path', 'req/s', 'p50 ms', 'p99 ms', 'CPU µs', 'DB µs', '× limit', 'goal', '', 'non-2xx'];
-  const widths = [38, 9, 8, 8, 8, 8, 8, 36, 4, 8];
+  const cells = [
+    'path',
+    'req/s',
+    'p50 ms',
+    'p99 ms',
+    'CPU µs',
+    'DB µs',
+    'box µs',
+    'idle %',
+    '× limit',
+    'goal',
+    '',
+    'non-2xx',
+  ];
+  const widths = [38, 9, 8, 8, 8, 8, 8, 8, 8, 36, 4, 8];
+  const GOAL_CELL = 9;
   const line = (values) =>
     values
-      .map((v, i) => (i === 0 || i === 7 ? String(v).padEnd(widths[i]) : String(v).padStart(widths[i])))
+      .map((v, i) =>
+        i === 0 || i === GOAL_CELL ? String(v).padEnd(widths[i]) : String(v).padStart(widths[i]),
+      )
       .join(' ');
   console.log(line(cells));
   let missed = 0;
@@ -426,6 +455,8 @@ function printTable(results) {
         r.p99,
         r.cpuUs ? r.cpuUs.toFixed(0) : '',
         r.dbUs && !r.key.startsWith('embedded') ? r.dbUs.toFixed(0) : '',
+        r.boxUs ? r.boxUs.toFixed(0) : '',
+        r.idlePct != null ? Math.max(0, r.idlePct).toFixed(0) : '',
         // The limit row is Postgres's: the embedded rows are read on their own.
         limit && r.key !== 'hello' && !r.key.startsWith('embedded') ? (r.rps / limit).toFixed(2) : '',
         goalText,
@@ -435,7 +466,7 @@ function printTable(results) {
     );
   }
   console.log(
-    `\nreq/s of the pairs row counts pairs (two calls each); p50/p99 are per HTTP call; CPU µs and DB µs are the CPU time per unit of the server process and of Postgres's processes. ${missed ? `${missed} goal(s) missed.` : 'Every goal met.'}`,
+    `\nreq/s of the pairs row counts pairs (two calls each); p50/p99 are per HTTP call; CPU µs and DB µs are the CPU time per unit of the server process and of Postgres's processes; box µs is the whole machine's (the load generator included) and idle % the share of its cores left idle. ${missed ? `${missed} goal(s) missed.` : 'Every goal met.'}`,
   );
 }
 
