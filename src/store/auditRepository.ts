@@ -171,12 +171,38 @@ export async function chainHead(tx: Queryable): Promise<{ chainIndex: number; ha
   return row ? { chainIndex: toNumber(row.chain_index), hash: row.hash } : null;
 }
 
-export async function unsealedEvents(tx: Queryable, limit: number): Promise<StoredAuditEvent[]> {
-  const { rows } = await tx.query<AuditRow>(
-    `SELECT ${COLUMNS} FROM audit_events WHERE chain_index IS NULL ORDER BY seq LIMIT $1`,
+/** What the sealer links of an unsealed event: the fields chainHash covers, and its seq. */
+export type UnsealedEvent = Pick<
+  StoredAuditEvent,
+  'seq' | 'id' | 'occurredAt' | 'type' | 'actor' | 'agentId' | 'permissionId' | 'detailsHash'
+>;
+
+/**
+ * The oldest unsealed events, with only the columns the chain hashes: not their details (the
+ * chain covers those through details_hash), which the sealer would parse for nothing, on the
+ * server's event loop, for every event written.
+ */
+export async function unsealedEvents(tx: Queryable, limit: number): Promise<UnsealedEvent[]> {
+  const { rows } = await tx.query<
+    Pick<
+      AuditRow,
+      'seq' | 'id' | 'occurred_at' | 'type' | 'actor' | 'agent_id' | 'permission_id' | 'details_hash'
+    >
+  >(
+    `SELECT seq, id, occurred_at, type, actor, agent_id, permission_id, details_hash
+       FROM audit_events WHERE chain_index IS NULL ORDER BY seq LIMIT $1`,
     [limit],
   );
-  return rows.map(fromRow);
+  return rows.map((r) => ({
+    seq: toNumber(r.seq),
+    id: r.id,
+    occurredAt: r.occurred_at,
+    type: r.type,
+    actor: r.actor,
+    agentId: r.agent_id,
+    permissionId: r.permission_id,
+    detailsHash: r.details_hash,
+  }));
 }
 
 export async function sealEvents(
