@@ -57,15 +57,25 @@ export interface SealedFields {
 /** Hash of the empty chain: the first sealed event links to it. */
 export const GENESIS_HASH = '0'.repeat(64);
 
-/** JSON with sorted keys, so the same value always hashes the same however it was built. */
+/**
+ * JSON with sorted keys, so the same value always hashes the same however it was built. Its
+ * output is part of the stored chain and may never change (test/unit/core/auditHash.test.ts).
+ * Every event is hashed twice on the server's event loop (its details when built, its link when
+ * sealed), so objects are walked with one sorted key list and no intermediate arrays; keys sort
+ * by UTF-16 code units, as a `<` comparison does.
+ */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
   if (value instanceof Date) return JSON.stringify(value.toISOString());
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  const record = value as Record<string, unknown>;
+  let out = '';
+  for (const key of Object.keys(record).sort()) {
+    const field = record[key];
+    if (field === undefined) continue;
+    out += `${out ? ',' : ''}${JSON.stringify(key)}:${canonicalJson(field)}`;
+  }
+  return `{${out}}`;
 }
 
 const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
