@@ -175,7 +175,6 @@ const WRITE_BATCH_MAX = 128;
 const READS_IN_FLIGHT = 1;
 const DEADLOCK_DETECTED = '40P01';
 
-/** The refusal of the self-approval ban, as every channel words it. */
 /** The self-approval ban's refusal (one wording for every channel). */
 export const SELF_APPROVAL = SELF_APPROVAL_TEXT;
 
@@ -458,18 +457,11 @@ export class PermissionService {
     origin: RequestOrigin,
     admitted?: Promise<unknown>,
   ): Promise<VerifyOutcome> {
-    const copy = this.spendable.get(agent.id, id, this.clock.now().getTime());
+    const copy = await this.admittedCopy(agent, id, admitted);
     if (copy) {
-      if (admitted) await admitted;
       const now = this.clock.now();
       const outcome = this.verdict(effectivePermission(copy, now), token, actionDetails, now);
-      const seen = {
-        permissionId: copy.id,
-        status: copy.status,
-        usesRemaining: copy.usesRemaining,
-        tokenHash: copy.tokenHash,
-      };
-      if (await this.audit.recordWhile(this.verifyEvent(outcome, origin), seen)) {
+      if (await this.audit.recordWhile(this.verifyEvent(outcome, origin), copy)) {
         this.spendable.remember(copy, now.getTime());
         return outcome;
       }
@@ -519,9 +511,7 @@ export class PermissionService {
     origin: RequestOrigin,
     admitted?: Promise<unknown>,
   ): Promise<Permission> {
-    // A copy this instance holds saves the read; the limiter's refusal still comes first.
-    const copy = this.spendable.get(agent.id, id, this.clock.now().getTime());
-    if (copy && admitted) await admitted;
+    const copy = await this.admittedCopy(agent, id, admitted);
     const permission = copy ?? (await this.findAdmitted(agent, id, admitted));
     const now = this.clock.now();
     const problem = this.tokenProblem(permission, token, now);
@@ -568,6 +558,20 @@ export class PermissionService {
       scopeViolation(this.violations(current, actionDetails, this.clock.now())) ??
       new AppError('TOKEN_USED', 'The token has no uses left');
     return this.rejectUse(current, origin, reason);
+  }
+
+  /**
+   * The copy of this agent's permission this instance holds, if any, once the caller's rate
+   * limiter admitted the call: a copy saves the read, and the limiter's refusal still comes first.
+   */
+  private async admittedCopy(
+    agent: Agent,
+    id: string,
+    admitted?: Promise<unknown>,
+  ): Promise<Permission | null> {
+    const copy = this.spendable.get(agent.id, id, this.clock.now().getTime());
+    if (copy && admitted) await admitted;
+    return copy;
   }
 
   /**

@@ -1,5 +1,6 @@
 import type { ExportRow } from '../core/audit/export.js';
 import type { Actor, AuditEvent } from '../core/audit/index.js';
+import type { Permission } from '../core/permission.js';
 import { type Db, type Queryable, toNumber } from './db.js';
 
 interface AuditRow {
@@ -72,7 +73,7 @@ export function auditEventsFromArraysSql(firstParam: number, withOrdinality = fa
          v.details::jsonb, v.ip, v.user_agent, v.details_hash
     FROM unnest(${p(0)}::text[], ${p(1)}::timestamptz[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
                 ${p(5)}::text[], ${p(6)}::text[], ${p(7)}::text[], ${p(8)}::text[], ${p(9)}::text[], ${p(10)}::text[])
-      ${withOrdinality ? `WITH ORDINALITY AS v(${INSERT_COLUMNS}, ord)` : `AS v(${INSERT_COLUMNS})`}`;
+      ${withOrdinality ? 'WITH ORDINALITY ' : ''}AS v(${INSERT_COLUMNS}${withOrdinality ? ', ord' : ''})`;
 }
 
 /** The parameters of auditEventsFromArraysSql: 11 arrays, one per column. */
@@ -105,15 +106,10 @@ export async function insertAuditEvents(tx: Queryable, events: readonly AuditEve
 }
 
 /**
- * What a caller saw of a permission when it decided the answer an event records: the event is
- * written only while the row still stands so (see insertAuditEventsWhile).
+ * What a caller saw of the event's permission when it decided the answer the event records: the
+ * event is written only while that row still stands so (see insertAuditEventsWhile).
  */
-export interface PermissionAsSeen {
-  permissionId: string;
-  status: string;
-  usesRemaining: number;
-  tokenHash: string | null;
-}
+export type PermissionAsSeen = Pick<Permission, 'status' | 'usesRemaining' | 'tokenHash'>;
 
 /** An event to write, unconditionally or only while its permission stands as `seen`. */
 export interface EventToRecord {
@@ -148,7 +144,7 @@ export async function insertAuditEventsWhile(
   if (items.length === 0) return [];
   const { rows } = await db.query<{ ord: unknown }>(INSERT_EVENTS_WHILE_SQL, [
     ...auditEventArrays(items.map((i) => i.event)),
-    items.map((i) => i.seen?.permissionId ?? null),
+    items.map((i) => (i.seen ? i.event.permissionId : null)),
     items.map((i) => i.seen?.status ?? null),
     items.map((i) => i.seen?.usesRemaining ?? null),
     items.map((i) => i.seen?.tokenHash ?? null),
