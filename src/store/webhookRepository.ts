@@ -125,11 +125,12 @@ const DELIVERY_COLUMNS = 'id, permission_id, agent_id, url, event_type, payload,
  */
 export function deliveriesFromArraysSql(firstParam: number, withOrdinality = false): string {
   const p = (i: number) => `$${firstParam + i}`;
+  const alias = `v(id, permission_id, agent_id, url, event_type, payload, created_at${withOrdinality ? ', ord' : ''})`;
   return `INSERT INTO webhook_deliveries (${DELIVERY_COLUMNS})
      SELECT v.id, v.permission_id, v.agent_id, v.url, v.event_type, v.payload::jsonb, v.created_at, v.created_at
        FROM unnest(${p(0)}::text[], ${p(1)}::text[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
                    ${p(5)}::text[], ${p(6)}::timestamptz[])
-         ${withOrdinality ? 'WITH ORDINALITY AS v(id, permission_id, agent_id, url, event_type, payload, created_at, ord)' : 'AS v(id, permission_id, agent_id, url, event_type, payload, created_at)'}`;
+         ${withOrdinality ? 'WITH ORDINALITY ' : ''}AS ${alias}`;
 }
 
 /** The parameters of deliveriesFromArraysSql: 7 arrays, one per column (null: no delivery). */
