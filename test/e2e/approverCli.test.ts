@@ -217,6 +217,7 @@ describe.runIf(process.env.TEST_DATABASE_URL)('approver accounts across instance
         .output()
         .split('\n')
         .filter((l) => l.includes('approver accounts loaded')).length;
+    await second.logsSoFar();
     const before = loads();
 
     const made = await runCli(['approver:create', '--name', 'olga', '--operator', operatorKeyId], {

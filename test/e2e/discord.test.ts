@@ -526,7 +526,7 @@ describe('Discord approvals (gateway interactions, REST messages)', () => {
     // REST does not need the gateway: a new request is still posted.
     const after = await api.request({ action: 'email.send', resource: 'after the error' });
     await messageOf(fake, after.id);
-    expect(server.output()).not.toMatch(/uncaught|unhandled/i);
+    expect(await server.logsSoFar()).not.toMatch(/uncaught|unhandled/i);
   });
 });
 

@@ -456,7 +456,7 @@ describe.runIf(DB_URL)('permissions across two server instances on Postgres', ()
       await client.end();
     }
     expect(dump.length).toBeGreaterThan(1000);
-    const logs = a.output() + b.output();
+    const logs = (await a.logsSoFar()) + (await b.logsSoFar());
     for (const token of tokensSeen) {
       expect(dump).not.toContain(token);
       expect(logs).not.toContain(token);

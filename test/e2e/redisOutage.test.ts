@@ -128,7 +128,7 @@ describe('a Redis outage', () => {
 
   it('answers every endpoint within 1 s while Redis is down', async () => {
     await redis.stop();
-    outageLogStart = server.output().length;
+    outageLogStart = (await server.logsSoFar()).length;
     const stranger = apiClient(server.url, `ak_test_${randomBytes(32).toString('base64url')}`);
     // Several rounds, so calls land at different points of the client's reconnect attempts.
     for (let round = 0; round < 4; round += 1) {
@@ -212,8 +212,8 @@ describe('a Redis outage', () => {
     expect(performance.now() - started).toBeLessThan(200 + BOUND_MS);
   });
 
-  it('logs the outage once, not once per request or per reconnect attempt', () => {
-    const lines = server.output().slice(outageLogStart).split('\n');
+  it('logs the outage once, not once per request or per reconnect attempt', async () => {
+    const lines = (await server.logsSoFar()).slice(outageLogStart).split('\n');
     const problems = lines.filter((l) => /"level":(40|50|60)/.test(l) || l.includes('Error'));
     expect(lines.filter((l) => l.includes('rate limiter unavailable'))).toHaveLength(1);
     // About 40 calls and 10 s of reconnect attempts: a handful of lines, each naming a consequence.
@@ -265,7 +265,9 @@ describe('a Redis outage', () => {
     });
     expect(res.status).toBe(201);
     expect(res.headers.get('x-ratelimit-remaining')).not.toBeNull();
-    expect(server.output().slice(outageLogStart)).toContain('"msg":"rate limiter available again"');
+    expect((await server.logsSoFar()).slice(outageLogStart)).toContain(
+      '"msg":"rate limiter available again"',
+    );
   });
 
   it('stops on SIGTERM within seconds while Redis is down, answering the agents still waiting', async () => {

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,6 +34,12 @@ export interface ServerProcess {
   schema?: string;
   /** Every line the server wrote to stdout and stderr so far. */
   output(): string;
+  /**
+   * output() once every line the server logged before this call has arrived. The server writes
+   * its log in batches (up to 100 ms late), so a check that a line is absent, or counts lines,
+   * right after an action reads this instead.
+   */
+  logsSoFar(): Promise<string>;
   /** The server's process id (e.g. to read its memory from /proc). */
   pid?: number;
   /** Sends `signal` (e.g. SIGKILL for a crash) and resolves once the process has exited. */
@@ -126,6 +133,24 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     schema,
     pid: child.pid,
     output: () => output,
+    async logsSoFar() {
+      // A request's access-log line comes after every line logged before it: wait for it.
+      if (url.startsWith('http://')) {
+        const mark = `logmark-${randomUUID()}`;
+        const answered = await fetch(`${url}/healthz`, { headers: { 'x-request-id': mark } }).then(
+          () => true,
+          () => false,
+        );
+        const until = performance.now() + 10_000;
+        while (answered && !output.includes(mark) && performance.now() < until) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        if (output.includes(mark)) return output;
+      }
+      // No HTTP API to mark with (worker, bot, TLS): the batch interval, with room to spare.
+      await new Promise((r) => setTimeout(r, 500));
+      return output;
+    },
     kill(signal) {
       child.kill(signal);
       return exited;
