@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Api, apiClient } from '../helpers/api.js';
-import { addVirtualAuthenticator, launchBrowser, newPage } from '../helpers/browser.js';
+import { addVirtualAuthenticator, launchBrowser, newPage, settleAll } from '../helpers/browser.js';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 import { freePort } from '../setup/redis.js';
 
@@ -34,9 +34,13 @@ describe('deciding on the approval page, in Chromium', () => {
   beforeAll(async () => {
     const port = await freePort();
     publicUrl = `http://localhost:${port}`;
-    [server, browser] = await Promise.all([
-      startServer({ env: { ADMIN_TOKEN: ADMIN, PORT: String(port), PUBLIC_URL: publicUrl } }),
-      launchBrowser(),
+    await settleAll([
+      startServer({ env: { ADMIN_TOKEN: ADMIN, PORT: String(port), PUBLIC_URL: publicUrl } }).then((s) => {
+        server = s;
+      }),
+      launchBrowser().then((b) => {
+        browser = b;
+      }),
     ]);
     operator = apiClient(server.url, ADMIN);
     const put = await operator('PUT', '/api/v1/policies', {

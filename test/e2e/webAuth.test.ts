@@ -4,7 +4,7 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPgliteDb } from '../../src/store/pglite.js';
 import { type Api, apiClient } from '../helpers/api.js';
-import { addVirtualAuthenticator, launchBrowser, newPage } from '../helpers/browser.js';
+import { addVirtualAuthenticator, launchBrowser, newPage, settleAll } from '../helpers/browser.js';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 import { freePort } from '../setup/redis.js';
 
@@ -38,7 +38,14 @@ describe('web sign-in with a passkey, in Chromium', () => {
     // 127.0.0.1: browsers refuse an IP address as a passkey's relying party.
     port = await freePort();
     publicUrl = `http://localhost:${port}`;
-    [server, browser] = await Promise.all([start(), launchBrowser()]);
+    await settleAll([
+      start().then((s) => {
+        server = s;
+      }),
+      launchBrowser().then((b) => {
+        browser = b;
+      }),
+    ]);
     operator = apiClient(server.url, ADMIN);
   }, 180_000);
 

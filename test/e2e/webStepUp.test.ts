@@ -3,7 +3,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeMessage, type FakeSlack, startFakeSlack } from '../fakes/slackApi.js';
 import { blockActionPayload, postSlack, type SlackUserRef } from '../fakes/slackRequests.js';
-import { addVirtualAuthenticator, launchBrowser, newPage } from '../helpers/browser.js';
+import { addVirtualAuthenticator, launchBrowser, newPage, settleAll } from '../helpers/browser.js';
 import { type AuditEvent, type ChatApi, chatApi, waitUntil } from '../helpers/chatE2e.js';
 import { runCli, type ServerProcess, startServer } from '../helpers/serverProcess.js';
 import { freePort } from '../setup/redis.js';
@@ -63,7 +63,7 @@ describe('step-up, one person across Slack and the web, and refusals, in Chromiu
       teamId: TEAM.id,
       serverPingIntervalMs: 0,
     });
-    [server, browser] = await Promise.all([
+    await settleAll([
       startServer({
         database: DATABASE,
         env: {
@@ -76,8 +76,12 @@ describe('step-up, one person across Slack and the web, and refusals, in Chromiu
           SLACK_APPROVAL_CHANNEL: CHANNEL,
           SLACK_APPROVERS: `${ALICE.id},${BOB.id}`,
         },
+      }).then((s) => {
+        server = s;
       }),
-      launchBrowser(),
+      launchBrowser().then((b) => {
+        browser = b;
+      }),
     ]);
     api = await chatApi(server, ADMIN, { policies: POLICIES, requestStatus: 'pending' });
   }, 180_000);

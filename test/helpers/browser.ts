@@ -22,6 +22,16 @@ export function launchBrowser(): Promise<Browser> {
   });
 }
 
+/**
+ * Like Promise.all, but throws only once every promise has settled. Starting the server and the
+ * browser side by side, each assigning itself as it comes up, a browser that failed to launch
+ * must not leave the server still starting after afterAll has looked for it to stop.
+ */
+export async function settleAll(promises: readonly Promise<unknown>[]): Promise<void> {
+  const failed = (await Promise.allSettled(promises)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 export interface VirtualAuthenticator {
   cdp: CDPSession;
   authenticatorId: string;
