@@ -100,7 +100,7 @@ class BatchedStdout implements DestinationStream {
 
   constructor(private readonly inner: ReturnType<typeof pino.destination>) {
     setInterval(() => this.handOver(), LOG_BATCH_MS).unref();
-    // Registered after pino's own exit hook for `inner`, so this one runs last and writes all.
+    // Writes what this holds and what `inner` holds, whether or not pino's own hook ran first.
     process.once('exit', () => this.flushSync());
   }
 
@@ -145,7 +145,7 @@ function batchedStdout(): BatchedStdout {
 /**
  * Logs go to stdout asynchronously (a synchronous write per request line blocked the event loop on
  * a slow reader: 40 % of CPU time under load) and in batches (BatchedStdout). Call flushLogger
- * before a planned exit; an exit of any kind writes what is held.
+ * before a planned exit; any exit but a SIGKILL writes what is held.
  */
 export function createLogger(level: string, output: DestinationStream | LoggerOptions = {}): Logger {
   const options: LoggerOptions = 'write' in output ? { destination: output } : output;
