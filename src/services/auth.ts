@@ -32,6 +32,16 @@ const AUTH_FAILURE_WINDOW_MS = 60_000;
  */
 export class AuthService {
   private readonly cache = new Map<string, CachedKey>();
+  /**
+   * Lookups in flight, by key hash. When a busy agent's cached key runs out, every call it has in
+   * flight misses at once: they share one lookup instead of each sending its own. 32 calls did 32
+   * lookups every 5 s, enough to grow the database pool by a dozen new connections (each forking
+   * a Postgres backend and parsing its statements anew): 25–90 ms statements in the Postgres log,
+   * a stall every few seconds that set the p99 of every path.
+   */
+  private readonly loading = new Map<string, Promise<CachedKey>>();
+  /** Bumped when an agent changes: a lookup begun before the change is neither cached nor joined. */
+  private generation = 0;
   private readonly lastTouched = new Map<string, number>();
   private readonly blockedUntil = new Map<string, number>();
   private readonly failureListeners: ((agentId: string | null) => void)[] = [];
@@ -84,6 +94,9 @@ export class AuthService {
     for (const [hash, entry] of this.cache) {
       if (entry.principal.kind === 'agent' && entry.principal.agent.id === agentId) this.cache.delete(hash);
     }
+    // Which agent a lookup in flight is for is not known yet: none of them may be kept or joined.
+    this.generation += 1;
+    this.loading.clear();
   }
 
   private async resolve(presented: string): Promise<Principal> {
@@ -92,16 +105,30 @@ export class AuthService {
     const hash = sha256Hex(presented);
     const now = this.clock.now();
     let entry = this.cache.get(hash);
-    if (!entry || entry.cachedUntil <= now.getTime()) {
-      entry = shape.kind === 'agent' ? await this.loadAgentKey(hash) : await this.loadOperatorKey(hash);
-      this.remember(hash, entry);
-    }
+    if (!entry || entry.cachedUntil <= now.getTime()) entry = await this.load(hash, shape.kind);
     if (!constantTimeEqualHex(entry.keyHash, hash)) throw invalidKey();
     if (entry.revoked || (entry.expiresAt && entry.expiresAt <= now)) {
       throw new AppError('EXPIRED_API_KEY', 'This API key has been revoked or has expired');
     }
     if (entry.principal.kind === 'agent') this.touch(entry.principal.keyId, now);
     return entry.principal;
+  }
+
+  /** The key's entry from the database, through the lookup already in flight for it if any. */
+  private load(hash: string, kind: 'agent' | 'operator'): Promise<CachedKey> {
+    const inFlight = this.loading.get(hash);
+    if (inFlight) return inFlight;
+    const generation = this.generation;
+    const lookup = (kind === 'agent' ? this.loadAgentKey(hash) : this.loadOperatorKey(hash))
+      .then((entry) => {
+        if (generation === this.generation) this.remember(hash, entry);
+        return entry;
+      })
+      .finally(() => {
+        if (this.loading.get(hash) === lookup) this.loading.delete(hash);
+      });
+    this.loading.set(hash, lookup);
+    return lookup;
   }
 
   private async loadAgentKey(hash: string): Promise<CachedKey> {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, inject, it, vi } from 'vitest';
 import type { Actor, AuditEvent, AuditEventInput } from '../../src/core/audit/index.js';
 import { newOperatorKey, sha256Hex } from '../../src/core/credentials.js';
 import { AgentService, type RequestOrigin } from '../../src/services/agents.js';
@@ -561,6 +561,85 @@ describe.each(testDatabases().map((d) => [d.name, d] as const))('storage on %s',
 
       clock.advance(retryAfter * 1000);
       expect((await auth.authenticate(created.apiKey, attacker)).kind).toBe('agent');
+    });
+
+    describe('key lookups', () => {
+      /** The real database, with its key lookups counted; `hold` keeps the next lookup's rows back. */
+      function lookupsOf(inner: Db) {
+        let count = 0;
+        let held: { release: () => void; done: Promise<void> } | null = null;
+        const counted: Db = {
+          ...inner,
+          async query(sql, params) {
+            const result = await inner.query(sql, params);
+            if (!sql.includes('FROM api_keys')) return result;
+            count += 1;
+            const holding = held;
+            held = null;
+            if (holding) await holding.done;
+            return result;
+          },
+        } as Db;
+        return {
+          db: counted,
+          count: () => count,
+          /** The next lookup reads its rows now but answers only when released. */
+          hold() {
+            let release = () => {};
+            const done = new Promise<void>((r) => {
+              release = r;
+            });
+            held = { release, done };
+            return () => release();
+          },
+        };
+      }
+
+      it('calls in flight when the cached key runs out share one lookup', async () => {
+        const created = await agents.create({ name: 'busy' }, ORIGIN);
+        const lookups = lookupsOf(db);
+        const counters = new Counters(redis, `test:store:${randomBytes(6).toString('hex')}`);
+        const shared = new AuthService(lookups.db, clock, counters, 3);
+        const burst = () =>
+          Promise.all(Array.from({ length: 20 }, () => shared.authenticate(created.apiKey, '192.0.2.1')));
+        for (const principal of await burst()) expect(principal).toMatchObject({ kind: 'agent' });
+        expect(lookups.count()).toBe(1);
+        await burst();
+        expect(lookups.count()).toBe(1); // cached
+        clock.advance(5000);
+        for (const principal of await burst()) expect(principal).toMatchObject({ kind: 'agent' });
+        expect(lookups.count()).toBe(2);
+        // An unknown key is refused to every caller of its one lookup.
+        const unknown = `ak_live_${randomBytes(20).toString('hex')}`;
+        const refused = await Promise.all(
+          Array.from({ length: 5 }, (_, i) => appError(shared.authenticate(unknown, `192.0.2.${10 + i}`))),
+        );
+        expect(refused.map((e) => e.code)).toEqual(Array(5).fill('INVALID_API_KEY'));
+        expect(lookups.count()).toBe(3);
+      });
+
+      it('a lookup that read the key before its agent was revoked is neither kept nor joined', async () => {
+        const created = await agents.create({ name: 'revoked mid-lookup' }, ORIGIN);
+        const lookups = lookupsOf(db);
+        const counters = new Counters(redis, `test:store:${randomBytes(6).toString('hex')}`);
+        const racing = new AuthService(lookups.db, clock, counters, 3);
+        agents.onChange((id) => racing.invalidateAgent(id));
+        const release = lookups.hold();
+        const before = racing.authenticate(created.apiKey, '192.0.2.1');
+        await vi.waitFor(() => expect(lookups.count()).toBe(1)); // read, answer held back
+        await agents.revoke(created.agent.id, ORIGIN);
+        // Asked after the revoke while the stale lookup is still in flight: a lookup of its own.
+        const after = appError(racing.authenticate(created.apiKey, '192.0.2.1'));
+        expect((await after).code).toBe('EXPIRED_API_KEY');
+        release();
+        // The call that was in flight at the revoke gets what its lookup read, as before...
+        expect((await before).kind).toBe('agent');
+        // ...but that entry, answered last, did not replace the revoked one in the cache.
+        expect((await appError(racing.authenticate(created.apiKey, '192.0.2.1'))).code).toBe(
+          'EXPIRED_API_KEY',
+        );
+        expect(lookups.count()).toBe(2);
+      });
     });
 
     it('counts failures across instances through Redis', async () => {
