@@ -82,8 +82,8 @@ function prettyDestination(inner: DestinationStream, colorize: boolean): Destina
   } as DestinationStream;
 }
 
-/** Log bytes held before they are handed to stdout, and the longest a line is held. */
-const LOG_BATCH_BYTES = 4096;
+/** Characters of log lines (ASCII JSON: about bytes) held before they go to stdout, and the longest a line is held. */
+const LOG_BATCH_CHARS = 4096;
 const LOG_BATCH_MS = 100;
 
 /**
@@ -96,7 +96,8 @@ const LOG_BATCH_MS = 100;
  */
 class BatchedStdout implements DestinationStream {
   private held: string[] = [];
-  private heldBytes = 0;
+  private heldChars = 0;
+  private handOverScheduled = false;
 
   constructor(private readonly inner: ReturnType<typeof pino.destination>) {
     setInterval(() => this.handOver(), LOG_BATCH_MS).unref();
@@ -106,8 +107,13 @@ class BatchedStdout implements DestinationStream {
 
   write(line: string): boolean {
     this.held.push(line);
-    this.heldBytes += line.length;
-    if (this.heldBytes >= LOG_BATCH_BYTES) this.handOver();
+    this.heldChars += line.length;
+    // A full batch goes at the end of this turn, not at once: a process that logs a burst and
+    // exits in the same turn then has no write in flight, and the exit writes every line in order.
+    if (this.heldChars >= LOG_BATCH_CHARS && !this.handOverScheduled) {
+      this.handOverScheduled = true;
+      setImmediate(() => this.handOver());
+    }
     return true;
   }
 
@@ -126,10 +132,11 @@ class BatchedStdout implements DestinationStream {
   }
 
   private handOver(): void {
+    this.handOverScheduled = false;
     if (this.held.length === 0) return;
     const chunk = this.held.length === 1 ? (this.held[0] as string) : this.held.join('');
     this.held = [];
-    this.heldBytes = 0;
+    this.heldChars = 0;
     // sonic-boom writes asynchronously, coalescing whatever arrives while a write is in flight.
     this.inner.write(chunk);
   }
