@@ -37,22 +37,35 @@ const COLUMNS = `seq, id, occurred_at, type, permission_id, agent_id, actor_type
 
 function fromRow(r: AuditRow): StoredAuditEvent {
   return {
-    seq: toNumber(r.seq),
+    ...linkedFields(r),
     actorType: r.actor_type,
-    id: r.id,
-    occurredAt: r.occurred_at,
-    type: r.type,
-    permissionId: r.permission_id,
-    agentId: r.agent_id,
-    actor: r.actor,
     details: r.details,
     ip: r.ip,
     userAgent: r.user_agent,
-    detailsHash: r.details_hash,
     chainIndex: r.chain_index === null ? null : toNumber(r.chain_index),
     prevHash: r.prev_hash,
     hash: r.hash,
     redactedAt: r.redacted_at,
+  };
+}
+
+/** The columns the chain hashes, and seq: all the sealer reads of an event (unsealedEvents). */
+const LINKED_COLUMNS = 'seq, id, occurred_at, type, actor, agent_id, permission_id, details_hash';
+type LinkedRow = Pick<
+  AuditRow,
+  'seq' | 'id' | 'occurred_at' | 'type' | 'actor' | 'agent_id' | 'permission_id' | 'details_hash'
+>;
+
+function linkedFields(r: LinkedRow): UnsealedEvent {
+  return {
+    seq: toNumber(r.seq),
+    id: r.id,
+    occurredAt: r.occurred_at,
+    type: r.type,
+    actor: r.actor,
+    agentId: r.agent_id,
+    permissionId: r.permission_id,
+    detailsHash: r.details_hash,
   };
 }
 
@@ -179,26 +192,11 @@ export type UnsealedEvent = Pick<
  * server's event loop, for every event written.
  */
 export async function unsealedEvents(tx: Queryable, limit: number): Promise<UnsealedEvent[]> {
-  const { rows } = await tx.query<
-    Pick<
-      AuditRow,
-      'seq' | 'id' | 'occurred_at' | 'type' | 'actor' | 'agent_id' | 'permission_id' | 'details_hash'
-    >
-  >(
-    `SELECT seq, id, occurred_at, type, actor, agent_id, permission_id, details_hash
-       FROM audit_events WHERE chain_index IS NULL ORDER BY seq LIMIT $1`,
+  const { rows } = await tx.query<LinkedRow>(
+    `SELECT ${LINKED_COLUMNS} FROM audit_events WHERE chain_index IS NULL ORDER BY seq LIMIT $1`,
     [limit],
   );
-  return rows.map((r) => ({
-    seq: toNumber(r.seq),
-    id: r.id,
-    occurredAt: r.occurred_at,
-    type: r.type,
-    actor: r.actor,
-    agentId: r.agent_id,
-    permissionId: r.permission_id,
-    detailsHash: r.details_hash,
-  }));
+  return rows.map(linkedFields);
 }
 
 export async function sealEvents(
