@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { inject } from 'vitest';
 import { createSchema, dropSchema, uniqueSchema } from './databases.js';
@@ -143,12 +144,12 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
         );
         const until = performance.now() + 10_000;
         while (answered && !output.includes(mark) && performance.now() < until) {
-          await new Promise((r) => setTimeout(r, 20));
+          await sleep(20);
         }
         if (output.includes(mark)) return output;
       }
       // No HTTP API to mark with (worker, bot, TLS): the batch interval, with room to spare.
-      await new Promise((r) => setTimeout(r, 500));
+      await sleep(500);
       return output;
     },
     kill(signal) {

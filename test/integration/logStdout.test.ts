@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 
 // The server's own logger, writing to a real stdout pipe (the built dist/logger.js, as the server
 // runs it). Lines are written in batches; none may be held back for long or lost at an exit.
@@ -41,11 +41,7 @@ describe('log lines on stdout', () => {
     const { child, out } = run(
       "const log = createLogger('info', { format: 'json' }); log.info('one line'); setTimeout(() => {}, 30_000);",
     );
-    const started = performance.now();
-    while (!out().includes('one line') && performance.now() - started < 10_000) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    expect(messages(out())).toEqual(['one line']);
+    await vi.waitFor(() => expect(messages(out())).toEqual(['one line']), { timeout: 10_000, interval: 20 });
     expect(child.exitCode).toBeNull();
   });
 
