@@ -76,17 +76,25 @@ const INSERT_COLUMNS = `id, occurred_at, type, permission_id, agent_id, actor_ty
  * `INSERT INTO audit_events … SELECT … FROM unnest(…) AS v` of events passed column by column as
  * arrays (auditEventArrays), parameters numbered from `firstParam`: one statement text for any
  * number of events (one prepared statement, where a VALUES list would make a new one per count).
- * Callers may append a WHERE over `v` (e.g. only the events of permissions a statement inserted);
- * `withOrdinality` adds `v.ord`, each event's position (from 1) in the arrays.
+ * `where` filters over `v`, whose `v.ord` is each event's position (from 1) in the arrays (e.g.
+ * only the events of permissions a statement inserted). Events are inserted in array order, so
+ * their seq follows it: a filter is a join, and without the ORDER BY a plan may hand the rows
+ * over in another order (a permission's approval stored before its request).
  */
-export function auditEventsFromArraysSql(firstParam: number, withOrdinality = false): string {
+export function auditEventsFromArraysSql(firstParam: number, where?: string): string {
   const p = (i: number) => `$${firstParam + i}`;
   return `INSERT INTO audit_events (${INSERT_COLUMNS})
   SELECT v.id, v.occurred_at, v.type, v.permission_id, v.agent_id, v.actor_type, v.actor::jsonb,
          v.details::jsonb, v.ip, v.user_agent, v.details_hash
     FROM unnest(${p(0)}::text[], ${p(1)}::timestamptz[], ${p(2)}::text[], ${p(3)}::text[], ${p(4)}::text[],
                 ${p(5)}::text[], ${p(6)}::text[], ${p(7)}::text[], ${p(8)}::text[], ${p(9)}::text[], ${p(10)}::text[])
-      ${withOrdinality ? 'WITH ORDINALITY ' : ''}AS v(${INSERT_COLUMNS}${withOrdinality ? ', ord' : ''})`;
+      WITH ORDINALITY AS v(${INSERT_COLUMNS}, ord)${
+        where
+          ? `
+   WHERE ${where}`
+          : ''
+      }
+   ORDER BY v.ord`;
 }
 
 /** The parameters of auditEventsFromArraysSql: 11 arrays, one per column. */
@@ -144,8 +152,7 @@ const INSERT_EVENTS_WHILE_SQL = `WITH held AS (
                     WHERE p.id = g.permission_id AND p.status = g.status
                       AND p.uses_remaining = g.uses_remaining AND p.token_hash = g.token_hash)
   ), written AS (
-    ${auditEventsFromArraysSql(1, true)}
-     WHERE v.ord IN (SELECT ord FROM held)
+    ${auditEventsFromArraysSql(1, 'v.ord IN (SELECT ord FROM held)')}
     ON CONFLICT (id) DO NOTHING
   )
   SELECT ord FROM held`;

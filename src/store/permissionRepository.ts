@@ -134,8 +134,7 @@ function insertPermissionsSql(withDeliveries: boolean): string {
    ON CONFLICT (agent_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
    RETURNING id
  ), audited AS (
-   ${auditEventsFromArraysSql(AUDIT_PARAM)}
-    WHERE v.permission_id IN (SELECT id FROM inserted)
+   ${auditEventsFromArraysSql(AUDIT_PARAM, 'v.permission_id IN (SELECT id FROM inserted)')}
  )${
    withDeliveries
      ? `, delivered AS (
@@ -236,8 +235,7 @@ function spendTokensSql(withDeliveries: boolean): string {
      SELECT s.ord, (s.spent).*
        FROM spend_tokens($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) s
    ), audited AS (
-     ${auditEventsFromArraysSql(6, true)}
-      WHERE v.ord IN (SELECT ord FROM spent)
+     ${auditEventsFromArraysSql(6, 'v.ord IN (SELECT ord FROM spent)')}
    )${
      withDeliveries
        ? `, delivered AS (
