@@ -4,6 +4,7 @@ import v8 from 'node:v8';
 import { PGlite } from '@electric-sql/pglite';
 import type { Db, Queryable } from './db.js';
 import { initPgliteDir, needsInit } from './pgliteInit.js';
+import { PglitePrepared } from './pglitePrepared.js';
 
 /**
  * PGlite's own start parameters plus a smaller buffer pool. The data dir's postgresql.conf (from
@@ -42,28 +43,46 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db> {
     pglite = await PGlite.create({ startParams: [...PGLITE_START_PARAMS] });
   }
 
-  const asQueryable = (q: Pick<PGlite, 'query' | 'exec'>): Queryable => ({
+  const statements = new PglitePrepared(pglite);
+  /**
+   * `q` is PGlite itself or one of its transactions. Prepared statements take the locks PGlite's
+   * own query() would: outside a transaction both, so a statement never lands inside another
+   * caller's open transaction; inside one the query lock only.
+   */
+  const asQueryable = (q: Pick<PGlite, 'query' | 'exec'>, inTransaction: boolean): Queryable => ({
     async query(sql, params) {
-      const result = await q.query(sql, params as unknown[] | undefined);
-      return { rows: result.rows as never[] };
+      if (!statements.accepts(sql)) {
+        const result = await q.query(sql, params as unknown[] | undefined);
+        return { rows: result.rows as never[] };
+      }
+      const run = () => statements.query(sql, params ?? [], { inTransaction });
+      const rows = await (inTransaction
+        ? pglite._runExclusiveQuery(run)
+        : pglite._runExclusiveTransaction(() => pglite._runExclusiveQuery(run)));
+      return { rows: rows as never[] };
     },
     async exec(sql) {
       await q.exec(sql);
+      // Scripts are migrations: DDL that can change the columns a prepared statement returns.
+      statements.forget();
     },
   });
+  const inTx = <T>(fn: (tx: Queryable) => Promise<T>) =>
+    pglite.transaction((tx) => fn(asQueryable(tx, true)));
+  const top = asQueryable(pglite, false);
 
   return {
     kind: 'pglite',
-    ...asQueryable(pglite),
+    ...top,
     // PGlite hands over a query's rows at once; callers page their queries to bound that.
     async eachRow(sql, params, onRow) {
-      const { rows } = await pglite.query(sql, params as unknown[]);
+      const { rows } = await top.query(sql, params);
       for (const row of rows) onRow(row as never);
       return rows.length;
     },
-    transaction: (fn) => pglite.transaction((tx) => fn(asQueryable(tx))),
+    transaction: inTx,
     // One connection in one process: a transaction already excludes every other statement.
-    lockedTransaction: (_key, fn) => pglite.transaction((tx) => fn(asQueryable(tx))),
+    lockedTransaction: (_key, fn) => inTx(fn),
     async ping() {
       await pglite.query('SELECT 1');
     },
