@@ -18,15 +18,45 @@ export interface PostgresOptions {
  */
 const statementNames = new Map<string, string>();
 const MAX_NAMED_STATEMENTS = 500;
+let namesGiven = 0;
 
 function toQuery(sql: string, params: readonly unknown[] | undefined): pg.QueryConfig {
   if (!params || params.length === 0) return { text: sql };
   let name = statementNames.get(sql);
   if (!name && statementNames.size < MAX_NAMED_STATEMENTS) {
-    name = `aotp_${statementNames.size}`;
+    namesGiven += 1;
+    name = `aotp_${namesGiven}`;
     statementNames.set(sql, name);
   }
   return { text: sql, values: params as unknown[], ...(name ? { name } : {}) };
+}
+
+/** feature_not_supported: what Postgres answers when a prepared statement's result columns changed. */
+const STALE_PLAN = '0A000';
+
+/**
+ * A migration (this instance's, or another's during a rolling upgrade) that changes a table's
+ * columns makes Postgres refuse each connection's prepared `SELECT *` on it, for as long as the
+ * connection lives. Such a statement gets a new name, so every connection prepares it afresh;
+ * answers whether the query is worth running again (outside a transaction, which has failed).
+ */
+function renamedAfterStale(err: unknown, sql: string): boolean {
+  if ((err as { code?: unknown }).code !== STALE_PLAN || !statementNames.has(sql)) return false;
+  statementNames.delete(sql);
+  return true;
+}
+
+async function runQuery(
+  client: pg.Pool | pg.PoolClient,
+  sql: string,
+  params: readonly unknown[] | undefined,
+) {
+  try {
+    return await client.query(toQuery(sql, params));
+  } catch (err) {
+    if (!renamedAfterStale(err, sql)) throw err;
+    return client.query(toQuery(sql, params));
+  }
 }
 
 export function createPostgresDb(options: PostgresOptions): Db {
@@ -41,7 +71,7 @@ export function createPostgresDb(options: PostgresOptions): Db {
   const db: Db = {
     kind: 'postgres',
     async query(sql, params) {
-      const result = await pool.query(toQuery(sql, params));
+      const result = await runQuery(pool, sql, params);
       return { rows: result.rows };
     },
     async exec(sql) {
@@ -116,8 +146,14 @@ async function inTransaction<T>(
 function wrap(client: pg.PoolClient): Queryable {
   return {
     async query(sql, params) {
-      const result = await client.query(toQuery(sql, params));
-      return { rows: result.rows };
+      try {
+        const result = await client.query(toQuery(sql, params));
+        return { rows: result.rows };
+      } catch (err) {
+        // The transaction has failed; its statement is prepared afresh next time.
+        renamedAfterStale(err, sql);
+        throw err;
+      }
     },
     async exec(sql) {
       await client.query(sql);

@@ -120,20 +120,15 @@ describe('the embedded database with prepared statements', () => {
     ]);
   });
 
-  it('a table changed after its statements were prepared is read by its new columns', async () => {
+  it('after a migration script, a statement in a transaction is prepared afresh', async () => {
     const read = 'SELECT * FROM items WHERE id = $1';
     expect((await db.query(read, [2])).rows).toEqual([{ id: 2, name: 'outside' }]);
-    // A migration: a script of DDL.
     await db.exec('ALTER TABLE items ADD COLUMN size int');
-    // Inside a transaction too, where a refused statement could not be run again.
+    // Where a statement Postgres refused could not be run again (see preparedStatements.test.ts
+    // for reads outside a transaction, on both databases).
     expect((await db.transaction((tx) => tx.query(read, [2]))).rows).toEqual([
       { id: 2, name: 'outside', size: null },
     ]);
-    expect((await db.query(read, [2])).rows).toEqual([{ id: 2, name: 'outside', size: null }]);
-    // DDL sent as a statement, which the statement cache does not see: Postgres refuses the stale
-    // statement once, and it is prepared afresh and run again.
-    await db.query('ALTER TABLE items ADD COLUMN colour text');
-    expect((await db.query(read, [2])).rows).toEqual([{ id: 2, name: 'outside', size: null, colour: null }]);
   });
 
   it('more distinct statements than it keeps prepared all still answer', async () => {
