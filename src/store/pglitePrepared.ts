@@ -56,6 +56,8 @@ export class PglitePrepared {
     params: readonly unknown[],
     { inTransaction }: { inTransaction: boolean },
   ): Promise<Record<string, unknown>[]> {
+    // As PGlite's query() does: a clear error once it is closing or closed, and waits until ready.
+    await this.pglite._checkReady();
     const syncToFs = !inTransaction;
     try {
       return await this.run(sql, params, syncToFs);
@@ -129,7 +131,9 @@ export class PglitePrepared {
     const pending = this.parse(sql);
     this.prepared.set(sql, pending);
     // A statement Postgres refused is not remembered: the next call reports the same error.
-    pending.catch(() => this.prepared.delete(sql));
+    pending.catch(() => {
+      if (this.prepared.get(sql) === pending) this.prepared.delete(sql);
+    });
     return pending;
   }
 

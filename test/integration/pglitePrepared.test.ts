@@ -131,6 +131,13 @@ describe('the embedded database with prepared statements', () => {
     ]);
   });
 
+  it('once closed, a statement is refused with a clear error', async () => {
+    const closed = await createPgliteDb(null);
+    await closed.query('SELECT $1::int AS n', [1]);
+    await closed.close();
+    await expect(closed.query('SELECT $1::int AS n', [1])).rejects.toThrow('PGlite is closed');
+  });
+
   it('more distinct statements than it keeps prepared all still answer', async () => {
     for (let i = 0; i < 520; i += 1) {
       const { rows } = await db.query(`SELECT $1::int + ${i} AS n`, [1]);
