@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import v8 from 'node:v8';
-import { PGlite } from '@electric-sql/pglite';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { Db, Queryable } from './db.js';
 import { initPgliteDir, needsInit } from './pgliteInit.js';
 import { PglitePrepared } from './pglitePrepared.js';
@@ -49,13 +49,18 @@ export async function createPgliteDb(dataDir: string | null): Promise<Db> {
    * own query() would: outside a transaction both, so a statement never lands inside another
    * caller's open transaction; inside one the query lock only.
    */
-  const asQueryable = (q: Pick<PGlite, 'query' | 'exec'>, inTransaction: boolean): Queryable => ({
+  const asQueryable = (q: PGlite | Transaction, inTransaction: boolean): Queryable => ({
     async query(sql, params) {
       if (!statements.accepts(sql)) {
         const result = await q.query(sql, params as unknown[] | undefined);
         return { rows: result.rows as never[] };
       }
-      const run = () => statements.query(sql, params ?? [], { inTransaction });
+      const run = async () => {
+        // As PGlite's own transaction object refuses: a statement after its transaction ended
+        // would otherwise run outside it, without the lock that keeps other transactions out.
+        if (inTransaction && (q as Transaction).closed) throw new Error('Transaction is closed');
+        return statements.query(sql, params ?? [], { inTransaction });
+      };
       const rows = await (inTransaction
         ? pglite._runExclusiveQuery(run)
         : pglite._runExclusiveTransaction(() => pglite._runExclusiveQuery(run)));

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Db } from '../../src/store/db.js';
+import type { Db, Queryable } from '../../src/store/db.js';
 import { createPgliteDb } from '../../src/store/pglite.js';
 import { PglitePrepared } from '../../src/store/pglitePrepared.js';
 
@@ -129,6 +129,18 @@ describe('the embedded database with prepared statements', () => {
     expect((await db.transaction((tx) => tx.query(read, [2]))).rows).toEqual([
       { id: 2, name: 'outside', size: null },
     ]);
+  });
+
+  it('a transaction used after it ended refuses the statement and writes nothing', async () => {
+    let kept: Queryable | undefined;
+    await db.transaction(async (tx) => {
+      kept = tx;
+      await tx.query('SELECT $1::int AS n', [1]);
+    });
+    await expect(kept?.query('INSERT INTO items (id, name) VALUES ($1, $2)', [3, 'late'])).rejects.toThrow(
+      'Transaction is closed',
+    );
+    expect((await db.query('SELECT id FROM items WHERE id = $1', [3])).rows).toEqual([]);
   });
 
   it('once closed, a statement is refused with a clear error', async () => {
