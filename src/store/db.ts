@@ -41,6 +41,32 @@ export const LOCKS = {
   auditRetention: 7_201_003,
 } as const;
 
+/** feature_not_supported: what Postgres answers when a prepared statement's result columns changed. */
+const STALE_PLAN = '0A000';
+
+/**
+ * Both databases run statements as named prepared statements. A migration that changes a table's
+ * columns (this instance's, or another's during a rolling upgrade) makes Postgres refuse a
+ * prepared `SELECT *` on it ("cached plan must not change result type") for as long as the
+ * statement lives. On that refusal `forget` drops the statement so its next use prepares it
+ * afresh, and outside a transaction `run` goes once more: the refused statement never ran.
+ * Inside one the transaction has already failed, so the error stands.
+ */
+export async function preparedAfresh<T>(
+  run: () => Promise<T>,
+  forget: () => void,
+  inTransaction: boolean,
+): Promise<T> {
+  try {
+    return await run();
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== STALE_PLAN) throw err;
+    forget();
+    if (inTransaction) throw err;
+    return run();
+  }
+}
+
 /** pg returns int8 as string, PGlite as number: repositories normalise through this. */
 export function toNumber(value: unknown): number {
   return typeof value === 'number' ? value : Number(value);

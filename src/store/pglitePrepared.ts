@@ -1,5 +1,6 @@
 import { type PGlite, types } from '@electric-sql/pglite';
 import { serialize } from 'pg-protocol';
+import { preparedAfresh } from './db.js';
 
 /** A prepared statement: its name and the types Postgres inferred for its parameters. */
 interface Prepared {
@@ -18,8 +19,6 @@ const MAX_PREPARED = 500;
 const DESCRIBE_PORTAL = serialize.describe({ type: 'P' });
 const EXECUTE = serialize.execute({});
 const SYNC = serialize.sync();
-/** feature_not_supported: what Postgres answers when a statement's result columns changed. */
-const STALE_PLAN = '0A000';
 
 /**
  * Runs statements on PGlite as named prepared statements, each call ONE trip into the wasm
@@ -45,12 +44,7 @@ export class PglitePrepared {
     return this.prepared.has(sql) || this.prepared.size < MAX_PREPARED;
   }
 
-  /**
-   * Runs sql with params. Outside a transaction a statement made stale by a change to its table
-   * (Postgres refuses it: "cached plan must not change result type") is prepared afresh and run
-   * once more, and PGlite syncs its files after, as its query() does; inside one the refusal has
-   * already failed the transaction, so it is reported.
-   */
+  /** Runs sql with params; outside a transaction PGlite syncs its files after, as its query() does. */
   async query(
     sql: string,
     params: readonly unknown[],
@@ -58,13 +52,11 @@ export class PglitePrepared {
   ): Promise<Record<string, unknown>[]> {
     // As PGlite's query() does: a clear error once it is closing or closed, and waits until ready.
     await this.pglite._checkReady();
-    const syncToFs = !inTransaction;
-    try {
-      return await this.run(sql, params, syncToFs);
-    } catch (err) {
-      if (inTransaction || (err as { code?: unknown }).code !== STALE_PLAN) throw err;
-      return this.run(sql, params, syncToFs);
-    }
+    return preparedAfresh(
+      async () => this.execute(await (this.prepared.get(sql) ?? this.prepare(sql)), params, !inTransaction),
+      () => this.prepared.delete(sql),
+      inTransaction,
+    );
   }
 
   /**
@@ -73,24 +65,6 @@ export class PglitePrepared {
    */
   forget(): void {
     this.prepared.clear();
-  }
-
-  private async run(
-    sql: string,
-    params: readonly unknown[],
-    syncToFs: boolean,
-  ): Promise<Record<string, unknown>[]> {
-    const pending = this.prepared.get(sql) ?? this.prepare(sql);
-    const statement = await pending;
-    try {
-      return await this.execute(statement, params, syncToFs);
-    } catch (err) {
-      // Forgotten, so the next call prepares it afresh (unless a newer one already replaced it).
-      if ((err as { code?: unknown }).code === STALE_PLAN && this.prepared.get(sql) === pending) {
-        this.prepared.delete(sql);
-      }
-      throw err;
-    }
   }
 
   private async execute(

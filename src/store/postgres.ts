@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from '../logger.js';
-import { type Db, LOCK_SQL, type Queryable } from './db.js';
+import { type Db, LOCK_SQL, preparedAfresh, type Queryable } from './db.js';
 
 export interface PostgresOptions {
   connectionString: string;
@@ -31,32 +31,19 @@ function toQuery(sql: string, params: readonly unknown[] | undefined): pg.QueryC
   return { text: sql, values: params as unknown[], ...(name ? { name } : {}) };
 }
 
-/** feature_not_supported: what Postgres answers when a prepared statement's result columns changed. */
-const STALE_PLAN = '0A000';
-
-/**
- * A migration (this instance's, or another's during a rolling upgrade) that changes a table's
- * columns makes Postgres refuse each connection's prepared `SELECT *` on it, for as long as the
- * connection lives. Such a statement gets a new name, so every connection prepares it afresh;
- * answers whether the query is worth running again (outside a transaction, which has failed).
- */
-function renamedAfterStale(err: unknown, sql: string): boolean {
-  if ((err as { code?: unknown }).code !== STALE_PLAN || !statementNames.has(sql)) return false;
-  statementNames.delete(sql);
-  return true;
-}
-
-async function runQuery(
+/** A query as a named prepared statement, given a new name when Postgres refuses it as stale. */
+function runQuery(
   client: pg.Pool | pg.PoolClient,
   sql: string,
   params: readonly unknown[] | undefined,
+  inTransaction: boolean,
 ) {
-  try {
-    return await client.query(toQuery(sql, params));
-  } catch (err) {
-    if (!renamedAfterStale(err, sql)) throw err;
-    return client.query(toQuery(sql, params));
-  }
+  return preparedAfresh(
+    () => client.query(toQuery(sql, params)),
+    // A new name, so every connection prepares it afresh (each still holds the old one).
+    () => statementNames.delete(sql),
+    inTransaction,
+  );
 }
 
 export function createPostgresDb(options: PostgresOptions): Db {
@@ -71,7 +58,7 @@ export function createPostgresDb(options: PostgresOptions): Db {
   const db: Db = {
     kind: 'postgres',
     async query(sql, params) {
-      const result = await runQuery(pool, sql, params);
+      const result = await runQuery(pool, sql, params, false);
       return { rows: result.rows };
     },
     async exec(sql) {
@@ -146,14 +133,8 @@ async function inTransaction<T>(
 function wrap(client: pg.PoolClient): Queryable {
   return {
     async query(sql, params) {
-      try {
-        const result = await client.query(toQuery(sql, params));
-        return { rows: result.rows };
-      } catch (err) {
-        // The transaction has failed; its statement is prepared afresh next time.
-        renamedAfterStale(err, sql);
-        throw err;
-      }
+      const result = await runQuery(client, sql, params, true);
+      return { rows: result.rows };
     },
     async exec(sql) {
       await client.query(sql);
