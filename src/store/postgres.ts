@@ -64,7 +64,14 @@ export function createPostgresDb(options: PostgresOptions): Db {
     async exec(sql) {
       await pool.query(sql);
     },
-    eachRow: (sql, params, onRow) => eachRow(pool, toQuery(sql, params), onRow),
+    // Postgres refuses a stale statement when binding it, before any row, so going once more
+    // cannot hand a row over twice.
+    eachRow: (sql, params, onRow) =>
+      preparedAfresh(
+        () => eachRow(pool, toQuery(sql, params), onRow),
+        () => statementNames.delete(sql),
+        false,
+      ),
     transaction: (fn) => inTransaction(pool, null, fn),
     lockedTransaction: (key, fn) => inTransaction(pool, key, fn),
     async ping() {

@@ -34,4 +34,20 @@ describe.each(testDatabases())('prepared statements after a migration on $name',
       expect(rows).toEqual([{ id: 1, name: 'first', size: null, colour: null }]);
     }
   });
+
+  it('a streamed read (an export) is read by its new columns too', async () => {
+    const streamMany = () =>
+      Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const rows: unknown[] = [];
+          await db.eachRow(read, [1], (row) => rows.push(row));
+          return rows;
+        }),
+      );
+    await streamMany();
+    await db.exec('ALTER TABLE widgets ADD COLUMN weight int');
+    for (const rows of await streamMany()) {
+      expect(rows).toEqual([{ id: 1, name: 'first', size: null, colour: null, weight: null }]);
+    }
+  });
 });
